@@ -1,0 +1,62 @@
+"""The lmforge command line: one verb per module, each parses and calls one library function.
+
+    lmforge run [SPEC] --out DIR        prepare -> train -> evaluate
+    lmforge prepare [SPEC] --out DIR    data stage only
+    lmforge train DIR [--resume]        train stage only
+    lmforge evaluate DIR                evaluate stage only
+    lmforge predict DIR --text ...      label texts
+    lmforge validate SPEC               check a spec
+    lmforge models | datasets           the offline catalog
+
+User errors (bad spec, bad data, missing files or extras) print one message and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from lmforge import __version__
+from lmforge.cli import catalog, predict, stages, validate
+from lmforge.errors import LmforgeError
+
+VERBS = (stages, predict, validate, catalog)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lmforge",
+        description="From labeled text to a fine-tuned, evaluated model: one spec, one CLI, offline.",
+        epilog="example: lmforge run --out runs/demo   (the embedded default job)",
+    )
+    parser.add_argument("--version", action="version", version=f"lmforge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what each stage does")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for module in VERBS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # lmforge never fetches from a hub
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        return int(args.func(args) or 0)
+    except LmforgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Helpers shared by the CLI verbs: spec arguments and output formatting."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def add_spec_args(parser: argparse.ArgumentParser, *, spec_optional: bool = True) -> None:
+    parser.add_argument(
+        "spec", nargs="?" if spec_optional else None, default=None,
+        help="YAML spec file (omit for the embedded default: airline-tweets + minilm-l6)",
+    )
+    add_set_arg(parser)
+
+
+def add_set_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a spec value, e.g. --set train.epochs=2 (repeatable)",
+    )
+
+
+def add_progress_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+
+
+def say(message: str) -> None:
+    """A line for the user on stdout."""
+    print(message, flush=True)
+
+
+def dump(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def metrics_line(metrics: dict[str, Any]) -> str:
+    return (
+        f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
+        f"ECE {metrics.get('ece', float('nan')):.4f}  (n_test={metrics['n_test']})"
+    )

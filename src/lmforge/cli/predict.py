@@ -1,0 +1,68 @@
+"""`lmforge predict RUN`: label texts with a trained run's model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lmforge.cli._common import dump
+from lmforge.errors import DataError
+
+EXAMPLE = """examples:
+  lmforge predict runs/demo --text "@united lost my bag again"
+  lmforge predict runs/demo --input texts.jsonl --output predictions.jsonl"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict labels for texts", epilog=EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="run directory with a trained model")
+    p.add_argument("--text", action="append", default=[], help="a text to label (repeatable)")
+    p.add_argument("--input", help="JSONL file with a text field per line")
+    p.add_argument("--output", help="JSONL file to write (with --input)")
+    p.add_argument("--text-field", default="text", help="field of --input holding the text (default: text)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def _read_jsonl(path: Path, field: str) -> list[dict]:
+    if not path.is_file():
+        raise DataError(f"Input file not found: {path}")
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{n} is not valid JSON ({exc.msg}).") from None
+            if not isinstance(record, dict) or not isinstance(record.get(field), str):
+                raise DataError(f"{path}:{n} has no string field '{field}'. Use --text-field to name it.")
+            records.append(record)
+    return records
+
+
+def run(args: argparse.Namespace) -> int:
+    from lmforge.rundir import atomic_write_text
+    from lmforge.train import load_predictor
+
+    if bool(args.text) == bool(args.input):
+        raise DataError("Give either --text (repeatable) or --input FILE.jsonl, not both or neither.")
+    if args.input and not args.output:
+        raise DataError("--input needs --output FILE.jsonl for the predictions.")
+    if args.batch_size < 1:
+        raise DataError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    records = _read_jsonl(Path(args.input), args.text_field) if args.input else [{"text": t} for t in args.text]
+    predictor = load_predictor(args.run)
+    texts = [r[args.text_field] if args.input else r["text"] for r in records]
+    preds = predictor.predict(texts, batch_size=args.batch_size, progress=args.progress and bool(args.input))
+    if args.input:
+        lines = [json.dumps({**r, "prediction": p}, ensure_ascii=False) for r, p in zip(records, preds, strict=True)]
+        atomic_write_text(args.output, "\n".join(lines) + ("\n" if lines else ""))
+        print(f"wrote {len(lines)} predictions to {args.output}")
+    else:
+        dump([{"text": t, **p} for t, p in zip(texts, preds, strict=True)])
+    return 0

@@ -1,0 +1,104 @@
+"""`lmforge run | prepare | train | evaluate`: the lifecycle stages over a run directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lmforge.cli._common import add_progress_arg, add_set_arg, add_spec_args, metrics_line, say
+
+
+def _default_out(spec_name: str) -> Path:
+    return Path("runs") / spec_name
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="prepare, train and evaluate in one go",
+        description="Run every stage of a spec into one run directory.",
+        epilog="examples:\n  lmforge run --out runs/demo\n  lmforge run recipes/airline-lora.yaml --out runs/lora "
+        "--set train.epochs=1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_spec_args(p)
+    p.add_argument("--out", help="run directory (default: runs/<spec name>)")
+    add_progress_arg(p)
+    p.set_defaults(func=run)
+
+    p = sub.add_parser(
+        "prepare", help="load, clean, dedupe and split the data",
+        epilog="example: lmforge prepare my-spec.yaml --out runs/exp1",
+    )
+    add_spec_args(p)
+    p.add_argument("--out", help="run directory (default: runs/<spec name>)")
+    p.set_defaults(func=prepare)
+
+    p = sub.add_parser(
+        "train", help="fine-tune on a prepared run directory",
+        epilog="examples:\n  lmforge train runs/exp1\n  lmforge train runs/exp1 --resume",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run", help="run directory made by `lmforge prepare`")
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    add_set_arg(p)
+    add_progress_arg(p)
+    p.set_defaults(func=train)
+
+    p = sub.add_parser(
+        "evaluate", help="evaluate a trained run on its test split",
+        epilog="example: lmforge evaluate runs/exp1",
+    )
+    p.add_argument("run", help="run directory with a trained model")
+    p.set_defaults(func=evaluate)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lmforge.config import load_spec
+    from lmforge.pipeline import run_all
+
+    spec = load_spec(args.spec, args.overrides)
+    out = Path(args.out) if args.out else _default_out(spec.name)
+    say(f"run: {spec.data.path or spec.data.dataset} + {spec.model.name} ({spec.train.method}) -> {out}")
+    metrics = run_all(spec, out, progress=args.progress)
+    say(f"test: {metrics_line(metrics)}")
+    say(f"report: {out / 'eval' / 'report.html'}")
+    say(f"model card: {out / 'MODEL_CARD.md'}")
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> int:
+    from lmforge.config import load_spec
+    from lmforge.data import prepare as prepare_data
+    from lmforge.pipeline import init_run
+
+    spec = load_spec(args.spec, args.overrides)
+    out = Path(args.out) if args.out else _default_out(spec.name)
+    report = prepare_data(spec, init_run(spec, out))
+    counts = report.get("splits", {})
+    say(f"prepared {out / 'data'}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from lmforge.pipeline import load_run_spec
+    from lmforge.rundir import RunDir
+    from lmforge.train import train as train_model
+
+    run_dir = RunDir(args.run)
+    spec = load_run_spec(run_dir, args.overrides)
+    summary = train_model(spec, run_dir, resume=args.resume, progress=args.progress)
+    say(f"trained {run_dir.model_dir}: {summary['steps']} steps in {summary['seconds']:.0f}s, "
+        f"best val macro-F1 {summary['best_val_macro_f1']}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from lmforge.evaluate import evaluate as evaluate_run
+    from lmforge.pipeline import load_run_spec
+    from lmforge.rundir import RunDir
+
+    run_dir = RunDir(args.run)
+    metrics = evaluate_run(load_run_spec(run_dir), run_dir)
+    say(f"test: {metrics_line(metrics)}")
+    say(f"report: {run_dir.eval_dir / 'report.html'}")
+    return 0

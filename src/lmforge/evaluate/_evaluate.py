@@ -1,0 +1,213 @@
+"""The evaluate stage: predict the test split, write eval/, MODEL_CARD.md and the manifest metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from lmforge.errors import DataError, RunDirError
+from lmforge.evaluate._analysis import collect_errors, error_rate_by_length, weak_classes
+from lmforge.evaluate._card import render_model_card
+from lmforge.evaluate._metrics import compute_metrics
+from lmforge.evaluate._plots import plot_calibration, plot_confusion
+from lmforge.evaluate._report import render_report
+from lmforge.evaluate._summary import run_summary
+from lmforge.rundir import RunDir, atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from lmforge.config import Spec
+
+__all__ = ["Predictor", "evaluate", "load_labels", "load_test_split"]
+
+logger = logging.getLogger(__name__)
+
+_PREPARE_HINT = "Run `lmforge prepare spec.yaml` first to write the prepared data splits."
+# Bad lines quoted in a DataError, at most.
+_MAX_PROBLEMS = 5
+
+
+class Predictor(Protocol):
+    """What the evaluate stage needs of a trained model (``lmforge.train.load_predictor``)."""
+
+    labels: list[str]
+    """Class names, in the column order of ``predict_proba``."""
+
+    def predict_proba(self, texts: list[str], batch_size: int, progress: bool = False) -> np.ndarray:
+        """Probabilities of shape (N, C); rows sum to 1, columns in ``labels`` order."""
+        ...
+
+
+def _relative(run: RunDir, path: Path) -> str:
+    return path.relative_to(run.root).as_posix()
+
+
+def load_labels(run: RunDir) -> list[str]:
+    """The label set of the prepared data (``data/labels.json``).
+
+    Raises:
+        RunDirError: If the file is missing (run ``lmforge prepare``) or malformed.
+    """
+    path = run.require(_relative(run, run.labels_path), hint=_PREPARE_HINT)
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8")).get("labels")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise RunDirError(f"{path} is not a JSON object ({exc}). {_PREPARE_HINT}") from None
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise RunDirError(f'{path} must hold {{"labels": [label strings]}}, got {labels!r}. {_PREPARE_HINT}')
+    return labels
+
+
+def load_test_split(run: RunDir) -> tuple[list[str], list[str]]:
+    """Texts and labels of the prepared test split (``data/test.jsonl``).
+
+    Raises:
+        RunDirError: If the split is missing (run ``lmforge prepare``).
+        DataError: If lines are not ``{"text": str, "label": str}`` or the split is empty.
+    """
+    path = run.require(_relative(run, run.split_path("test")), hint=_PREPARE_HINT)
+    texts: list[str] = []
+    labels: list[str] = []
+    problems: list[str] = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(f"line {number}: not JSON ({exc.msg})")
+                continue
+            text = row.get("text") if isinstance(row, dict) else None
+            label = row.get("label") if isinstance(row, dict) else None
+            if isinstance(label, int) and not isinstance(label, bool):
+                label = str(label)
+            if not isinstance(text, str) or not isinstance(label, str):
+                problems.append(
+                    f'line {number}: expected {{"text": str, "label": str}}, got {line.strip()[:80]!r}'
+                )
+                continue
+            texts.append(text)
+            labels.append(label)
+    if problems:
+        shown = "; ".join(problems[:_MAX_PROBLEMS])
+        more = f" (and {len(problems) - _MAX_PROBLEMS} more)" if len(problems) > _MAX_PROBLEMS else ""
+        raise DataError(f"{path} has {len(problems)} malformed lines: {shown}{more}. {_PREPARE_HINT}")
+    if not texts:
+        raise DataError(
+            f"The test split {path} is empty, so there is nothing to evaluate. "
+            "Set data.test_fraction above 0 (or data.test_path) and run `lmforge prepare` again."
+        )
+    return texts, labels
+
+
+def _label_indices(test_labels: list[str], model_labels: list[str], data_labels: list[str]) -> np.ndarray:
+    if len(set(model_labels)) != len(model_labels):
+        raise RunDirError(f"The model's labels are not unique: {model_labels!r}. Re-run `lmforge train`.")
+    if set(model_labels) != set(data_labels):
+        logger.warning(
+            "The model's labels %s differ from the prepared data's %s; was the data prepared again after training?",
+            model_labels,
+            data_labels,
+        )
+    index = {label: i for i, label in enumerate(model_labels)}
+    unknown = sorted({label for label in test_labels if label not in index})
+    if unknown:
+        raise DataError(
+            f"The test split has labels the model does not know: {unknown}. Model labels: {model_labels}. "
+            "The model and the data come from different preparations; run `lmforge train` again."
+        )
+    return np.array([index[label] for label in test_labels], dtype=np.int64)
+
+
+def evaluate(
+    spec: Spec, run: RunDir | str | Path, predictor: Predictor | None = None, *, progress: bool = False
+) -> dict[str, Any]:
+    """Evaluate the trained model of ``run`` on its test split and write the evaluation artifacts.
+
+    Writes ``eval/`` (``metrics.json``, ``confusion.png``, ``calibration.png``,
+    ``errors.jsonl``, ``report.html``) atomically, then ``MODEL_CARD.md``, then merges the
+    headline metrics into the manifest.
+
+    Args:
+        spec: The resolved spec; ``spec.evaluate`` sets batch size, calibration bins and
+            how many errors are kept.
+        run: The run directory (or its path).
+        predictor: The model to evaluate; ``lmforge.train.load_predictor(run)`` when None.
+        progress: Let the predictor show a progress bar.
+
+    Returns:
+        The metrics dict written to ``eval/metrics.json`` (see :func:`compute_metrics`), plus
+        ``error_rate_by_length``.
+
+    Raises:
+        RunDirError: If the prepared data (or the trained model) is missing.
+        DataError: If the test split is malformed, empty, or has labels the model lacks.
+    """
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    data_labels = load_labels(run)
+    texts, test_labels = load_test_split(run)
+    if predictor is None:
+        from lmforge.train import load_predictor  # lazy: torch is imported only to predict
+
+        predictor = load_predictor(run)
+    labels = list(predictor.labels)
+    y_true = _label_indices(test_labels, labels, data_labels)
+
+    logger.info("Predicting %d test examples (batch size %d)", len(texts), spec.evaluate.batch_size)
+    proba = np.asarray(predictor.predict_proba(texts, batch_size=spec.evaluate.batch_size, progress=progress))
+    metrics = compute_metrics(y_true, proba, labels, n_bins=spec.evaluate.calibration_bins)
+    proba = proba.astype(np.float64) / proba.sum(axis=1, keepdims=True)  # validated by compute_metrics
+    correct = proba.argmax(axis=1) == y_true
+    metrics["error_rate_by_length"] = error_rate_by_length(texts, correct)
+    errors = collect_errors(texts, y_true, proba, labels, limit=spec.evaluate.max_errors)
+    weak = weak_classes(metrics)
+    summary = run_summary(run.read_manifest())
+    title = spec.name or summary["name"] or run.root.name
+
+    with run.stage("eval") as tmp:
+        atomic_write_json(tmp / "metrics.json", metrics)
+        plot_confusion(metrics["confusion_matrix"], labels, tmp / "confusion.png")
+        plot_calibration(metrics["calibration"], metrics["ece"], tmp / "calibration.png")
+        atomic_write_text(
+            tmp / "errors.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors)
+        )
+        report = render_report(
+            title=title,
+            metrics=metrics,
+            labels=labels,
+            summary=summary,
+            errors=errors,
+            by_length=metrics["error_rate_by_length"],
+            weak=weak,
+            confusion_png=(tmp / "confusion.png").read_bytes(),
+            calibration_png=(tmp / "calibration.png").read_bytes(),
+        )
+        atomic_write_text(tmp / "report.html", report)
+
+    card = render_model_card(
+        name=title,
+        metrics=metrics,
+        summary=summary,
+        weak=weak,
+        texts=texts,
+        max_length=summary["max_length"] or spec.model.max_length,
+    )
+    atomic_write_text(run.model_card_path, card)
+    run.update_manifest(
+        metrics={key: metrics[key] for key in ("accuracy", "macro_f1", "ece", "n_test")},
+    )
+    logger.info(
+        "Test accuracy %.4f, macro-F1 %.4f, ECE %.4f on %d examples; report at %s",
+        metrics["accuracy"],
+        metrics["macro_f1"],
+        metrics["ece"],
+        metrics["n_test"],
+        run.eval_dir / "report.html",
+    )
+    if weak:
+        logger.warning("Weak classes (low test F1): %s", ", ".join(weak))
+    return metrics

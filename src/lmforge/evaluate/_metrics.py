@@ -1,0 +1,235 @@
+"""Classification metrics and calibration in pure NumPy.
+
+Every metric derives from one confusion matrix, so a class absent from the test split gets
+precision, recall and F1 of 0 with support 0 (no NaN, no warning) and still counts in the
+macro average: a model that never sees a class should not look better for it. The
+definitions match scikit-learn's ``zero_division=0`` behaviour (tested for parity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from lmforge.errors import DataError
+
+__all__ = ["compute_metrics", "macro_f1", "most_confused"]
+
+# Rows of ``proba`` may sum to 1 only up to this much (low-precision softmax); beyond it the
+# predictor did not return probabilities.
+_ROW_SUM_TOLERANCE = 1e-2
+
+
+def _as_labels(y: Sequence[int] | np.ndarray, n_classes: int, name: str) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise DataError(f"{name} must be a 1-D sequence of class indices, got shape {arr.shape}.")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if not np.issubdtype(arr.dtype, np.floating) or not np.all(arr == np.round(arr)):
+            raise DataError(f"{name} must hold integer class indices, got dtype {arr.dtype}.")
+    arr = arr.astype(np.int64)
+    bad = (arr < 0) | (arr >= n_classes)
+    if bad.any():
+        raise DataError(
+            f"{name} holds class index {int(arr[bad][0])}, outside [0, {n_classes - 1}] "
+            f"for {n_classes} classes."
+        )
+    return arr
+
+
+def _confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, C) counts, rows = true class, columns = predicted class."""
+    flat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
+    return flat.reshape(n_classes, n_classes)
+
+
+def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.zeros(num.shape, dtype=np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, F1 and support per class from a confusion matrix."""
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    precision = _safe_divide(tp, predicted)
+    recall = _safe_divide(tp, support)
+    # 2TP / (2TP + FP + FN) equals 2PR / (P + R) and is 0, not NaN, when TP is 0.
+    f1 = _safe_divide(2 * tp, support + predicted)
+    return precision, recall, f1, support
+
+
+def macro_f1(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, n_classes: int) -> float:
+    """Unweighted mean F1 over all ``n_classes`` classes (absent classes count as 0).
+
+    Args:
+        y_true: True class indices, shape (N,).
+        y_pred: Predicted class indices, shape (N,).
+        n_classes: Number of classes; every class counts in the mean, seen or not.
+
+    Returns:
+        Macro-averaged F1 in [0, 1].
+
+    Raises:
+        DataError: If the inputs are empty, differ in length or hold out-of-range indices.
+    """
+    if n_classes < 1:
+        raise DataError(f"n_classes must be at least 1, got {n_classes}.")
+    t = _as_labels(y_true, n_classes, "y_true")
+    p = _as_labels(y_pred, n_classes, "y_pred")
+    if t.size != p.size:
+        raise DataError(f"y_true has {t.size} entries but y_pred has {p.size}; they must match.")
+    if t.size == 0:
+        raise DataError("Cannot compute macro-F1 of zero examples.")
+    _, _, f1, _ = _per_class(_confusion(t, p, n_classes))
+    return float(f1.mean())
+
+
+def _check_proba(proba: np.ndarray, n: int, n_classes: int) -> np.ndarray:
+    arr = np.asarray(proba, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape != (n, n_classes):
+        raise DataError(
+            f"proba must have shape (n_examples, n_classes) = ({n}, {n_classes}), got {arr.shape}."
+        )
+    if not np.all(np.isfinite(arr)):
+        raise DataError("proba holds NaN or infinite values; the predictor did not return probabilities.")
+    if (arr < 0).any():
+        raise DataError(f"proba holds negative values (min {arr.min():.3g}); expected probabilities.")
+    sums = arr.sum(axis=1)
+    worst = int(np.argmax(np.abs(sums - 1.0)))
+    if abs(sums[worst] - 1.0) > _ROW_SUM_TOLERANCE:
+        raise DataError(
+            f"Row {worst} of proba sums to {sums[worst]:.4f}, not 1; pass softmax probabilities, not logits."
+        )
+    return arr / sums[:, None]  # exact normalization of low-precision softmax output
+
+
+def _calibration(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> tuple[float, list[dict]]:
+    """Expected calibration error over equal-width confidence bins (Guo et al., 2017).
+
+    Bin ``b`` holds confidences in ``(b/n, (b+1)/n]``; the first bin also holds 0.
+    ECE = sum over bins of (count / N) * |accuracy - mean confidence|.
+    """
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.searchsorted(edges[1:-1], confidence, side="left")
+    counts = np.bincount(index, minlength=n_bins)
+    hits = np.bincount(index, weights=correct.astype(np.float64), minlength=n_bins)
+    conf_sum = np.bincount(index, weights=confidence, minlength=n_bins)
+    acc = _safe_divide(hits, counts)
+    conf = _safe_divide(conf_sum, counts)
+    ece = float(np.sum(counts / confidence.size * np.abs(acc - conf)))
+    bins = [
+        {
+            "lower": float(edges[b]),
+            "upper": float(edges[b + 1]),
+            "count": int(counts[b]),
+            # Empty bins have no accuracy or confidence; null rather than a made-up 0.
+            "accuracy": float(acc[b]) if counts[b] else None,
+            "confidence": float(conf[b]) if counts[b] else None,
+        }
+        for b in range(n_bins)
+    ]
+    return ece, bins
+
+
+def most_confused(
+    confusion: Sequence[Sequence[int]] | np.ndarray, labels: list[str], k: int = 5
+) -> list[dict]:
+    """The ``k`` largest off-diagonal cells of a confusion matrix.
+
+    Args:
+        confusion: (C, C) counts, rows = true class.
+        labels: Class names in matrix order.
+        k: How many pairs to return at most.
+
+    Returns:
+        ``[{"true", "predicted", "count"}]`` with count > 0, largest first (ties in matrix order).
+    """
+    cm = np.asarray(confusion, dtype=np.int64)
+    if cm.ndim != 2 or cm.shape != (len(labels), len(labels)):
+        raise DataError(
+            f"confusion must be ({len(labels)}, {len(labels)}) for {len(labels)} labels, got {cm.shape}."
+        )
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    flat = off.ravel()
+    order = np.argsort(-flat, kind="stable")[:k]
+    c = len(labels)
+    return [
+        {"true": labels[i // c], "predicted": labels[i % c], "count": int(flat[i])}
+        for i in order
+        if flat[i] > 0
+    ]
+
+
+def compute_metrics(
+    y_true: Sequence[int] | np.ndarray, proba: np.ndarray, labels: list[str], n_bins: int = 15
+) -> dict[str, Any]:
+    """Accuracy, F1, per-class scores, confusion matrix, calibration and log loss.
+
+    Predictions are the argmax of ``proba``; confidence is its row maximum.
+
+    Args:
+        y_true: True class indices into ``labels``, shape (N,).
+        proba: Predicted probabilities, shape (N, C), columns in ``labels`` order.
+        labels: Class names, C of them.
+        n_bins: Equal-width confidence bins of the expected calibration error.
+
+    Returns:
+        A JSON-ready dict: ``accuracy``, ``macro_f1``, ``weighted_f1``, ``per_class``
+        (``{label: {precision, recall, f1, support}}``), ``confusion_matrix`` (rows = true),
+        ``ece``, ``calibration`` (per bin ``{lower, upper, count, accuracy, confidence}``),
+        ``log_loss``, ``most_confused`` and ``n_test``.
+
+    Raises:
+        DataError: On empty input, mismatched shapes, out-of-range indices or rows of
+            ``proba`` that are not probabilities.
+    """
+    n_classes = len(labels)
+    if n_classes < 2:
+        raise DataError(f"Metrics need at least 2 labels, got {labels!r}.")
+    if len(set(labels)) != n_classes:
+        raise DataError(f"labels must be unique, got {labels!r}.")
+    if n_bins < 1:
+        raise DataError(f"n_bins must be at least 1, got {n_bins}.")
+    t = _as_labels(y_true, n_classes, "y_true")
+    if t.size == 0:
+        raise DataError("Cannot compute metrics of zero examples: the test split is empty.")
+    p = _check_proba(proba, t.size, n_classes)  # (N, C)
+
+    pred = p.argmax(axis=1)
+    confidence = p.max(axis=1)
+    correct = pred == t
+    cm = _confusion(t, pred, n_classes)
+    precision, recall, f1, support = _per_class(cm)
+    total = support.sum()
+
+    # Clip like scikit-learn so a confident mistake costs a large but finite loss.
+    eps = np.finfo(np.float64).eps
+    p_true = np.clip(p[np.arange(t.size), t], eps, 1 - eps)
+    ece, bins = _calibration(confidence, correct, n_bins)
+
+    return {
+        "accuracy": float(correct.mean()),
+        "macro_f1": float(f1.mean()),
+        "weighted_f1": float(np.sum(f1 * support) / total),
+        "per_class": {
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "confusion_matrix": cm.tolist(),
+        "ece": ece,
+        "calibration": bins,
+        "log_loss": float(-np.mean(np.log(p_true))),
+        "most_confused": most_confused(cm, labels),
+        "n_test": int(t.size),
+    }

@@ -1,0 +1,112 @@
+"""What the manifest says about the data and the training, with "unknown" for any gap.
+
+The report and the model card read the run's history only through :func:`run_summary`, so
+a manifest written by an older (or partial) run still renders, and a missing field reads
+"unknown" instead of raising.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["UNKNOWN", "format_value", "run_summary", "summary_rows"]
+
+UNKNOWN = "unknown"
+
+
+def _get(tree: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(tree, dict) or tree.get(key) is None:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def format_value(value: Any) -> str:
+    """A manifest value as short text: thousands separators, 4-digit floats, "unknown" for None."""
+    if value is None or value == "":
+        return UNKNOWN
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) if value else UNKNOWN
+    return str(value)
+
+
+def _source(manifest: dict[str, Any]) -> Any:
+    source = _get(manifest, "data", "source")
+    if source is not None:
+        return source
+    data_spec = _get(manifest, "spec", "data") or {}
+    return data_spec.get("path") or data_spec.get("dataset")
+
+
+def run_summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Flatten the manifest into the facts the report and the model card show.
+
+    Args:
+        manifest: ``RunDir.read_manifest()``; any key may be absent.
+
+    Returns:
+        Raw values (None where unknown) under ``name``, ``source``, ``fingerprint``,
+        ``counts`` (``{train, val, test}``), ``labels``, ``base_model``, ``method``,
+        ``trainable_parameters``, ``total_parameters``, ``steps``, ``epochs``, ``seconds``,
+        ``best_val_macro_f1``, ``precision``, ``max_length``, ``lmforge_version``.
+    """
+    train = manifest.get("train") if isinstance(manifest.get("train"), dict) else {}
+    counts = _get(manifest, "data", "counts")
+    counts = counts if isinstance(counts, dict) else {}
+    return {
+        "name": _get(manifest, "spec", "name"),
+        "source": _source(manifest),
+        "fingerprint": _get(manifest, "data", "fingerprint"),
+        "counts": {split: counts.get(split) for split in ("train", "val", "test")},
+        "labels": _get(manifest, "data", "labels"),
+        "base_model": train.get("base_model") or _get(manifest, "spec", "model", "name"),
+        "method": train.get("method") or _get(manifest, "spec", "train", "method"),
+        "trainable_parameters": train.get("trainable_parameters"),
+        "total_parameters": train.get("total_parameters"),
+        "steps": train.get("steps"),
+        "epochs": train.get("epochs"),
+        "seconds": train.get("seconds"),
+        "best_val_macro_f1": train.get("best_val_macro_f1"),
+        "precision": train.get("precision"),
+        "max_length": _get(manifest, "spec", "model", "max_length"),
+        "lmforge_version": manifest.get("lmforge_version") or _get(manifest, "versions", "lmforge"),
+    }
+
+
+def summary_rows(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(data rows, training rows) of ``(name, text)`` for tables in the report and card."""
+    counts = summary["counts"]
+    data = [
+        ("Source", format_value(summary["source"])),
+        ("Fingerprint", format_value(summary["fingerprint"])),
+        (
+            "Examples (train / val / test)",
+            " / ".join(format_value(counts[s]) for s in ("train", "val", "test")),
+        ),
+        ("Labels", format_value(summary["labels"])),
+    ]
+    params = format_value(summary["trainable_parameters"])
+    trainable, total = summary["trainable_parameters"], summary["total_parameters"]
+    if isinstance(trainable, int) and isinstance(total, int) and total > 0:
+        share = trainable / total
+        params += f" of {format_value(summary['total_parameters'])} ({share:.2%})"
+    seconds = summary["seconds"]
+    duration = f"{seconds:.1f} s" if isinstance(seconds, int | float) else format_value(seconds)
+    training = [
+        ("Base model", format_value(summary["base_model"])),
+        ("Method", format_value(summary["method"])),
+        ("Trainable parameters", params),
+        ("Steps", format_value(summary["steps"])),
+        ("Epochs", format_value(summary["epochs"])),
+        ("Training time", duration),
+        ("Best validation macro-F1", format_value(summary["best_val_macro_f1"])),
+        ("Precision", format_value(summary["precision"])),
+    ]
+    return data, training

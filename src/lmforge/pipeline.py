@@ -1,0 +1,69 @@
+"""Run the stages in order over one run directory: prepare -> train -> evaluate.
+
+Each stage also runs alone (see the CLI verbs); this module only sequences them and keeps
+the resolved spec and the library versions in the run directory.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import logging
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from lmforge.config import Spec, load_spec, spec_to_dict, spec_to_yaml
+from lmforge.rundir import RunDir, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["init_run", "load_run_spec", "run_all", "versions"]
+
+_VERSIONED = ("lmforge", "torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors",
+              "numpy", "pandas", "pyarrow")
+
+
+def versions() -> dict[str, str]:
+    """Python, platform and the installed versions of lmforge and the libraries it runs on."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in _VERSIONED:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def init_run(spec: Spec, out: str | Path) -> RunDir:
+    """Create (or reuse) the run directory and record the resolved spec in it."""
+    run = RunDir(out)
+    run.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.spec_path, spec_to_yaml(spec))
+    run.update_manifest(spec=spec_to_dict(spec), versions=versions(), parent=None)
+    return run
+
+
+def load_run_spec(run: RunDir, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
+    """The spec a run was prepared with (``RUN/spec.yaml``), with optional overrides."""
+    run.require("spec.yaml", hint="Run `lmforge prepare SPEC --out DIR` (or `lmforge run`) first.")
+    spec = load_spec(run.spec_path, overrides)
+    if overrides:
+        atomic_write_text(run.spec_path, spec_to_yaml(spec))
+        run.update_manifest(spec=spec_to_dict(spec))
+    return spec
+
+
+def run_all(spec: Spec, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """prepare -> train -> evaluate into ``out``; returns the final metrics."""
+    from lmforge.data import prepare
+    from lmforge.evaluate import evaluate
+    from lmforge.train import train
+
+    run = init_run(spec, out)
+    logger.info("prepare -> %s", run.data_dir)
+    prepare(spec, run)
+    logger.info("train (%s, %s)", spec.train.method, spec.model.name)
+    train(spec, run, progress=progress)
+    logger.info("evaluate -> %s", run.eval_dir)
+    return evaluate(spec, run, progress=progress)

@@ -1,0 +1,42 @@
+"""What the CPU runs fast: bf16 pays off only where the CPU has AMX (or AVX512-BF16) units."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["cpu_flags", "fast_bf16", "resolve_precision"]
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """CPU feature flags from /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def fast_bf16() -> bool:
+    """True where bf16 matmuls run faster than fp32 on this CPU (AMX tiles present).
+
+    Without AMX, bf16 on CPU is emulated or runs at fp32 speed plus conversion cost and is
+    slower than fp32, so it is not worth choosing automatically.
+    """
+    return "amx_bf16" in cpu_flags()
+
+
+def resolve_precision(requested: str) -> str:
+    """``fp32`` or ``bf16`` for a spec's ``train.precision`` (``auto`` picks by hardware)."""
+    if requested == "auto":
+        chosen = "bf16" if fast_bf16() else "fp32"
+        logger.info("precision auto -> %s (amx_bf16 %s)", chosen, "present" if chosen == "bf16" else "absent")
+        return chosen
+    return requested

@@ -1,0 +1,132 @@
+"""Fine-tuning methods, by registry name.
+
+Each method is registered in its own module-level call to :func:`register_method`; a new
+method (bottleneck adapters, prefix or prompt tuning...) is one class with ``wrap`` and
+``save`` and one registration. Unknown names fail loudly and list what exists.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from lmforge._lazy import require
+from lmforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from lmforge.config import TrainConfig
+
+__all__ = ["METHODS", "Method", "get_method", "register_method"]
+
+ADAPTER_FILE = "adapter_config.json"
+
+
+class Method(Protocol):
+    """How a pretrained classifier is adapted, saved and loaded back."""
+
+    name: str
+
+    def wrap(self, model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+        """Return the model to train (the same one, or one wrapped with trainable adapters)."""
+        ...
+
+    def save(self, model: torch.nn.Module, out_dir: Path) -> None:
+        """Write the trained weights as safetensors into ``out_dir``."""
+        ...
+
+
+METHODS: dict[str, Callable[[], Method]] = {}
+
+
+def register_method(name: str) -> Callable[[Callable[[], Method]], Callable[[], Method]]:
+    """Class decorator registering a fine-tuning method under ``name``."""
+
+    def deco(factory: Callable[[], Method]) -> Callable[[], Method]:
+        if name in METHODS:
+            raise ValueError(f"fine-tuning method '{name}' is registered twice")
+        METHODS[name] = factory
+        return factory
+
+    return deco
+
+
+def get_method(name: str) -> Method:
+    """The registered method ``name``; unknown names list the registered ones."""
+    factory = METHODS.get(name)
+    if factory is None:
+        raise ConfigError(f"Unknown train.method '{name}'. Available: {', '.join(sorted(METHODS))}.")
+    return factory()
+
+
+@register_method("full")
+class FullFineTuning:
+    """Every weight trains."""
+
+    name = "full"
+
+    def wrap(self, model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+        return model
+
+    def save(self, model: torch.nn.Module, out_dir: Path) -> None:
+        model.save_pretrained(out_dir, safe_serialization=True)  # type: ignore[operator]
+
+
+def _default_lora_targets(model: torch.nn.Module) -> list[str]:
+    """Attention and FFN linear layers by their usual names across encoder families."""
+    known = ("query", "key", "value", "dense", "q_proj", "k_proj", "v_proj", "o_proj", "q_lin", "k_lin",
+             "v_lin", "out_lin", "lin1", "lin2", "gate_proj", "up_proj", "down_proj", "qkv_proj")
+    torch = require("torch", extra="train", purpose="LoRA")
+    leaves = {
+        name.rsplit(".", 1)[-1]
+        for name, mod in model.named_modules()
+        if isinstance(mod, torch.nn.Linear) and "classifier" not in name and "pooler" not in name
+    }
+    targets = sorted(leaves.intersection(known))
+    if not targets:
+        raise ConfigError(
+            "LoRA found no attention or FFN linear layers it knows by name in this model; "
+            f"set train.lora.target_modules to some of: {', '.join(sorted(leaves))}."
+        )
+    return targets
+
+
+@register_method("lora")
+class LoRA:
+    """Low-rank adapters on the attention and FFN projections (Hu et al., 2021), via peft.
+
+    The classification head trains fully (peft's ``modules_to_save`` for sequence
+    classification); the saved folder is a peft adapter plus a reference to the base model.
+    """
+
+    name = "lora"
+
+    def wrap(self, model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+        peft = require("peft", extra="train", purpose="LoRA fine-tuning")
+        targets = cfg.lora.target_modules or _default_lora_targets(model)
+        config = peft.LoraConfig(
+            task_type=peft.TaskType.SEQ_CLS,
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=targets,
+        )
+        try:
+            return peft.get_peft_model(model, config)
+        except ValueError as exc:  # peft names the missing target modules
+            raise ConfigError(f"train.lora.target_modules: {exc}") from None
+
+    def save(self, model: torch.nn.Module, out_dir: Path) -> None:
+        model.save_pretrained(out_dir, safe_serialization=True)  # type: ignore[operator]
+
+
+def is_adapter_dir(path: Path) -> bool:
+    """True when ``path`` holds a peft adapter rather than full weights."""
+    return (path / ADAPTER_FILE).is_file()
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,230 @@
+"""The train stage: prepared splits + spec -> fine-tuned model in ``RUN/model``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmforge._lazy import require
+from lmforge.catalog import resolve_model
+from lmforge.config import Spec
+from lmforge.errors import DataError, RunDirError
+from lmforge.rundir import RunDir, atomic_write_json
+from lmforge.train._hardware import resolve_precision
+from lmforge.train._methods import get_method
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MODEL_META", "train"]
+
+MODEL_META = "lmforge_model.json"
+
+
+def _set_dropout(config: Any, dropout: float) -> None:
+    """Override every dropout probability the model config declares (hidden, attention...)."""
+    for key, value in list(vars(config).items()):
+        if "dropout" in key and isinstance(value, float):
+            setattr(config, key, dropout)
+
+
+def _macro_f1(eval_pred: Any) -> dict[str, float]:
+    from lmforge.evaluate import macro_f1  # evaluate imports train lazily too; no import cycle
+
+    logits, label_ids = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    pred = np.asarray(logits).argmax(-1)
+    y = np.asarray(label_ids)
+    return {"macro_f1": macro_f1(y, pred, int(np.asarray(logits).shape[-1])), "accuracy": float((pred == y).mean())}
+
+
+def _training_args(spec: Spec, run: RunDir, precision: str, has_val: bool) -> Any:
+    transformers = require("transformers", extra="train", purpose="Training")
+    cfg = spec.train
+    every = cfg.checkpoint_steps
+    strategy = "steps" if every else "epoch"
+    return transformers.TrainingArguments(
+        output_dir=str(run.checkpoints_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        optim={"adamw": "adamw_torch", "sgd": "sgd", "rmsprop": "rmsprop"}[cfg.optimizer],
+        lr_scheduler_type=cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup",
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else 0.0,
+        eval_strategy=strategy if has_val else "no",
+        eval_steps=every,
+        save_strategy=strategy,
+        save_steps=every,
+        load_best_model_at_end=has_val,
+        metric_for_best_model="macro_f1" if has_val else None,
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=precision == "bf16",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        save_only_model=False,
+    )
+
+
+def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Fine-tune ``spec.model`` on ``run``'s prepared splits and save it to ``run.model_dir``.
+
+    Args:
+        spec: the resolved spec.
+        run: a run directory that went through ``prepare``.
+        resume: continue from the newest complete checkpoint, bit-exactly.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        The training summary also stored in the manifest under ``train``.
+    """
+    torch = require("torch", extra="train", purpose="Training")
+    transformers = require("transformers", extra="train", purpose="Training")
+    from lmforge.data import read_labels, read_split
+    from lmforge.train._callbacks import JsonlLogCallback, ProgressBarCallback
+    from lmforge.train._encode import encode
+    from lmforge.train._trainer import LmforgeTrainer, latest_checkpoint
+
+    cfg = spec.train
+    method = get_method(cfg.method)
+    labels = read_labels(run)
+    label_ids = {label: i for i, label in enumerate(labels)}
+    train_rows, val_rows = read_split(run, "train"), read_split(run, "val")
+    if not train_rows:
+        raise DataError(f"{run.split_path('train')} is empty: nothing to train on.")
+    base_path = resolve_model(spec.model.name)
+
+    checkpoint: Path | None = None
+    if resume:
+        checkpoint = latest_checkpoint(run.checkpoints_dir)
+        if checkpoint is None:
+            raise RunDirError(
+                f"Nothing to resume: {run.checkpoints_dir} holds no complete checkpoint. Run without --resume."
+            )
+        logger.info("resuming from %s", checkpoint)
+    else:
+        shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
+        shutil.rmtree(run.logs_dir, ignore_errors=True)
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    precision = resolve_precision(cfg.precision)
+    transformers.set_seed(cfg.seed)  # before the head is initialized: same seed, same weights
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(base_path)
+    config = transformers.AutoConfig.from_pretrained(
+        base_path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id=label_ids,
+    )
+    if cfg.dropout is not None:
+        _set_dropout(config, cfg.dropout)
+    transformers.logging.set_verbosity_error()  # "newly initialized classifier" is expected here
+    transformers.utils.logging.disable_progress_bar()  # weight loading/saving bars; ours shows the steps
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        base_path, config=config, use_safetensors=True
+    )
+    model = method.wrap(model, cfg)
+
+    def unknown(rows: list[dict[str, str]], split: str) -> None:
+        bad = sorted({r["label"] for r in rows} - set(labels))
+        if bad:
+            raise DataError(f"{run.split_path(split)} has labels not in labels.json: {bad}. Re-run lmforge prepare.")
+
+    unknown(train_rows, "train")
+    unknown(val_rows, "val")
+    max_len = spec.model.max_length
+    train_set = encode(tokenizer, [r["text"] for r in train_rows], max_len, [label_ids[r["label"]] for r in train_rows])
+    val_set = (
+        encode(tokenizer, [r["text"] for r in val_rows], max_len, [label_ids[r["label"]] for r in val_rows])
+        if val_rows
+        else None
+    )
+
+    args = _training_args(spec, run, precision, has_val=val_set is not None)
+    callbacks: list[Any] = [JsonlLogCallback(run.logs_dir / "train.log")]
+    tb = require("torch.utils.tensorboard", extra="train", purpose="TensorBoard logging")
+    writer = tb.SummaryWriter(log_dir=str(run.logs_dir / "tensorboard"))
+    callbacks.append(transformers.integrations.TensorBoardCallback(tb_writer=writer))
+    if progress:
+        callbacks.append(ProgressBarCallback())
+    if val_set is not None and cfg.early_stopping_patience:
+        callbacks.append(transformers.EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+
+    trainer = LmforgeTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=val_set,
+        data_collator=transformers.DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=_macro_f1 if val_set is not None else None,
+        callbacks=callbacks,
+        fgm_epsilon=cfg.adversarial_epsilon if cfg.adversarial == "fgm" else None,
+        group_by_length=cfg.group_by_length,
+        keep_checkpoints=cfg.save_total_limit,
+    )
+    trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
+
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.perf_counter() - start
+    writer.close()
+
+    final = trainer.model
+    with run.stage("model") as tmp:
+        method.save(final, tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / "labels.json", {"labels": labels})
+        atomic_write_json(
+            tmp / MODEL_META,
+            {
+                "method": cfg.method,
+                "base_model": spec.model.name,
+                "base_model_path": str(base_path),
+                "max_length": max_len,
+                "labels": labels,
+                "format": "peft-adapter" if cfg.method != "full" else "transformers",
+            },
+        )
+
+    trainable = sum(p.numel() for p in final.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in final.parameters())
+    summary: dict[str, Any] = {
+        "method": cfg.method,
+        "base_model": spec.model.name,
+        "precision": precision,
+        "steps": int(trainer.state.global_step),
+        "epochs": round(float(trainer.state.epoch or 0.0), 4),
+        "seconds": round(seconds, 2),
+        "train_loss": round(float(result.training_loss), 6),
+        "best_val_macro_f1": trainer.state.best_metric,
+        "best_checkpoint_step": trainer.state.best_global_step,
+        "trainable_parameters": int(trainable),
+        "total_parameters": int(total),
+        "examples_per_second": round(len(train_set) * float(trainer.state.epoch or 0.0) / max(seconds, 1e-9), 2),
+        "resumed_from": checkpoint.name if checkpoint else None,
+        "threads": torch.get_num_threads(),
+    }
+    trainer.state.save_to_json(str(run.logs_dir / "trainer_state.json"))
+    if not os.environ.get("LMFORGE_KEEP_CHECKPOINTS"):
+        shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
+    run.update_manifest(train=summary)
+    return summary
