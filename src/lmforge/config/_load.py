@@ -38,7 +38,8 @@ def _describe(tp: Any) -> str:
         return f"a list of {_describe(get_args(tp)[0])}"
     if tp is type(None):
         return "null"
-    return getattr(tp, "__name__", str(tp))
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _coerce(value: Any, tp: Any, where: str, problems: list[str]) -> Any:
