@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.config import Spec, load_spec, spec_to_dict, spec_to_yaml
+from lmforge.errors import ConfigError, LmforgeError
 from lmforge.rundir import RunDir, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["init_run", "load_run_spec", "run_all", "versions"]
+__all__ = ["check_spec", "init_run", "load_run_spec", "run_all", "versions"]
 
 _VERSIONED = ("lmforge", "torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors",
               "numpy", "pandas", "pyarrow")
@@ -33,6 +34,44 @@ def versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             continue
     return out
+
+
+def check_spec(spec: Spec) -> None:
+    """Check what the schema alone cannot: catalog names, files on disk, registered methods.
+
+    Runs before any stage writes, so a typo in a model name fails in a second, not after
+    the data was prepared. Every problem is reported at once.
+    """
+    import difflib
+
+    from lmforge.catalog import DATASETS, MODELS, resolve_model
+    from lmforge.train import METHODS
+
+    problems: list[str] = []
+    for key, value in (("data.path", spec.data.path), ("data.test_path", spec.data.test_path)):
+        if value is not None and not Path(value).is_file():
+            problems.append(f"{key}: file not found: {value}")
+    if spec.data.path is None and spec.data.dataset not in DATASETS:
+        close = difflib.get_close_matches(str(spec.data.dataset), list(DATASETS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        problems.append(
+            f"data.dataset: unknown dataset '{spec.data.dataset}'.{hint} Available: {', '.join(sorted(DATASETS))}; "
+            "or set data.path to a CSV, JSONL or Parquet file."
+        )
+    try:
+        resolve_model(spec.model.name)
+    except LmforgeError as exc:
+        close = difflib.get_close_matches(spec.model.name, list(MODELS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        problems.append(f"model.name: {exc}{hint}")
+    if spec.train.method not in METHODS:
+        close = difflib.get_close_matches(spec.train.method, list(METHODS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        problems.append(
+            f"train.method: unknown method '{spec.train.method}'.{hint} Available: {', '.join(sorted(METHODS))}."
+        )
+    if problems:
+        raise ConfigError(problems)
 
 
 def init_run(spec: Spec, out: str | Path) -> RunDir:
@@ -60,6 +99,7 @@ def run_all(spec: Spec, out: str | Path, *, progress: bool = True) -> dict[str, 
     from lmforge.evaluate import evaluate
     from lmforge.train import train
 
+    check_spec(spec)
     run = init_run(spec, out)
     logger.info("prepare -> %s", run.data_dir)
     prepare(spec, run)

@@ -19,8 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lmforge.config import load_spec, spec_to_yaml
+    from lmforge.pipeline import check_spec
 
     spec = load_spec(args.spec, args.overrides)
+    check_spec(spec)
     say(f"{args.spec}: spec is well-formed")
     if args.show:
         say(spec_to_yaml(spec))

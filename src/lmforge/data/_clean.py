@@ -70,9 +70,7 @@ class Cleaned:
     warnings: list[str] = field(default_factory=list)
 
 
-def clean_rows(
-    texts: list[str | None], labels: list[str | None], *, max_chars: int, source: str
-) -> Cleaned:
+def clean_rows(texts: list[str | None], labels: list[str | None], *, max_chars: int, source: str) -> Cleaned:
     """Drop rows without a label or with an empty text, normalize and truncate the texts.
 
     Raises:

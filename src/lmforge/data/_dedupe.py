@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lmforge.data._minhash import minhash_signatures, near_duplicate_pairs
+from lmforge.data._minhash import jaccard, minhash_signatures, near_duplicate_pairs
 
 __all__ = ["Duplicates", "Leakage", "find_duplicates", "find_leakage", "match_key"]
 
@@ -38,15 +38,16 @@ class Duplicates:
     """Further rows within the threshold of an earlier kept row."""
     conflicting_groups: int
     """Duplicate groups whose members carry more than one label."""
+    majority: dict[int, str] = field(default_factory=dict)
+    """Kept row -> the most frequent label of its group, for groups whose labels disagree
+    (ties go to the kept row's own label)."""
     conflict_examples: list[dict[str, Any]] = field(default_factory=list)
     """Up to 20 conflicting groups: the kept text, its duplicates and the labels."""
     signatures: np.ndarray | None = None
     """MinHash signature of every row (None when near-duplicate detection is off)."""
 
 
-def find_duplicates(
-    texts: list[str], labels: list[str], *, threshold: float, seed: int = 0
-) -> Duplicates:
+def find_duplicates(texts: list[str], labels: list[str], *, threshold: float, seed: int = 0) -> Duplicates:
     """Find exact and near duplicates; the first occurrence of each group is the one kept.
 
     Exact duplicates share :func:`match_key`. Near duplicates are distinct keys whose
@@ -71,7 +72,7 @@ def find_duplicates(
         # Pairs come sorted by the later row, so when row j is decided every earlier row's
         # fate is final.
         for i, j in zip(lo.tolist(), hi.tolist(), strict=True):
-            if kept[i] and kept[j]:
+            if kept[i] and kept[j] and jaccard(keys[unique[i]], keys[unique[j]]) >= threshold:
                 kept[j] = False
                 parent[j] = i
         signatures = unique_sig[position[exact_rep]]
@@ -87,6 +88,14 @@ def find_duplicates(
         signatures=signatures,
     )
     _conflicts(result, texts, labels, exact_rep)
+    logger.info(
+        "%d rows: %d exact and %d near duplicates (threshold %.2f), %d groups with conflicting labels",
+        n,
+        result.exact,
+        result.near,
+        threshold,
+        result.conflicting_groups,
+    )
     return result
 
 
@@ -99,12 +108,18 @@ def _conflicts(result: Duplicates, texts: list[str], labels: list[str], exact_re
         if len(counts) < 2:
             continue
         result.conflicting_groups += 1
+        top = max(counts.values())
+        result.majority[rep] = labels[rep] if counts[labels[rep]] == top else max(counts, key=counts.get)
         if len(result.conflict_examples) < MAX_CONFLICT_EXAMPLES:
             result.conflict_examples.append(
                 {
-                    "kept": {"text": texts[rep], "label": labels[rep]},
+                    "kept": {"text": texts[rep], "label": labels[rep], "majority_label": result.majority[rep]},
                     "duplicates": [
-                        {"text": texts[i], "label": labels[i], "kind": "exact" if exact_rep[i] == rep else "near"}
+                        {
+                            "text": texts[i],
+                            "label": labels[i],
+                            "kind": "exact" if exact_rep[i] == rep else "near",
+                        }
                         for i in members[:_MEMBERS_SHOWN]
                     ],
                     "size": 1 + len(members),
@@ -149,6 +164,9 @@ def find_leakage(
         else:
             rest_sig = other_sig[rest]
         split = len(train_sig)
-        _, hi, _ = near_duplicate_pairs(np.vstack([train_sig, rest_sig]), threshold, split=split)
-        near[rest[np.unique(hi - split)]] = True
+        lo, hi, _ = near_duplicate_pairs(np.vstack([train_sig, rest_sig]), threshold, split=split)
+        for i, j in zip(lo.tolist(), hi.tolist(), strict=True):
+            row = int(rest[j - split])
+            if not near[row] and jaccard(match_key(train_texts[i]), match_key(other_texts[row])) >= threshold:
+                near[row] = True
     return Leakage(exact=exact, near=near)

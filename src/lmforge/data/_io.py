@@ -88,6 +88,7 @@ def decode_bytes(raw: bytes, path: str | Path, encoding: str | None) -> tuple[st
             offset and line, and says to set ``data.encoding``.
         ConfigError: ``encoding`` is not an encoding Python knows.
     """
+    detected = encoding is None
     if encoding is None:
         encoding = next((name for bom, name in _BOMS if raw.startswith(bom)), "utf-8")
     else:
@@ -109,6 +110,14 @@ def decode_bytes(raw: bytes, path: str | Path, encoding: str | None) -> tuple[st
         raise DataError(
             f"Cannot decode {path} as {encoding}: invalid bytes {bad} at {where}. {_ENCODING_HINT}"
         ) from None
+    head = text[:4096]
+    if detected and head.count("\x00") > len(head) // 8:
+        # ASCII text in UTF-16 without a BOM decodes as "valid" UTF-8 full of NULs.
+        order = "le" if raw[1:200:2].count(0) > raw[0:200:2].count(0) else "be"
+        raise DataError(
+            f"{path} is full of NUL bytes: it looks like UTF-16 without a byte-order mark. "
+            f"Set data.encoding to utf-16-{order} (or to the file's real encoding)."
+        )
     return text.removeprefix("\ufeff"), encoding
 
 
@@ -133,7 +142,9 @@ def _read_csv(text: str, sep: str, cfg: DataConfig, path: Path) -> tuple[list[An
         # na_filter=False: a text "NA" or "null" is text, not a missing value; "" is missing.
         frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable CSV file: {exc}. Check data.format and the file.") from None
+        raise DataError(
+            f"{path} is not a readable CSV file: {exc}. Check data.format and the file."
+        ) from None
     _missing_columns([str(c) for c in frame.columns], cfg.text_column, cfg.label_column, path)
     return frame[cfg.text_column].tolist(), frame[cfg.label_column].tolist()
 
@@ -148,9 +159,13 @@ def _read_jsonl(text: str, cfg: DataConfig, path: Path) -> tuple[list[Any], list
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {lineno} is not valid JSON ({exc.msg}). Each line must be one object.") from None
+            raise DataError(
+                f"{path} line {lineno} is not valid JSON ({exc.msg}). Each line must be one object."
+            ) from None
         if not isinstance(record, dict):
-            raise DataError(f"{path} line {lineno} holds a {type(record).__name__}; each line must be a JSON object.")
+            raise DataError(
+                f"{path} line {lineno} holds a {type(record).__name__}; each line must be a JSON object."
+            )
         records.append(record)
     if not records:
         raise DataError(f"{path} holds no JSON records.")
@@ -167,7 +182,9 @@ def _read_parquet(cfg: DataConfig, path: Path) -> tuple[list[Any], list[Any]]:
         _missing_columns(names, cfg.text_column, cfg.label_column, path)
         table = pq.read_table(path, columns=[cfg.text_column, cfg.label_column])
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path} is not a readable Parquet file: {exc}. Check data.format and the file.") from None
+        raise DataError(
+            f"{path} is not a readable Parquet file: {exc}. Check data.format and the file."
+        ) from None
     return table.column(cfg.text_column).to_pylist(), table.column(cfg.label_column).to_pylist()
 
 
@@ -194,7 +211,9 @@ def read_table(cfg: DataConfig, path: str | Path | None = None, *, key: str = "d
     path = path if path is not None else cfg.path
     if path is None:
         if cfg.dataset is None:
-            raise ConfigError("Set data.path to a CSV, JSONL or Parquet file, or data.dataset to a packaged dataset.")
+            raise ConfigError(
+                "Set data.path to a CSV, JSONL or Parquet file, or data.dataset to a packaged dataset."
+            )
         from lmforge.catalog import load_dataset
 
         frame = load_dataset(cfg.dataset)
@@ -206,7 +225,9 @@ def read_table(cfg: DataConfig, path: str | Path | None = None, *, key: str = "d
         )
     file = Path(path)
     if not file.is_file():
-        raise DataError(f"Data file not found: {file} ({key}). Check the path; relative paths start at {Path.cwd()}.")
+        raise DataError(
+            f"Data file not found: {file} ({key}). Check the path; relative paths start at {Path.cwd()}."
+        )
     fmt, sep = _format_of(cfg, file)
     encoding: str | None = None
     if fmt == "parquet":

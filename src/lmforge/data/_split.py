@@ -59,7 +59,18 @@ def stratified_sample(labels: Sequence[str], n: int, *, seed: int, min_per_class
             f"data.max_examples={n} is too small for {len(classes)} labels with at least "
             f"{min_per_class} examples each (data.min_per_class); raise it to at least {int(floor.sum())}."
         )
-    share = floor + allocate(counts, n - int(floor.sum()), counts - floor)
+    # Classes whose proportional share falls below their floor get the floor; the others
+    # share the rest in proportion (repeated, since fixing one class shrinks the rest).
+    fixed = np.zeros(len(classes), dtype=bool)
+    while True:
+        free = ~fixed
+        ideal = counts * (n - floor[fixed].sum()) / counts[free].sum()
+        newly = free & (ideal < floor)
+        if not newly.any():
+            break
+        fixed |= newly
+    rest = allocate(np.where(free, counts, 0), n - int(floor[fixed].sum()), np.where(free, counts, 0))
+    share = np.where(fixed, floor, rest)
     rng = np.random.default_rng(seed)
     picked = [rng.permutation(np.flatnonzero(inverse == c))[:k] for c, k in enumerate(share)]
     return np.sort(np.concatenate(picked))

@@ -1,0 +1,307 @@
+"""The prepare stage: raw labeled text in, clean deduplicated stratified splits out.
+
+load -> clean -> dedupe -> check labels -> subsample -> split -> leakage check ->
+augment (train only) -> write ``RUN/data/`` atomically -> record it in the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmforge.config import DataConfig, Spec
+from lmforge.data._augment import augment
+from lmforge.data._clean import clean_rows
+from lmforge.data._dedupe import find_duplicates, find_leakage
+from lmforge.data._io import read_table
+from lmforge.data._report import SPLITS, class_counts, length_stats, plot_class_balance, plot_text_length
+from lmforge.data._split import stratified_sample, stratified_split
+from lmforge.errors import ConfigError, DataError, RunDirError
+from lmforge.rundir import RunDir, atomic_write_json
+
+__all__ = ["prepare", "read_labels", "read_split"]
+
+logger = logging.getLogger(__name__)
+
+_HINT = "Run `lmforge prepare` (or `lmforge run`) first to create the data splits."
+
+
+def _check_labels(labels: list[str], cfg: DataConfig, source: str) -> None:
+    counts = Counter(labels)
+    after = "cleaning and deduplication" if cfg.dedupe else "cleaning"
+    if len(counts) < 2:
+        ((only, n),) = counts.items()
+        raise DataError(
+            f"{source} has a single label after {after}: '{only}' ({n} examples). A classifier needs at "
+            f"least two; check that data.label_column ('{cfg.label_column}') is the label column."
+        )
+    rare = sorted((label, n) for label, n in counts.items() if n < cfg.min_per_class)
+    if rare:
+        listed = ", ".join(f"'{label}' ({n})" for label, n in rare)
+        raise DataError(
+            f"{len(rare)} label(s) of {source} have fewer than data.min_per_class={cfg.min_per_class} examples "
+            f"after {after}: {listed}. Drop these rows or merge the labels into others, "
+            "or lower data.min_per_class."
+        )
+
+
+@dataclass
+class _Part:
+    """Texts and labels of one split (or of the pool before splitting), with their signatures."""
+
+    texts: list[str]
+    labels: list[str]
+    sig: np.ndarray | None = None
+
+    def take(self, rows: np.ndarray) -> _Part:
+        picked = rows.tolist()
+        return _Part(
+            [self.texts[i] for i in picked],
+            [self.labels[i] for i in picked],
+            self.sig[rows] if self.sig is not None else None,
+        )
+
+
+def _write_jsonl(path: Path, part: _Part) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        for text, label in zip(part.texts, part.labels, strict=True):
+            fh.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
+
+
+def _fingerprint(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        digest.update((folder / f"{split}.jsonl").read_bytes())
+    return digest.hexdigest()
+
+
+def _test_file(
+    cfg: DataConfig, classes: list[str], source: str, notes: list[str]
+) -> tuple[_Part, dict[str, Any]]:
+    """The cleaned ``data.test_path`` (not deduplicated: it is the user's benchmark) and its report."""
+    table = read_table(cfg, cfg.test_path, key="data.test_path")
+    cleaned = clean_rows(table.texts, table.labels, max_chars=cfg.max_chars, source=table.source)
+    unseen = sorted(set(cleaned.labels) - set(classes))
+    if unseen:
+        raise DataError(
+            f"{table.source} (data.test_path) has labels that {source} lacks: "
+            f"{', '.join(repr(u) for u in unseen)}. A model cannot learn them; fix or drop those rows."
+        )
+    notes.extend(cleaned.warnings)
+    info = {
+        "source": table.source,
+        "encoding": table.encoding,
+        "rows_read": len(table.texts),
+        "dropped": {"missing_label": cleaned.missing_label, "empty_text": cleaned.empty_text},
+        "truncated": cleaned.truncated,
+    }
+    return _Part(cleaned.texts, cleaned.labels), info
+
+
+def _remove_leakage(cfg: DataConfig, parts: dict[str, _Part], notes: list[str]) -> tuple[dict[str, int], int]:
+    """Count val/test texts that duplicate a training text; drop them when ``data.dedupe`` is on."""
+    leakage: dict[str, int] = {}
+    removed = 0
+    train = parts["train"]
+    for name in ("val", "test"):
+        part = parts[name]
+        leak = find_leakage(
+            train.texts,
+            part.texts,
+            threshold=cfg.near_duplicate_threshold,
+            train_sig=train.sig,
+            other_sig=part.sig,
+        )
+        leakage[f"{name}_exact"] = int(leak.exact.sum())
+        leakage[f"{name}_near"] = int(leak.near.sum())
+        leaked = leak.exact | leak.near
+        if not leaked.any():
+            continue
+        action = "removed" if cfg.dedupe else "kept, since data.dedupe is off"
+        notes.append(
+            f"{int(leaked.sum())} {name} texts duplicate a training text (exactly or nearly); {action}."
+        )
+        logger.warning(notes[-1])
+        if cfg.dedupe:
+            parts[name] = part.take(np.flatnonzero(~leaked))
+            removed += int(leaked.sum())
+    return leakage, removed
+
+
+def prepare(spec: Spec, run: RunDir) -> dict[str, Any]:
+    """Load, clean, deduplicate, split and augment ``spec.data`` into ``run.data_dir``.
+
+    Writes ``train/val/test.jsonl`` (``{"text", "label"}`` per line), ``labels.json``,
+    ``data_report.json``, ``class_balance.png`` and ``text_length.png`` through
+    :meth:`RunDir.stage`, so a failure leaves any previous ``data/`` untouched, then records
+    the source, a fingerprint of the splits, their sizes and the labels in the manifest.
+
+    Returns:
+        The data report (also written to ``data_report.json``).
+
+    Raises:
+        DataError: the data cannot be used as asked; the message says what to change.
+    """
+    cfg = spec.data
+    started = time.perf_counter()
+    table = read_table(cfg)
+    cleaned = clean_rows(table.texts, table.labels, max_chars=cfg.max_chars, source=table.source)
+    notes = list(cleaned.warnings)
+
+    dups = find_duplicates(cleaned.texts, cleaned.labels, threshold=cfg.near_duplicate_threshold)
+    if dups.conflicting_groups:
+        notes.append(
+            f"{dups.conflicting_groups} duplicate groups carry conflicting labels; "
+            "each kept text takes its group's majority label"
+            + ("." if cfg.dedupe else " only if data.dedupe is on (it is off: all copies kept as labeled).")
+        )
+        logger.warning(notes[-1])
+    labels = list(cleaned.labels)
+    if cfg.dedupe:
+        for row, label in dups.majority.items():
+            labels[row] = label
+    pool = _Part(cleaned.texts, labels, dups.signatures)
+    if cfg.dedupe:
+        pool = pool.take(np.flatnonzero(dups.keep))
+    _check_labels(pool.labels, cfg, table.source)
+    classes = sorted(set(pool.labels))
+
+    subsampled = 0
+    if cfg.max_examples is not None and len(pool.texts) > cfg.max_examples:
+        subsampled = len(pool.texts) - cfg.max_examples
+        pool = pool.take(
+            stratified_sample(pool.labels, cfg.max_examples, seed=cfg.seed, min_per_class=cfg.min_per_class)
+        )
+
+    test_file: dict[str, Any] | None = None
+    test_fraction = 0.0 if cfg.test_path is not None else cfg.test_fraction
+    train_rows, val_rows, test_rows = stratified_split(
+        pool.labels, val_fraction=cfg.val_fraction, test_fraction=test_fraction, seed=cfg.seed
+    )
+    parts = {"train": pool.take(train_rows), "val": pool.take(val_rows), "test": pool.take(test_rows)}
+    if cfg.test_path is not None:
+        parts["test"], test_file = _test_file(cfg, classes, table.source, notes)
+    leakage, removed = _remove_leakage(cfg, parts, notes)
+
+    lengths = {"all": length_stats([t for s in SPLITS for t in parts[s].texts])}
+    lengths.update({s: length_stats(parts[s].texts) for s in SPLITS})
+    augmented = 0
+    if cfg.augment.enabled:
+        train = parts["train"]
+        aug = cfg.augment
+        new_texts, new_labels = augment(
+            train.texts, train.labels, copies=aug.copies, alpha=aug.alpha, seed=cfg.seed
+        )
+        augmented = len(new_texts)
+        order = np.random.default_rng([cfg.seed, 1]).permutation(len(train.texts) + augmented)
+        parts["train"] = _Part(train.texts + new_texts, train.labels + new_labels).take(order)
+
+    counts = {s: len(parts[s].texts) for s in SPLITS}
+    report: dict[str, Any] = {
+        "source": table.source,
+        "encoding": table.encoding,
+        "rows_read": len(table.texts),
+        "rows_after_cleaning": len(cleaned.texts),
+        "dropped": {
+            "missing_label": cleaned.missing_label,
+            "empty_text": cleaned.empty_text,
+            "duplicates": (dups.exact + dups.near) if cfg.dedupe else 0,
+            "subsampled": subsampled,
+            "leakage": removed,
+        },
+        "truncated": cleaned.truncated,
+        "dedupe": cfg.dedupe,
+        "near_duplicate_threshold": cfg.near_duplicate_threshold,
+        "exact_duplicates": dups.exact,
+        "near_duplicates": dups.near,
+        "conflicting_label_groups": dups.conflicting_groups,
+        "conflicting_label_examples": dups.conflict_examples,
+        "leakage": leakage,
+        "test_file": test_file,
+        "augmented": augmented,
+        "counts": counts,
+        "class_counts": {s: class_counts(parts[s].labels, classes) for s in SPLITS},
+        "text_length": lengths,
+        "labels": classes,
+        "seed": cfg.seed,
+        "warnings": notes,
+    }
+
+    with run.stage("data") as tmp:
+        for split in SPLITS:
+            _write_jsonl(tmp / f"{split}.jsonl", parts[split])
+        atomic_write_json(tmp / "labels.json", {"labels": classes})
+        report["fingerprint"] = _fingerprint(tmp)
+        plot_class_balance(report["class_counts"], classes, tmp / "class_balance.png")
+        plot_text_length({s: parts[s].texts for s in SPLITS}, tmp / "text_length.png")
+        report["seconds"] = round(time.perf_counter() - started, 2)
+        atomic_write_json(tmp / "data_report.json", report)
+    run.update_manifest(
+        data={
+            "source": table.source,
+            "test_source": test_file["source"] if test_file else None,
+            "fingerprint": report["fingerprint"],
+            "counts": counts,
+            "labels": classes,
+            "encoding": table.encoding,
+        }
+    )
+    logger.info(
+        "prepared %s: train %d, val %d, test %d (%d labels) in %.1fs",
+        table.source,
+        counts["train"],
+        counts["val"],
+        counts["test"],
+        len(classes),
+        report["seconds"],
+    )
+    return report
+
+
+def read_split(run: RunDir, split: str) -> list[dict[str, Any]]:
+    """The records (``{"text", "label"}``) of a prepared split: ``train``, ``val`` or ``test``.
+
+    Raises:
+        RunDirError: the run has no prepared split (run ``lmforge prepare``) or it is damaged.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"Unknown split '{split}'. Available: {', '.join(SPLITS)}.")
+    path = run.split_path(split)
+    run.require(path.relative_to(run.root).as_posix(), hint=_HINT)
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise RunDirError(
+                    f"{path} line {lineno} is not valid JSON; the split is damaged. {_HINT}"
+                ) from None
+    return records
+
+
+def read_labels(run: RunDir) -> list[str]:
+    """The sorted label names of a prepared run (``data/labels.json``).
+
+    Raises:
+        RunDirError: the run has no ``labels.json`` (run ``lmforge prepare``) or it is damaged.
+    """
+    path = run.labels_path
+    run.require(path.relative_to(run.root).as_posix(), hint=_HINT)
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))["labels"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        labels = None
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise RunDirError(f'{path} must hold {{"labels": [names...]}}; the run directory is damaged. {_HINT}')
+    return labels

@@ -1,0 +1,101 @@
+"""`lmforge run` end to end through the real CLI on a ~200-example slice, then `predict`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, cli_env
+
+pytestmark = pytest.mark.slow
+
+LMFORGE = [sys.executable, "-m", "lmforge.cli.__main__"]
+
+
+def lmforge(tmp_path: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LMFORGE, *args], cwd=REPO, env=cli_env(tmp_path), capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("e2e")
+    out = tmp / "run"
+    proc = lmforge(tmp, "run", "recipes/quick.yaml", "--out", str(out), "--no-progress",
+                   "--set", "data.max_examples=200", "--set", "train.max_steps=6", "--set", "train.eval_steps=3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "accuracy" in proc.stdout and "report.html" in proc.stdout
+    return out
+
+
+def test_run_directory_file_set(trained_run: Path) -> None:
+    files = {p.relative_to(trained_run).as_posix() for p in trained_run.rglob("*") if p.is_file()}
+    expected = {
+        "manifest.json", "spec.yaml", "MODEL_CARD.md",
+        "data/train.jsonl", "data/val.jsonl", "data/test.jsonl", "data/labels.json", "data/data_report.json",
+        "data/class_balance.png", "data/text_length.png",
+        "model/model.safetensors", "model/config.json", "model/tokenizer.json", "model/labels.json",
+        "model/lmforge_model.json",
+        "eval/metrics.json", "eval/confusion.png", "eval/calibration.png", "eval/errors.jsonl", "eval/report.html",
+        "logs/train.log",
+    }
+    assert expected <= files, expected - files
+    assert not any(part.startswith(".") for f in files for part in Path(f).parts), "temporary folders left"
+    assert not any(f.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle")) for f in files)
+
+
+def test_metrics_and_manifest_contract(trained_run: Path) -> None:
+    metrics = json.loads((trained_run / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    assert {"accuracy", "macro_f1", "per_class", "n_test"} <= set(metrics)
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert set(metrics["per_class"]) == {"negative", "neutral", "positive"}
+    test_rows = (trained_run / "data" / "test.jsonl").read_text(encoding="utf-8").splitlines()
+    assert metrics["n_test"] == len(test_rows)
+
+    manifest = json.loads((trained_run / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["spec"]["name"] == "quick"
+    assert manifest["spec"]["data"]["max_examples"] == 200
+    assert manifest["spec"]["train"]["max_steps"] == 6
+    assert {"torch", "transformers", "lmforge", "python"} <= set(manifest["versions"])
+    assert len(manifest["data"]["fingerprint"]) == 64
+    assert manifest["metrics"]["accuracy"] == metrics["accuracy"]
+    assert manifest["train"]["steps"] == 6
+    import hashlib
+
+    for rel, digest in manifest["files"].items():
+        assert hashlib.sha256((trained_run / rel).read_bytes()).hexdigest() == digest, rel
+    assert "model/model.safetensors" in manifest["files"] and "eval/report.html" in manifest["files"]
+
+
+def test_predict_text_and_file(trained_run: Path, tmp_path: Path) -> None:
+    proc = lmforge(tmp_path, "predict", str(trained_run), "--text", "@united lost my bag", "--text", "thanks @JetBlue!")
+    assert proc.returncode == 0, proc.stderr
+    preds = json.loads(proc.stdout)
+    assert [p["text"] for p in preds] == ["@united lost my bag", "thanks @JetBlue!"]
+    for p in preds:
+        assert p["label"] in {"negative", "neutral", "positive"}
+        assert abs(sum(p["scores"].values()) - 1.0) < 1e-4
+        assert p["score"] == max(p["scores"].values())
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "text": f"flight {i} was fine"}) + "\n" for i in range(70)),
+                   encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    proc = lmforge(tmp_path, "predict", str(trained_run), "--input", str(src), "--output", str(out),
+                   "--batch-size", "32")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == list(range(70))
+    assert all(r["prediction"]["label"] in {"negative", "neutral", "positive"} for r in rows)
+
+
+def test_stages_run_alone_and_evaluate_is_repeatable(trained_run: Path, tmp_path: Path) -> None:
+    before = json.loads((trained_run / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    proc = lmforge(tmp_path, "evaluate", str(trained_run))
+    assert proc.returncode == 0, proc.stderr
+    after = json.loads((trained_run / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    assert after["accuracy"] == before["accuracy"] and after["n_test"] == before["n_test"]

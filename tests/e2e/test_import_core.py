@@ -1,0 +1,58 @@
+"""`import lmforge` and the light CLI verbs work with the core dependencies only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import REPO
+
+BLOCK = ("torch", "transformers", "peft", "pandas", "pyarrow", "matplotlib", "accelerate", "tokenizers",
+         "safetensors", "tensorboard", "sklearn", "tqdm")
+
+
+def test_import_and_light_verbs_without_extras() -> None:
+    code = textwrap.dedent(f"""
+        import sys
+        BLOCK = {BLOCK!r}
+
+        class Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCK:
+                    raise ImportError(f"blocked for this test: {{name}}")
+                return None
+
+        sys.meta_path.insert(0, Blocker())
+        import lmforge, lmforge.config, lmforge.catalog, lmforge.train, lmforge.evaluate, lmforge.data
+        import lmforge.pipeline
+        from lmforge.cli.__main__ import main
+        assert main(["validate", "recipes/airline-lora.yaml"]) == 0
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCK)
+        print("LOADED", loaded)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "spec is well-formed" in proc.stdout
+    assert "LOADED []" in proc.stdout
+
+
+def test_missing_extra_names_the_pip_command() -> None:
+    code = textwrap.dedent("""
+        import sys
+
+        class Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "torch":
+                    raise ImportError("blocked")
+                return None
+
+        sys.meta_path.insert(0, Blocker())
+        from lmforge.cli.__main__ import main
+        sys.exit(main(["predict", "runs/none", "--text", "hi"]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'lmforge[train]'" in proc.stderr
