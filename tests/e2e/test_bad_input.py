@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import REPO, cli_env
 
 LMFORGE = [sys.executable, "-m", "lmforge.cli.__main__"]
@@ -62,7 +60,7 @@ def test_missing_columns_lists_columns_found(tmp_path: Path) -> None:
 
 def test_undecodable_bytes_name_the_encoding(tmp_path: Path) -> None:
     data = tmp_path / "latin.csv"
-    data.write_bytes("text,label\n".encode() + "caf\xe9 au lait,a\n".encode("latin-1") * 6
+    data.write_bytes(b"text,label\n" + "caf\xe9 au lait,a\n".encode("latin-1") * 6
                      + "th\xe9 vert,b\n".encode("latin-1") * 6)
     proc, out = prepare(tmp_path, data, "--set", "data.dedupe=false")
     assert_user_error(proc, "utf-8", "data.encoding")

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import REPO, cli_env
 
 pytestmark = pytest.mark.slow

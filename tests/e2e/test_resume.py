@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-
 from tests.conftest import REPO, cli_env
 
 pytestmark = pytest.mark.slow
