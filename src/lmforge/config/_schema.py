@@ -173,6 +173,9 @@ class TrainConfig:
     """Decoupled weight decay (not applied to biases and LayerNorm)."""
     dropout: float | None = None
     """Override the model's hidden and attention dropout."""
+    freeze_embeddings: bool = True
+    """Keep the word-embedding matrix fixed (`full` method). It holds half of a small encoder's
+    weights but barely moves in fine-tuning; freezing it makes each step ~10% faster here."""
     max_grad_norm: float = 1.0
     """Clip the gradient norm to this (0 turns clipping off)."""
     early_stopping_patience: int | None = 2

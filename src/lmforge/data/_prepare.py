@@ -270,23 +270,36 @@ def read_split(run: RunDir, split: str) -> list[dict[str, Any]]:
     """The records (``{"text", "label"}``) of a prepared split: ``train``, ``val`` or ``test``.
 
     Raises:
-        RunDirError: the run has no prepared split (run ``lmforge prepare``) or it is damaged.
+        RunDirError: the run has no prepared split (run ``lmforge prepare``), or lines of it
+            are not ``{"text": str, "label": str}`` (the first five are named).
     """
     if split not in SPLITS:
         raise ConfigError(f"Unknown split '{split}'. Available: {', '.join(SPLITS)}.")
     path = run.split_path(split)
     run.require(path.relative_to(run.root).as_posix(), hint=_HINT)
-    records = []
+    records: list[dict[str, Any]] = []
+    problems: list[str] = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise RunDirError(
-                    f"{path} line {lineno} is not valid JSON; the split is damaged. {_HINT}"
-                ) from None
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(f"line {lineno}: not JSON ({exc.msg})")
+                continue
+            if (
+                not isinstance(record, dict)
+                or not isinstance(record.get("text"), str)
+                or not isinstance(record.get("label"), str)
+            ):
+                problems.append(f'line {lineno}: expected {{"text": str, "label": str}}, got {line.strip()[:80]!r}')
+                continue
+            records.append(record)
+    if problems:
+        shown = "; ".join(problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise RunDirError(f"{path} has {len(problems)} malformed lines: {shown}{more}. {_HINT}")
     return records
 
 

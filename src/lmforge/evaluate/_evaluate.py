@@ -26,8 +26,6 @@ __all__ = ["Predictor", "evaluate", "load_labels", "load_test_split"]
 logger = logging.getLogger(__name__)
 
 _PREPARE_HINT = "Run `lmforge prepare spec.yaml` first to write the prepared data splits."
-# Bad lines quoted in a DataError, at most.
-_MAX_PROBLEMS = 5
 
 
 class Predictor(Protocol):
@@ -41,23 +39,17 @@ class Predictor(Protocol):
         ...
 
 
-def _relative(run: RunDir, path: Path) -> str:
-    return path.relative_to(run.root).as_posix()
-
-
 def load_labels(run: RunDir) -> list[str]:
-    """The label set of the prepared data (``data/labels.json``).
+    """The label set of the prepared data (``data/labels.json``), which must not be empty.
 
     Raises:
         RunDirError: If the file is missing (run ``lmforge prepare``) or malformed.
     """
-    path = run.require(_relative(run, run.labels_path), hint=_PREPARE_HINT)
-    try:
-        labels = json.loads(path.read_text(encoding="utf-8")).get("labels")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
-        raise RunDirError(f"{path} is not a JSON object ({exc}). {_PREPARE_HINT}") from None
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise RunDirError(f'{path} must hold {{"labels": [label strings]}}, got {labels!r}. {_PREPARE_HINT}')
+    from lmforge.data import read_labels
+
+    labels = read_labels(run)
+    if not labels:
+        raise RunDirError(f"{run.labels_path} lists no labels. {_PREPARE_HINT}")
     return labels
 
 
@@ -65,43 +57,18 @@ def load_test_split(run: RunDir) -> tuple[list[str], list[str]]:
     """Texts and labels of the prepared test split (``data/test.jsonl``).
 
     Raises:
-        RunDirError: If the split is missing (run ``lmforge prepare``).
-        DataError: If lines are not ``{"text": str, "label": str}`` or the split is empty.
+        RunDirError: If the split is missing (run ``lmforge prepare``) or has malformed lines.
+        DataError: If the split is empty.
     """
-    path = run.require(_relative(run, run.split_path("test")), hint=_PREPARE_HINT)
-    texts: list[str] = []
-    labels: list[str] = []
-    problems: list[str] = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"line {number}: not JSON ({exc.msg})")
-                continue
-            text = row.get("text") if isinstance(row, dict) else None
-            label = row.get("label") if isinstance(row, dict) else None
-            if isinstance(label, int) and not isinstance(label, bool):
-                label = str(label)
-            if not isinstance(text, str) or not isinstance(label, str):
-                problems.append(
-                    f'line {number}: expected {{"text": str, "label": str}}, got {line.strip()[:80]!r}'
-                )
-                continue
-            texts.append(text)
-            labels.append(label)
-    if problems:
-        shown = "; ".join(problems[:_MAX_PROBLEMS])
-        more = f" (and {len(problems) - _MAX_PROBLEMS} more)" if len(problems) > _MAX_PROBLEMS else ""
-        raise DataError(f"{path} has {len(problems)} malformed lines: {shown}{more}. {_PREPARE_HINT}")
-    if not texts:
+    from lmforge.data import read_split
+
+    rows = read_split(run, "test")
+    if not rows:
         raise DataError(
-            f"The test split {path} is empty, so there is nothing to evaluate. "
+            f"The test split {run.split_path('test')} is empty, so there is nothing to evaluate. "
             "Set data.test_fraction above 0 (or data.test_path) and run `lmforge prepare` again."
         )
-    return texts, labels
+    return [r["text"] for r in rows], [r["label"] for r in rows]
 
 
 def _label_indices(test_labels: list[str], model_labels: list[str], data_labels: list[str]) -> np.ndarray:

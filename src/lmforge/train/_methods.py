@@ -64,11 +64,13 @@ def get_method(name: str) -> Method:
 
 @register_method("full")
 class FullFineTuning:
-    """Every weight trains."""
+    """Every weight trains (but the word embeddings when ``train.freeze_embeddings`` is on)."""
 
     name = "full"
 
     def wrap(self, model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+        if cfg.freeze_embeddings:
+            model.get_input_embeddings().weight.requires_grad_(False)  # type: ignore[operator]
         return model
 
     def save(self, model: torch.nn.Module, out_dir: Path) -> None:

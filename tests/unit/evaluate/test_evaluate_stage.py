@@ -260,12 +260,12 @@ def test_missing_run_dir_says_run_prepare(tmp_path: Path) -> None:
         evaluate(_spec(), tmp_path / "nowhere", predictor=StandInPredictor())
 
 
-def test_malformed_or_empty_test_split_is_a_data_error(tmp_path: Path) -> None:
+def test_malformed_or_empty_test_split_is_reported(tmp_path: Path) -> None:
     run = _make_run(tmp_path / "run", manifest=False)
     run.split_path("test").write_text(
         '{"text": "ok", "label": "neutral"}\nnot json\n{"text": 3}\n', encoding="utf-8"
     )
-    with pytest.raises(DataError, match=r"2 malformed lines: line 2.*line 3"):
+    with pytest.raises(RunDirError, match=r"2 malformed lines: line 2.*line 3.*lmforge prepare"):
         evaluate(_spec(), run, predictor=StandInPredictor())
     run.split_path("test").write_text("\n", encoding="utf-8")
     with pytest.raises(DataError, match="empty"):

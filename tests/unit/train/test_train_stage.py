@@ -38,7 +38,8 @@ def test_full_fine_tuning_learns_and_saves_safetensors(tmp_path: Path) -> None:
         "max_steps": 12, "batch_size": 8, "eval_steps": 6, "learning_rate": 2e-4, "warmup_ratio": 0.0}})
     summary = train(spec, run, progress=False)
     assert summary["steps"] == 12
-    assert summary["trainable_parameters"] == summary["total_parameters"] > 20_000_000
+    # Everything trains but the 30522 x 384 word-embedding matrix (train.freeze_embeddings).
+    assert summary["total_parameters"] - summary["trainable_parameters"] == 30522 * 384
     files = {p.name for p in run.model_dir.iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "labels.json", "lmforge_model.json"} <= files
     assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl")) for name in files)
@@ -71,6 +72,14 @@ def test_lora_fgm_sgd_saves_an_adapter_that_loads_back(tmp_path: Path) -> None:
     assert meta["base_model"] == "minilm-l6" and meta["format"] == "peft-adapter"
     proba = load_predictor(run).predict_proba(["great flight"], batch_size=1)
     assert proba.shape == (1, 2)
+
+
+def test_full_without_frozen_embeddings_trains_every_weight(tmp_path: Path) -> None:
+    run = _prepared(tmp_path)
+    spec = spec_from_dict({"model": {"max_length": 32},
+                           "train": {"max_steps": 2, "batch_size": 8, "freeze_embeddings": False}})
+    summary = train(spec, run, progress=False)
+    assert summary["trainable_parameters"] == summary["total_parameters"] > 20_000_000
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
