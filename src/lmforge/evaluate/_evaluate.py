@@ -115,6 +115,15 @@ def evaluate(
         DataError: If the test split is malformed, empty, or has labels the model lacks.
     """
     run = run if isinstance(run, RunDir) else RunDir(run)
+    manifest = run.read_manifest()
+    seen = manifest.get("train", {}).get("data_fingerprint")
+    current = manifest.get("data", {}).get("fingerprint")
+    if seen and current and seen != current:
+        logger.warning(
+            "The data was prepared again after the model was trained (fingerprint %s, model saw %s): "
+            "the test split may overlap the model's training data. Run `lmforge train` again.",
+            current[:12], seen[:12],
+        )
     data_labels = load_labels(run)
     texts, test_labels = load_test_split(run)
     if predictor is None:
@@ -132,7 +141,7 @@ def evaluate(
     metrics["error_rate_by_length"] = error_rate_by_length(texts, correct)
     errors = collect_errors(texts, y_true, proba, labels, limit=spec.evaluate.max_errors)
     weak = weak_classes(metrics)
-    summary = run_summary(run.read_manifest())
+    summary = run_summary(manifest)
     title = spec.name or summary["name"] or run.root.name
 
     with run.stage("eval") as tmp:

@@ -222,6 +222,8 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
         "total_parameters": int(total),
         "examples_per_second": round(len(train_set) * float(trainer.state.epoch or 0.0) / max(seconds, 1e-9), 2),
         "resumed_from": checkpoint.name if checkpoint else None,
+        # Which prepared data this model saw: a later `prepare` changes the manifest's fingerprint.
+        "data_fingerprint": run.read_manifest().get("data", {}).get("fingerprint"),
         "threads": torch.get_num_threads(),
     }
     trainer.state.save_to_json(str(run.logs_dir / "trainer_state.json"))
