@@ -199,6 +199,8 @@ class TrainConfig:
     """Seed of initialization, dropout and data order."""
     threads: int | None = None
     """Torch intra-op threads; all cores when unset."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train: `auto` takes a CUDA GPU when torch sees one, else the CPU."""
     logging_steps: int = 20
     """Log loss and learning rate every N steps (TensorBoard and the progress bar)."""
     lora: LoraConfig = field(default_factory=LoraConfig)

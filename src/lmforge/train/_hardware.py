@@ -8,7 +8,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["cpu_flags", "fast_bf16", "resolve_precision"]
+__all__ = ["cpu_flags", "fast_bf16", "resolve_device", "resolve_precision"]
 
 
 @functools.cache
@@ -33,9 +33,26 @@ def fast_bf16() -> bool:
     return "amx_bf16" in cpu_flags()
 
 
-def resolve_precision(requested: str) -> str:
+def resolve_device(requested: str) -> str:
+    """``cpu`` or ``cuda`` for a spec's ``train.device`` (``auto``: a GPU when torch sees one)."""
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        from lmforge.errors import ConfigError
+
+        raise ConfigError("train.device is 'cuda' but torch sees no CUDA GPU here. Use train.device=auto or cpu.")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def resolve_precision(requested: str, device: str = "cpu") -> str:
     """``fp32`` or ``bf16`` for a spec's ``train.precision`` (``auto`` picks by hardware)."""
     if requested == "auto":
+        if device == "cuda":
+            import torch
+
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         chosen = "bf16" if fast_bf16() else "fp32"
         logger.info("precision auto -> %s (amx_bf16 %s)", chosen, "present" if chosen == "bf16" else "absent")
         return chosen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,9 @@ class TorchPredictor:
                     [texts[i] for i in idx], truncation=True, max_length=self.max_length,
                     padding=True, return_tensors="pt",
                 )
+                enc = enc.to(self.model.device)
                 logits = self.model(**enc).logits.float()  # (B, C)
-                out[idx] = torch.softmax(logits, dim=-1).numpy()
+                out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
         return out
 
     def predict(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> list[dict[str, Any]]:
@@ -97,4 +99,6 @@ def load_predictor(run: RunDir | str | Path) -> TorchPredictor:
     else:
         model = transformers.AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
     model.to(torch.float32).eval()
+    if torch.cuda.is_available() and os.environ.get("LMFORGE_PREDICT_DEVICE", "auto") != "cpu":
+        model.to("cuda")
     return TorchPredictor(model, tokenizer, labels, int(meta.get("max_length", 128)))

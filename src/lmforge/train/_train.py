@@ -16,7 +16,7 @@ from lmforge.catalog import resolve_model
 from lmforge.config import Spec
 from lmforge.errors import DataError, RunDirError
 from lmforge.rundir import RunDir, atomic_write_json
-from lmforge.train._hardware import resolve_precision
+from lmforge.train._hardware import resolve_device, resolve_precision
 from lmforge.train._methods import get_method
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def _macro_f1(eval_pred: Any) -> dict[str, float]:
     return {"macro_f1": macro_f1(y, pred, int(np.asarray(logits).shape[-1])), "accuracy": float((pred == y).mean())}
 
 
-def _training_args(spec: Spec, run: RunDir, precision: str, has_val: bool) -> Any:
+def _training_args(spec: Spec, run: RunDir, precision: str, device: str, has_val: bool) -> Any:
     transformers = require("transformers", extra="train", purpose="Training")
     cfg = spec.train
     every = cfg.checkpoint_steps
@@ -76,7 +76,7 @@ def _training_args(spec: Spec, run: RunDir, precision: str, has_val: bool) -> An
         seed=cfg.seed,
         data_seed=cfg.seed,
         bf16=precision == "bf16",
-        use_cpu=True,
+        use_cpu=device == "cpu",
         dataloader_num_workers=0,
         disable_tqdm=True,
         save_only_model=False,
@@ -125,7 +125,8 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    precision = resolve_precision(cfg.precision)
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
     transformers.set_seed(cfg.seed)  # before the head is initialized: same seed, same weights
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(base_path)
@@ -159,7 +160,7 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
         else None
     )
 
-    args = _training_args(spec, run, precision, has_val=val_set is not None)
+    args = _training_args(spec, run, precision, device, has_val=val_set is not None)
     callbacks: list[Any] = [JsonlLogCallback(run.logs_dir / "train.log")]
     tb = require("torch.utils.tensorboard", extra="train", purpose="TensorBoard logging")
     writer = tb.SummaryWriter(log_dir=str(run.logs_dir / "tensorboard"))
@@ -212,6 +213,7 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
         "method": cfg.method,
         "base_model": spec.model.name,
         "precision": precision,
+        "device": device,
         "steps": int(trainer.state.global_step),
         "epochs": round(float(trainer.state.epoch or 0.0), 4),
         "seconds": round(seconds, 2),
