@@ -64,3 +64,17 @@ def test_train_config_checkpoint_steps() -> None:
     assert TrainConfig(eval_steps=10).checkpoint_steps == 10
     assert TrainConfig(save_steps=7).checkpoint_steps == 7
     assert TrainConfig().checkpoint_steps is None
+
+
+def test_device_auto_and_cuda_without_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from lmforge.train._hardware import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="sees no CUDA GPU"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
