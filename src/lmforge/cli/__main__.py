@@ -7,6 +7,8 @@
     lmforge predict DIR --text ...      label texts
     lmforge validate SPEC               check a spec
     lmforge models | datasets           the offline catalog
+    lmforge redact | sign | verify | audit verify | key | fairness | report compliance
+                                        guard: PII, signed runs, audit log, keys, fairness
 
 User errors (bad spec, bad data, missing files or extras) print one message and exit 2.
 """
@@ -19,10 +21,10 @@ import os
 import sys
 
 from lmforge import __version__
-from lmforge.cli import catalog, predict, stages, validate
+from lmforge.cli import catalog, guard, predict, stages, validate
 from lmforge.errors import LmforgeError
 
-VERBS = (stages, predict, validate, catalog)
+VERBS = (stages, predict, validate, catalog, guard)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -86,6 +86,11 @@ class DataConfig:
     """Labels with fewer examples than this cannot be stratified and are an error."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     """Augmentation of the training split."""
+    pii: Literal["keep", "redact"] = "keep"
+    """`redact` replaces PII (e-mails, phones, Chinese IDs, bank cards, IPs, URLs, passports) in
+    every text before deduplication (lmforge.guard.pii)."""
+    pii_mode: Literal["mask", "hash", "drop"] = "mask"
+    """How PII is replaced: `[PHONE]`-style tags, a keyed hash (needs $LMFORGE_PII_SALT), or nothing."""
 
     def __post_init__(self) -> None:
         problems = []

@@ -83,12 +83,23 @@ def _fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def _redact_pii(cfg: DataConfig, cleaned: Any) -> dict[str, Any]:
+    """Apply ``data.pii`` to the cleaned texts in place; the entity counts for the report."""
+    if cfg.pii != "redact":
+        return {"policy": "keep"}
+    from lmforge.guard.pii import PrivacyPolicy, redact_texts
+
+    cleaned.texts, counts = redact_texts(cleaned.texts, PrivacyPolicy(mode=cfg.pii_mode))
+    return {"policy": "redact", "mode": cfg.pii_mode, "entities": dict(sorted(counts.items()))}
+
+
 def _test_file(
     cfg: DataConfig, classes: list[str], source: str, notes: list[str]
 ) -> tuple[_Part, dict[str, Any]]:
     """The cleaned ``data.test_path`` (not deduplicated: it is the user's benchmark) and its report."""
     table = read_table(cfg, cfg.test_path, key="data.test_path")
     cleaned = clean_rows(table.texts, table.labels, max_chars=cfg.max_chars, source=table.source)
+    pii = _redact_pii(cfg, cleaned)
     unseen = sorted(set(cleaned.labels) - set(classes))
     if unseen:
         raise DataError(
@@ -102,6 +113,7 @@ def _test_file(
         "rows_read": len(table.texts),
         "dropped": {"missing_label": cleaned.missing_label, "empty_text": cleaned.empty_text},
         "truncated": cleaned.truncated,
+        "pii": pii,
     }
     return _Part(cleaned.texts, cleaned.labels), info
 
@@ -155,6 +167,7 @@ def prepare(spec: Spec, run: RunDir) -> dict[str, Any]:
     table = read_table(cfg)
     cleaned = clean_rows(table.texts, table.labels, max_chars=cfg.max_chars, source=table.source)
     notes = list(cleaned.warnings)
+    pii = _redact_pii(cfg, cleaned)
 
     dups = find_duplicates(cleaned.texts, cleaned.labels, threshold=cfg.near_duplicate_threshold)
     if dups.conflicting_groups:
@@ -218,6 +231,7 @@ def prepare(spec: Spec, run: RunDir) -> dict[str, Any]:
             "leakage": removed,
         },
         "truncated": cleaned.truncated,
+        "pii": pii,
         "dedupe": cfg.dedupe,
         "near_duplicate_threshold": cfg.near_duplicate_threshold,
         "exact_duplicates": dups.exact,

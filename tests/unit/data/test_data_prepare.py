@@ -319,3 +319,23 @@ def test_read_split_unknown_name(tmp_path):
 
     with pytest.raises(ConfigError, match="train, val, test"):
         read_split(RunDir(tmp_path), "dev")
+
+
+def test_pii_redact_policy_masks_texts_and_counts_entities(tmp_path):
+    import json as _json
+
+    from lmforge.config import spec_from_dict as _spec
+    from lmforge.data import prepare as _prepare
+    from lmforge.rundir import RunDir as _RunDir
+
+    rows = [{"text": f"order {i}: call me at +1 415 555 01{i:02d} or mail a{i}@example.com", "label": "a" if i % 2 else "b"}
+            for i in range(30)]
+    src = tmp_path / "pii.jsonl"
+    src.write_text("".join(_json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    run = _RunDir(tmp_path / "run")
+    report = _prepare(_spec({"data": {"path": str(src), "pii": "redact", "dedupe": False}}), run)
+    assert report["pii"]["policy"] == "redact"
+    assert report["pii"]["entities"]["EMAIL"] == 30
+    text = "".join(run.split_path(s).read_text(encoding="utf-8") for s in ("train", "val", "test"))
+    assert "@example.com" not in text and "[EMAIL]" in text
+    assert "order 7" in text  # order numbers are not PII

@@ -1,0 +1,99 @@
+"""guard: the safety layer every stage uses: PII, encryption at rest, audit log, signed runs, fairness.
+
+- :mod:`lmforge.guard.pii`: validated recognizers (EMAIL, PHONE, CN_ID, BANK_CARD, IP, URL,
+  PASSPORT) and redaction under a :class:`PrivacyPolicy` (mask, hash or drop).
+- :class:`Encryptor` / :class:`KeyRing`: AES-256-GCM with key ids and rotation.
+- :class:`AuditLog`: append-only JSONL hash chain; :meth:`AuditLog.verify` names the first bad record.
+- :func:`sign_run` / :func:`verify_run`: Ed25519 over ``manifest.json`` plus a re-hash of every file.
+- :func:`scan_model_file`: refuses pickle-based and malformed weight files without unpickling.
+- :func:`fairness_report` / :func:`fairness_for_run` and :func:`compliance_report`.
+
+Importing this package is cheap (standard library only); ``cryptography`` loads when a key is
+used, and is installed with ``pip install 'lmforge[guard]'``.
+"""
+
+from lmforge.guard._audit import (
+    ACTIONS,
+    AUDIT_KEY_ENV,
+    AUDIT_LOG_ENV,
+    AuditLog,
+    AuditVerification,
+    audit_log_from_env,
+    default_actor,
+)
+from lmforge.guard._compliance import compliance_report
+from lmforge.guard._crypto import (
+    KEY_ENV,
+    Encryptor,
+    KeyRing,
+    decrypt_file,
+    encrypt_file,
+    key_id,
+    load_encryptor,
+)
+from lmforge.guard._errors import CryptoKeyError, GuardError, IntegrityError, UnsafeModelError
+from lmforge.guard._fairness import (
+    fairness_for_run,
+    fairness_report,
+    groups_from_field,
+    groups_from_handles,
+    groups_from_keywords,
+    render_fairness_markdown,
+)
+from lmforge.guard._modelscan import ModelFileReport, scan_model_dir, scan_model_file
+from lmforge.guard._signing import (
+    SIGNATURE,
+    RunVerification,
+    generate_signing_key,
+    load_private_key,
+    load_public_key,
+    public_key_id,
+    sign_run,
+    verify_run,
+)
+from lmforge.guard.pii import PrivacyPolicy, RedactionResult, detect, redact, redact_texts, scan_texts
+
+__all__ = [
+    "ACTIONS",
+    "AUDIT_KEY_ENV",
+    "AUDIT_LOG_ENV",
+    "KEY_ENV",
+    "SIGNATURE",
+    "AuditLog",
+    "AuditVerification",
+    "CryptoKeyError",
+    "Encryptor",
+    "GuardError",
+    "IntegrityError",
+    "KeyRing",
+    "ModelFileReport",
+    "PrivacyPolicy",
+    "RedactionResult",
+    "RunVerification",
+    "UnsafeModelError",
+    "audit_log_from_env",
+    "compliance_report",
+    "decrypt_file",
+    "default_actor",
+    "detect",
+    "encrypt_file",
+    "fairness_for_run",
+    "fairness_report",
+    "generate_signing_key",
+    "groups_from_field",
+    "groups_from_handles",
+    "groups_from_keywords",
+    "key_id",
+    "load_encryptor",
+    "load_private_key",
+    "load_public_key",
+    "public_key_id",
+    "redact",
+    "redact_texts",
+    "render_fairness_markdown",
+    "scan_model_dir",
+    "scan_model_file",
+    "scan_texts",
+    "sign_run",
+    "verify_run",
+]

@@ -1,0 +1,199 @@
+"""The registry of PII recognizers: each finds one entity type, by pattern plus a validator.
+
+A recognizer proposes candidate spans with a regular expression and keeps only those its
+validator accepts (a check digit, a birth date, a Luhn sum, a parsed address...), so near
+misses such as order numbers, amounts and dates are not reported. Recognizers register
+themselves by name in :mod:`lmforge.guard.pii._recognizers`; more can be added with
+:func:`register_recognizer`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from lmforge.errors import ConfigError
+
+__all__ = [
+    "RECOGNIZERS",
+    "Entity",
+    "Recognizer",
+    "RegexRecognizer",
+    "entity_types",
+    "get_recognizer",
+    "register_recognizer",
+]
+
+_TYPE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+# A label such as "order no." or "订单号" right before a number says it is not PII.
+_DENY_LABELS = (
+    r"order\s*(?:no\.?|number|num|id|#)?",
+    r"tracking\s*(?:no\.?|number|id|#)?",
+    r"invoice\s*(?:no\.?|number|id|#)?",
+    r"transaction\s*(?:no\.?|number|id|#)?",
+    r"ref(?:erence)?\s*(?:no\.?|number|#)?",
+    r"serial\s*(?:no\.?|number|#)?",
+    r"sku",
+    r"amount",
+    r"total",
+    r"订单(?:号|编号)?",
+    r"单号",
+    r"运单号?",
+    r"快递单号",
+    r"流水号",
+    r"交易号",
+    r"发票号",
+    r"金额",
+    r"合计",
+)
+_DENY_BEFORE = re.compile(r"(?<![A-Za-z])(?:" + "|".join(_DENY_LABELS) + r")\s*[:：#=＃]?\s*$", re.IGNORECASE)
+_CURRENCY_BEFORE = re.compile(r"[$¥￥€£]\s*$|(?:USD|RMB|CNY|EUR|GBP)\s*$", re.IGNORECASE)
+_AMOUNT_AFTER = re.compile(r"^(?:\.\d|,\d{3}(?!\d)|\s*(?:元|块|美元|USD|RMB|CNY|dollars?\b))", re.IGNORECASE)
+
+
+def labeled_as_non_pii(text: str, start: int, end: int, window: int = 24) -> bool:
+    """True when a number at ``text[start:end]`` is labeled as an order number or an amount."""
+    before = text[max(0, start - window) : start]
+    return bool(
+        _DENY_BEFORE.search(before) or _CURRENCY_BEFORE.search(before) or _AMOUNT_AFTER.match(text[end : end + 8])
+    )
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A span of PII in a text: ``text[start:end]`` is an entity of ``type``.
+
+    Offsets count Python characters (code points) of the original text. The matched value
+    itself is not kept, so entities can be logged and stored.
+    """
+
+    type: str
+    """Entity type: EMAIL, PHONE, CN_ID, BANK_CARD, IP, URL, PASSPORT (or a registered one)."""
+    start: int
+    """Offset of the first character."""
+    end: int
+    """Offset one past the last character."""
+    recognizer: str
+    """Name of the recognizer that found it."""
+
+    def to_dict(self) -> dict[str, str | int]:
+        """``{"type", "start", "end"}``, the form written next to redacted records."""
+        return {"type": self.type, "start": self.start, "end": self.end}
+
+
+@runtime_checkable
+class Recognizer(Protocol):
+    """Finds the spans of one entity type in a text."""
+
+    name: str
+    entity_type: str
+    priority: int
+    """When spans of two recognizers overlap and have the same length, the higher priority wins."""
+
+    def find(self, text: str) -> Iterator[tuple[int, int]]:
+        """Yield ``(start, end)`` of each validated entity in ``text``."""
+        ...
+
+
+class RegexRecognizer:
+    """A pattern proposes candidates, a validator keeps the real ones.
+
+    Args:
+        name: Registry name, e.g. ``"cn_id"``.
+        entity_type: The type of what it finds, e.g. ``"CN_ID"``.
+        pattern: Compiled expression; the span is group ``"pii"`` when present, else the match.
+        validate: Called with the candidate text; False drops it. None accepts every match.
+        priority: Tie-break between overlapping spans of equal length.
+        reject_labeled: Drop numbers labeled as order numbers or amounts (see ``labeled_as_non_pii``).
+        require_before: When set, a candidate counts only if this expression matches the
+            ``context_window`` characters before it (e.g. "passport" for passport numbers).
+        hints: Substrings one of which must occur in the text for a match to be possible (fast skip).
+        trim: Shortens a candidate before validation (returns a prefix of it), e.g. to drop
+            the sentence's full stop after a URL.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        entity_type: str,
+        pattern: re.Pattern[str],
+        validate: Callable[[str], bool] | None = None,
+        *,
+        priority: int = 0,
+        reject_labeled: bool = False,
+        require_before: re.Pattern[str] | None = None,
+        context_window: int = 24,
+        hints: Sequence[str] = (),
+        trim: Callable[[str], str] | None = None,
+    ) -> None:
+        self.name = name
+        self.entity_type = entity_type
+        self.pattern = pattern
+        self.validate = validate
+        self.priority = priority
+        self.reject_labeled = reject_labeled
+        self.require_before = require_before
+        self.context_window = context_window
+        self.hints = tuple(hints)
+        self.trim = trim
+
+    def __repr__(self) -> str:
+        return f"RegexRecognizer({self.name!r}, {self.entity_type!r})"
+
+    def find(self, text: str) -> Iterator[tuple[int, int]]:
+        if self.hints and not any(h in text for h in self.hints):
+            return
+        has_group = "pii" in self.pattern.groupindex
+        for match in self.pattern.finditer(text):
+            start, end = match.span("pii") if has_group else match.span()
+            if start < 0:
+                continue
+            if self.trim is not None:
+                end = start + len(self.trim(text[start:end]))
+            if end <= start:
+                continue
+            if self.validate is not None and not self.validate(text[start:end]):
+                continue
+            if self.reject_labeled and labeled_as_non_pii(text, start, end):
+                continue
+            if self.require_before is not None:
+                before = text[max(0, start - self.context_window) : start]
+                if not self.require_before.search(before):
+                    continue
+            yield start, end
+
+
+RECOGNIZERS: dict[str, Recognizer] = {}
+
+
+def register_recognizer(recognizer: Recognizer) -> Recognizer:
+    """Add ``recognizer`` to :data:`RECOGNIZERS` under its name (names are unique)."""
+    if not isinstance(recognizer, Recognizer):
+        raise TypeError(f"{recognizer!r} has no name, entity_type, priority and find(text); it is not a Recognizer.")
+    if recognizer.name in RECOGNIZERS:
+        raise ConfigError(f"A PII recognizer named '{recognizer.name}' is already registered; pick another name.")
+    if not _TYPE_NAME.match(recognizer.entity_type):
+        raise ConfigError(
+            f"PII entity type {recognizer.entity_type!r} of recognizer '{recognizer.name}' must be upper case, "
+            "like EMAIL or CN_ID."
+        )
+    RECOGNIZERS[recognizer.name] = recognizer
+    return recognizer
+
+
+def get_recognizer(name: str) -> Recognizer:
+    """The recognizer registered as ``name``; an unknown name lists the available ones."""
+    try:
+        return RECOGNIZERS[name]
+    except KeyError:
+        raise ConfigError(
+            f"Unknown PII recognizer '{name}'. Available: {', '.join(sorted(RECOGNIZERS))}."
+        ) from None
+
+
+def entity_types() -> list[str]:
+    """Sorted entity types found by the registered recognizers."""
+    return sorted({r.entity_type for r in RECOGNIZERS.values()})

@@ -1,0 +1,232 @@
+"""PII recognizers: true positives with exact spans, near misses that must not match, redaction modes."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmforge.errors import ConfigError
+from lmforge.guard import CryptoKeyError
+from lmforge.guard.pii import (
+    RECOGNIZERS,
+    PrivacyPolicy,
+    Recognizer,
+    RegexRecognizer,
+    detect,
+    entity_types,
+    get_recognizer,
+    redact,
+    redact_texts,
+    scan_texts,
+)
+from lmforge.guard.pii._validators import luhn_ok, mrz_check_digit, valid_bank_card, valid_cn_id
+
+_W = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def cn_id(first17: str) -> str:
+    """Append the GB 11643 check character (an independent implementation for the tests)."""
+    return first17 + "10X98765432"[sum(int(d) * w for d, w in zip(first17, _W, strict=True)) % 11]
+
+
+def luhn_complete(prefix: str) -> str:
+    for d in "0123456789":
+        if luhn_ok(prefix + d):
+            return prefix + d
+    raise AssertionError(prefix)
+
+
+def found(text: str) -> list[tuple[str, str]]:
+    return [(e.type, text[e.start : e.end]) for e in detect(text)]
+
+
+def assert_exact(text: str, etype: str, value: str) -> None:
+    start = text.index(value)
+    assert [(e.type, e.start, e.end) for e in detect(text)] == [(etype, start, start + len(value))], found(text)
+
+
+VALID_ID = cn_id("11010519491231002")  # the GB 11643 specimen, 11010519491231002X
+CARD_UNIONPAY = luhn_complete("621700123456789")
+
+POSITIVES = [
+    # (entity type, value, template)
+    ("EMAIL", "li.wei+news@mail.example.com.cn", "邮箱{}谢谢"),
+    ("EMAIL", "JOHN_DOE@Example.ORG", "write to {}."),
+    ("PHONE", "13812345678", "我的手机号{}，请回电"),
+    ("PHONE", "138-1234-5678", "call {} today"),
+    ("PHONE", "+86 139 1234 5678", "tel: {}"),
+    ("PHONE", "010-62345678", "北京办公室{}转总机"),
+    ("PHONE", "(021)62345678", "上海 {}"),
+    ("PHONE", "0571-8888888", "杭州 {}"),
+    ("PHONE", "(212) 555-1234", "NY office {}, ask for Sam"),
+    ("PHONE", "+1 415-555-2671", "SF: {}"),
+    ("PHONE", "212.555.1234", "fax {}"),
+    ("PHONE", "+44 20 7946 0958", "London {} 2023"),
+    ("PHONE", "+33 1 23 45 67 89", "Paris {}"),
+    ("PHONE", "+4930123456", "Berlin {}"),
+    ("CN_ID", VALID_ID, "身份证号{}已登记"),
+    ("CN_ID", cn_id("44030619851105123"), "ID {}"),
+    ("CN_ID", cn_id("32010220000229001"), "leap day {}"),
+    ("BANK_CARD", "4111 1111 1111 1111", "card {} exp 12/29"),
+    ("BANK_CARD", "5500000000000004", "mc {}"),
+    ("BANK_CARD", "3400-000000-00009", "amex {}"),
+    ("BANK_CARD", CARD_UNIONPAY, "银行卡{}"),
+    ("BANK_CARD", "6011000000000004", "discover {}"),
+    ("BANK_CARD", "3530111333300000", "jcb {}"),
+    ("IP", "192.168.1.1", "服务器{}宕机"),
+    ("IP", "8.8.8.8", "dns {}."),
+    ("IP", "2001:db8::8a2e:370:7334", "v6 {}."),
+    ("IP", "fe80::1", "link-local {}"),
+    ("IP", "::1", "loopback {} only"),
+    ("URL", "https://example.com/path?q=1&r=2", "see {}."),
+    ("URL", "http://10.0.0.1:8080/admin", "panel ({})"),
+    ("URL", "www.baidu.com/s?wd=x", "访问{}。"),
+    ("URL", "https://en.wikipedia.org/wiki/Foo_(bar)", "at {}, ok"),
+    ("PASSPORT", "E12345678", "passport no: {}"),
+    ("PASSPORT", "EA1234567", "护照号码{}"),
+    ("PASSPORT", "L898902C36UTO7408122F1204159ZE184226B<<<<<10", "MRZ\n{}\n"),
+]
+
+
+@pytest.mark.parametrize(("etype", "value", "template"), POSITIVES, ids=[p[1] for p in POSITIVES])
+def test_true_positive_with_exact_span(etype: str, value: str, template: str) -> None:
+    assert_exact(template.format(value), etype, value)
+
+
+NEGATIVES = [
+    # near misses: wrong check digit, wrong Luhn, wrong length, dates, amounts, order numbers, versions
+    "身份证号" + VALID_ID[:-1] + ("0" if VALID_ID[-1] != "0" else "1"),  # wrong check digit
+    "id 11010519490230002X",  # 30 February
+    "id " + cn_id("11010520991231002"),  # born in the future
+    "id " + cn_id("00010519491231002"),  # no such province
+    "号码 " + VALID_ID[:17],  # 17 digits
+    "number 1101051949123100211",  # 19 digits
+    "card 4111 1111 1111 1112",  # Luhn fails
+    "card 4111111111111112",
+    "number 1234567812345670",  # Luhn holds, no issuer starts with 1
+    "order #4111111111111111",  # labeled as an order number
+    "订单号：6217001234567890123",
+    "total $4111111111111111.00",
+    "金额 5500000000000004 元",
+    "phone 12345678901",  # no mobile prefix 123
+    "phone 1381234567",  # 10 digits
+    "phone 138123456789",  # 12 digits
+    "订单号13812345678",
+    "¥13812345678",
+    "paid 13812345678元",
+    "ORD13812345678",
+    "date 2023-11-05 at 13:45",
+    "dates 20231105 and 2023/11/05 and 05.11.2023",
+    "amount 1,234,567.89 USD",
+    "us 123-456-7890",  # area code starts with 1
+    "us 212-911-1234",  # N11 exchange
+    "us 2125551234",  # bare ten digits
+    "call +1234567",  # not a valid international number
+    "landline 010-12345678",  # local number starts with 1
+    "mail user@localhost or a@b.c or @united or john.@x.com",
+    "ip 256.1.1.1 and 1.2.3 and 01.02.03.04 and 1.2.3.4.5",
+    "version v1.2.3.4",
+    "time 12:30:45, mac 00:1A:2B:3C:4D:5E, std::vector, a:b",
+    "domain example.com and file.txt and http://",
+    "random E12345678 with no label around it at all, really",
+    "MRZ L898902C37UTO7408122F1204159ZE184226B<<<<<10",  # document check digit wrong
+    "￥3,299.00 元, 订单 20231105123456789",
+]
+
+
+@pytest.mark.parametrize("text", NEGATIVES)
+def test_near_miss_is_not_pii(text: str) -> None:
+    assert detect(text) == [], found(text)
+
+
+def test_validators_directly() -> None:
+    assert valid_cn_id(VALID_ID) and VALID_ID == "11010519491231002X"
+    assert valid_cn_id(VALID_ID.lower())
+    assert luhn_ok("79927398713") and not luhn_ok("79927398710")
+    assert mrz_check_digit("L898902C3") == "6"
+
+
+def test_longer_span_and_priority_resolve_overlaps() -> None:
+    text = "profile https://x.com/u?mail=a@b.com end"
+    assert found(text) == [("URL", "https://x.com/u?mail=a@b.com")]
+    # An 18-digit UnionPay-looking number that is also a valid ID: the ID wins.
+    candidate = next(
+        cn_id(f"62010219900101{i:03d}") for i in range(1000) if luhn_ok(cn_id(f"62010219900101{i:03d}"))
+    )
+    assert valid_cn_id(candidate) and valid_bank_card(candidate)
+    assert found(f"x {candidate} y") == [("CN_ID", candidate)]
+
+
+def test_many_entities_in_one_text_in_order() -> None:
+    text = f"张三 {VALID_ID}, 13812345678, zhang@example.com, 4111111111111111, 10.1.2.3"
+    assert [t for t, _ in found(text)] == ["CN_ID", "PHONE", "EMAIL", "BANK_CARD", "IP"]
+
+
+def test_mask_hash_drop_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "call 13812345678 or mail a@example.com"
+    assert redact(text).text == "call [PHONE] or mail [EMAIL]"
+    assert redact(text, PrivacyPolicy(mode="drop")).text == "call  or mail "
+    assert redact(text, PrivacyPolicy(entities=["EMAIL"])).text == "call 13812345678 or mail [EMAIL]"
+
+    monkeypatch.delenv("LMFORGE_PII_SALT", raising=False)
+    with pytest.raises(CryptoKeyError, match="LMFORGE_PII_SALT"):
+        redact(text, PrivacyPolicy(mode="hash"))
+    monkeypatch.setenv("LMFORGE_PII_SALT", "short")
+    with pytest.raises(CryptoKeyError, match="only 5 characters") as exc:
+        redact(text, PrivacyPolicy(mode="hash"))
+    assert "short" not in str(exc.value)  # the secret is never echoed
+    monkeypatch.setenv("LMFORGE_PII_SALT", "a-long-enough-secret-salt")
+    first = redact(text, PrivacyPolicy(mode="hash")).text
+    again = redact("mail a@example.com", PrivacyPolicy(mode="hash")).text
+    assert first.startswith("call [PHONE:") and "13812345678" not in first
+    assert first.split(" or mail ")[1] == again.split("mail ")[1]  # same value, same token
+    monkeypatch.setenv("LMFORGE_PII_SALT", "another-long-enough-secret")
+    assert redact(text, PrivacyPolicy(mode="hash")).text != first  # keyed: a new key, new tokens
+
+
+def test_entities_carry_spans_on_the_original_text() -> None:
+    text = "a 13812345678 b"
+    result = redact(text)
+    (entity,) = result.entities
+    assert entity.to_dict() == {"type": "PHONE", "start": 2, "end": 13}
+    assert text[entity.start : entity.end] == "13812345678"
+
+
+def test_redact_texts_and_scan_texts() -> None:
+    texts = ["nothing here", "mail a@example.com and b@example.org", "13812345678"]
+    out, counts = redact_texts(texts)
+    assert out == ["nothing here", "mail [EMAIL] and [EMAIL]", "[PHONE]"]
+    assert counts == {"EMAIL": 2, "PHONE": 1}
+    scan = scan_texts(texts)
+    assert (scan.n_texts, scan.texts_with_pii, scan.counts) == (3, 2, {"EMAIL": 2, "PHONE": 1})
+
+
+def test_policy_validation_lists_every_problem() -> None:
+    with pytest.raises(ConfigError) as exc:
+        PrivacyPolicy(mode="blur", entities=["PHONE", "SSN"])  # type: ignore[arg-type]
+    message = str(exc.value)
+    assert "blur" in message and "SSN" in message and "Available:" in message
+
+
+def test_registry_fails_loudly_and_accepts_plugins() -> None:
+    assert {"EMAIL", "PHONE", "CN_ID", "BANK_CARD", "IP", "URL", "PASSPORT"} <= set(entity_types())
+    with pytest.raises(ConfigError, match="Available:.*cn_id"):
+        get_recognizer("ssn")
+    for rec in RECOGNIZERS.values():
+        assert isinstance(rec, Recognizer)
+    import re
+
+    from lmforge.guard.pii import register_recognizer
+
+    with pytest.raises(ConfigError, match="already registered"):
+        register_recognizer(RegexRecognizer("email", "EMAIL", re.compile("x")))
+    with pytest.raises(ConfigError, match="upper case"):
+        register_recognizer(RegexRecognizer("lower_type", "employee", re.compile("x")))
+
+
+def test_detect_is_linear_on_adversarial_input() -> None:
+    import time
+
+    nasty = "+1" + " 1" * 5000 + "a@" + "a" * 5000 + "::" * 3000 + "http://" + "(" * 5000
+    started = time.perf_counter()
+    detect(nasty)
+    assert time.perf_counter() - started < 2.0
