@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from lmforge._jsonl import iter_text_records
 from lmforge.cli._common import dump
 from lmforge.errors import DataError
 
@@ -30,19 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _read_jsonl(path: Path, field: str) -> list[dict]:
     if not path.is_file():
         raise DataError(f"Input file not found: {path}")
-    records = []
     with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{n} is not valid JSON ({exc.msg}).") from None
-            if not isinstance(record, dict) or not isinstance(record.get(field), str):
-                raise DataError(f"{path}:{n} has no string field '{field}'. Use --text-field to name it.")
-            records.append(record)
-    return records
+        return list(iter_text_records(fh, path, field))
 
 
 def run(args: argparse.Namespace) -> int:

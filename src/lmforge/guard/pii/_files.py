@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from lmforge._jsonl import iter_text_records
 from lmforge.errors import DataError
 from lmforge.guard.pii._redact import PrivacyPolicy, redact
 
@@ -95,24 +96,6 @@ def _check_text_file(path: Path, encoding: str, shown: str) -> None:
             raise DataError(f"{path} ends in the middle of a {shown} character; the file is truncated.") from None
 
 
-def _jsonl_records(fh: TextIO, path: Path, text_field: str) -> Iterator[dict[str, Any]]:
-    for n, line in enumerate(fh, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {n} is not valid JSON ({exc.msg}).") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path} line {n} holds a JSON {type(record).__name__}, not an object.")
-        if not isinstance(record.get(text_field), str):
-            raise DataError(
-                f"{path} line {n} has no string field '{text_field}' (fields: {', '.join(map(str, record)) or 'none'}). "
-                "Name the text field with --text-field."
-            )
-        yield record
-
-
 @contextlib.contextmanager
 def _atomic_output(path: Path, newline: str | None) -> Iterator[TextIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +169,7 @@ def redact_file(
     with open(src, encoding=read_encoding, newline="" if kind == "csv" else None) as fh:
         if kind == "jsonl":
             with _atomic_output(dst, "\n") as out:
-                for record in _jsonl_records(fh, src, text_field):
+                for record in iter_text_records(fh, src, text_field):
                     record["entities"] = _redact(record)
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
         else:
