@@ -30,3 +30,28 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
     return env
+
+
+@pytest.fixture(scope="session")
+def _home(tmp_path_factory: pytest.TempPathFactory):
+    """A session-wide hermetic HOME (onnxruntime and HF write caches under ~)."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        yield home
+
+
+@pytest.fixture(scope="session")
+def trained_full(tmp_path_factory: pytest.TempPathFactory, _home: Path) -> Path:
+    """A fully fine-tuned tiny run (10 steps of minilm-l6); copy it before writing into it."""
+    from tests._runs import train_tiny
+
+    return train_tiny(tmp_path_factory.mktemp("full") / "run", "full")
+
+
+@pytest.fixture(scope="session")
+def trained_lora(tmp_path_factory: pytest.TempPathFactory, _home: Path) -> Path:
+    """A LoRA tiny run (10 steps); copy it before writing into it."""
+    from tests._runs import train_tiny
+
+    return train_tiny(tmp_path_factory.mktemp("lora") / "run", "lora")

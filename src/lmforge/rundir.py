@@ -14,6 +14,10 @@ Layout::
       model/            save_pretrained folder (safetensors) + labels.json, or a PEFT adapter
       checkpoints/      checkpoint-<step>/ (atomic; newest complete one wins on resume)
       eval/             metrics.json, confusion.png, calibration.png, errors.jsonl, report.html
+      compressed/       <variant>/ (model.onnx or model.safetensors + tokenizer, variant.json),
+                        selected (pointer to the variant predict/serve load), baseline.json,
+                        compression_report.md, tradeoff.png
+      signature.json    Ed25519 signature over manifest.json (``lmforge sign``)
       logs/             TensorBoard events, train.log
       MODEL_CARD.md
 """

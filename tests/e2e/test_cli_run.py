@@ -40,7 +40,7 @@ def test_run_directory_file_set(trained_run: Path) -> None:
         "model/model.safetensors", "model/config.json", "model/tokenizer.json", "model/labels.json",
         "model/lmforge_model.json",
         "eval/metrics.json", "eval/confusion.png", "eval/calibration.png", "eval/errors.jsonl", "eval/report.html",
-        "logs/train.log",
+        "logs/train.log", "signature.json",
     }
     assert expected <= files, expected - files
     assert not any(part.startswith(".") for f in files for part in Path(f).parts), "temporary folders left"
@@ -71,7 +71,9 @@ def test_metrics_and_manifest_contract(trained_run: Path) -> None:
 
 
 def test_predict_text_and_file(trained_run: Path, tmp_path: Path) -> None:
-    proc = lmforge(tmp_path, "predict", str(trained_run), "--text", "@united lost my bag", "--text", "thanks @JetBlue!")
+    # The run was signed with the key `lmforge run` created under its HOME: predict with the same HOME.
+    home = trained_run.parent
+    proc = lmforge(home, "predict", str(trained_run), "--text", "@united lost my bag", "--text", "thanks @JetBlue!")
     assert proc.returncode == 0, proc.stderr
     preds = json.loads(proc.stdout)
     assert [p["text"] for p in preds] == ["@united lost my bag", "thanks @JetBlue!"]
@@ -84,7 +86,7 @@ def test_predict_text_and_file(trained_run: Path, tmp_path: Path) -> None:
     src.write_text("".join(json.dumps({"id": i, "text": f"flight {i} was fine"}) + "\n" for i in range(70)),
                    encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    proc = lmforge(tmp_path, "predict", str(trained_run), "--input", str(src), "--output", str(out),
+    proc = lmforge(home, "predict", str(trained_run), "--input", str(src), "--output", str(out),
                    "--batch-size", "32")
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
@@ -94,7 +96,39 @@ def test_predict_text_and_file(trained_run: Path, tmp_path: Path) -> None:
 
 def test_stages_run_alone_and_evaluate_is_repeatable(trained_run: Path, tmp_path: Path) -> None:
     before = json.loads((trained_run / "eval" / "metrics.json").read_text(encoding="utf-8"))
-    proc = lmforge(tmp_path, "evaluate", str(trained_run))
+    proc = lmforge(trained_run.parent, "evaluate", str(trained_run))
     assert proc.returncode == 0, proc.stderr
     after = json.loads((trained_run / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert after["accuracy"] == before["accuracy"] and after["n_test"] == before["n_test"]
+
+
+def test_predict_refuses_tampered_and_unsigned_runs(trained_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    home = trained_run.parent
+    signature = json.loads((trained_run / "signature.json").read_text(encoding="utf-8"))
+    assert signature["algorithm"] == "ed25519"
+    assert (home / "home" / ".config" / "lmforge" / "signing.key.pub").is_file()
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(trained_run, tampered)
+    with (tampered / "model" / "labels.json").open("a", encoding="utf-8") as fh:
+        fh.write(" ")
+    proc = lmforge(home, "predict", str(tampered), "--text", "hi")
+    assert proc.returncode == 2 and "tampered file: model/labels.json" in proc.stderr, proc.stderr
+    proc = lmforge(home, "predict", str(tampered), "--allow-unsigned", "--text", "hi")
+    assert proc.returncode == 2 and "tampered file: model/labels.json" in proc.stderr, proc.stderr
+
+    unsigned = tmp_path / "unsigned"
+    shutil.copytree(trained_run, unsigned)
+    (unsigned / "signature.json").unlink()
+    proc = lmforge(home, "predict", str(unsigned), "--text", "hi")
+    assert proc.returncode == 2 and "unsigned" in proc.stderr and "--allow-unsigned" in proc.stderr
+    proc = lmforge(home, "predict", str(unsigned), "--allow-unsigned", "--text", "hi")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["label"] in {"negative", "neutral", "positive"}
+
+    # Another user's key does not vouch for this run.
+    other = tmp_path / "other"
+    proc = lmforge(other, "predict", str(trained_run), "--text", "hi")
+    assert proc.returncode == 2 and "no public key" in proc.stderr, proc.stderr

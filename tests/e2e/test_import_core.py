@@ -5,11 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from tests.conftest import REPO
 
+from lmforge.rundir import RunDir
+
 BLOCK = ("torch", "transformers", "peft", "pandas", "pyarrow", "matplotlib", "accelerate", "tokenizers",
-         "safetensors", "tensorboard", "sklearn", "tqdm")
+         "safetensors", "tensorboard", "sklearn", "tqdm", "onnx", "onnxruntime", "cryptography", "fastapi",
+         "starlette", "uvicorn", "sqlalchemy", "prometheus_client", "httpx", "ray")
 
 
 def test_import_and_light_verbs_without_extras() -> None:
@@ -25,7 +29,7 @@ def test_import_and_light_verbs_without_extras() -> None:
 
         sys.meta_path.insert(0, Blocker())
         import lmforge, lmforge.config, lmforge.catalog, lmforge.train, lmforge.evaluate, lmforge.data
-        import lmforge.pipeline
+        import lmforge.pipeline, lmforge.compress, lmforge.guard
         from lmforge.cli.__main__ import main
         assert main(["validate", "recipes/airline-lora.yaml"]) == 0
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCK)
@@ -38,8 +42,13 @@ def test_import_and_light_verbs_without_extras() -> None:
     assert "LOADED []" in proc.stdout
 
 
-def test_missing_extra_names_the_pip_command() -> None:
-    code = textwrap.dedent("""
+def test_missing_extra_names_the_pip_command(tmp_path: Path) -> None:
+    # A run whose fp32 model needs torch, in a process where torch cannot be imported.
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "lmforge_model.json").write_text('{"labels": ["a", "b"], "max_length": 8}', encoding="utf-8")
+    RunDir(run).update_manifest()
+    code = textwrap.dedent(f"""
         import sys
 
         class Blocker:
@@ -50,7 +59,7 @@ def test_missing_extra_names_the_pip_command() -> None:
 
         sys.meta_path.insert(0, Blocker())
         from lmforge.cli.__main__ import main
-        sys.exit(main(["predict", "runs/none", "--text", "hi"]))
+        sys.exit(main(["predict", {str(run)!r}, "--allow-unsigned", "--text", "hi"]))
     """)
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                           check=False)

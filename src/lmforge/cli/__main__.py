@@ -4,7 +4,8 @@
     lmforge prepare [SPEC] --out DIR    data stage only
     lmforge train DIR [--resume]        train stage only
     lmforge evaluate DIR                evaluate stage only
-    lmforge predict DIR --text ...      label texts
+    lmforge compress DIR [--budget 1]   ONNX/int8/pruned/distilled variants, fastest within budget
+    lmforge predict DIR --text ...      label texts (with the selected variant)
     lmforge validate SPEC               check a spec
     lmforge models | datasets           the offline catalog
     lmforge redact | sign | verify | audit verify | key | fairness | report compliance
@@ -21,10 +22,10 @@ import os
 import sys
 
 from lmforge import __version__
-from lmforge.cli import catalog, guard, predict, stages, validate
+from lmforge.cli import catalog, compress, guard, predict, stages, validate
 from lmforge.errors import LmforgeError
 
-VERBS = (stages, predict, validate, catalog, guard)
+VERBS = (stages, compress, predict, validate, catalog, guard)
 
 
 def build_parser() -> argparse.ArgumentParser:

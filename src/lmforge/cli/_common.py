@@ -32,6 +32,19 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def sign_after(run: Any) -> None:
+    """Re-sign a run a stage just rewrote, with the user's key (see :mod:`lmforge.guard._trust`)."""
+    from lmforge.guard import auto_sign
+
+    signed = auto_sign(run)
+    if signed is None:
+        return
+    if signed["created"]:
+        say(f"created your signing key {signed['key']} (public half: {signed['key']}.pub); "
+            "predict and serve verify runs against it")
+    say(f"signed {run} (key {signed['key_id']})")
+
+
 def dump(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")

@@ -12,7 +12,12 @@ from lmforge.errors import DataError
 
 EXAMPLE = """examples:
   lmforge predict runs/demo --text "@united lost my bag again"
-  lmforge predict runs/demo --input texts.jsonl --output predictions.jsonl"""
+  lmforge predict runs/demo --input texts.jsonl --output predictions.jsonl
+  lmforge predict runs/demo --variant fp32 --text "on time, thanks"   # skip the selected variant
+
+Uses RUN/compressed/selected (made by `lmforge compress`) when present, else the fp32 model.
+The run must carry a valid signature (the CLI stages sign with your key; see `lmforge sign`),
+or --allow-unsigned; a run whose files differ from its manifest is always refused."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", help="JSONL file with a text field per line")
     p.add_argument("--output", help="JSONL file to write (with --input)")
     p.add_argument("--text-field", default="text", help="field of --input holding the text (default: text)")
+    p.add_argument("--variant", default=None,
+                   help="compressed variant to use, or fp32 (default: the selected one, else fp32)")
+    p.add_argument("--public-key", help="the signer's public key (default: $LMFORGE_PUBLIC_KEY, else your own)")
+    p.add_argument("--allow-unsigned", action="store_true",
+                   help="load a run without signature.json (its files are still checked against the manifest)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -36,8 +46,9 @@ def _read_jsonl(path: Path, field: str) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lmforge.compress import load_predictor
+    from lmforge.guard import trust_run
     from lmforge.rundir import atomic_write_text
-    from lmforge.train import load_predictor
 
     if bool(args.text) == bool(args.input):
         raise DataError("Give either --text (repeatable) or --input FILE.jsonl, not both or neither.")
@@ -46,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {args.batch_size}.")
     records = _read_jsonl(Path(args.input), args.text_field) if args.input else [{"text": t} for t in args.text]
-    predictor = load_predictor(args.run)
+    trust_run(args.run, args.public_key, allow_unsigned=args.allow_unsigned)
+    predictor = load_predictor(args.run, variant=args.variant)
     texts = [r[args.text_field] if args.input else r["text"] for r in records]
     preds = predictor.predict(texts, batch_size=args.batch_size, progress=args.progress and bool(args.input))
     if args.input:

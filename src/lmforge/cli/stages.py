@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmforge.cli._common import add_progress_arg, add_set_arg, add_spec_args, metrics_line, say
+from lmforge.cli._common import add_progress_arg, add_set_arg, add_spec_args, metrics_line, say, sign_after
 
 
 def _default_out(spec_name: str) -> Path:
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out(spec.name)
     say(f"run: {spec.data.path or spec.data.dataset} + {spec.model.name} ({spec.train.method}) -> {out}")
     metrics = run_all(spec, out, progress=args.progress)
+    sign_after(out)
     say(f"test: {metrics_line(metrics)}")
     say(f"report: {out / 'eval' / 'report.html'}")
     say(f"model card: {out / 'MODEL_CARD.md'}")
@@ -75,6 +76,7 @@ def prepare(args: argparse.Namespace) -> int:
     check_spec(spec)
     out = Path(args.out) if args.out else _default_out(spec.name)
     report = prepare_data(spec, init_run(spec, out))
+    sign_after(out)
     counts = report["counts"]
     say(f"prepared {out / 'data'}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
@@ -88,6 +90,7 @@ def train(args: argparse.Namespace) -> int:
     run_dir = RunDir(args.run)
     spec = load_run_spec(run_dir, args.overrides)
     summary = train_model(spec, run_dir, resume=args.resume, progress=args.progress)
+    sign_after(run_dir.root)
     say(f"trained {run_dir.model_dir}: {summary['steps']} steps in {summary['seconds']:.0f}s, "
         f"best val macro-F1 {summary['best_val_macro_f1']}")
     return 0
@@ -100,6 +103,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     run_dir = RunDir(args.run)
     metrics = evaluate_run(load_run_spec(run_dir), run_dir)
+    sign_after(run_dir.root)
     say(f"test: {metrics_line(metrics)}")
     say(f"report: {run_dir.eval_dir / 'report.html'}")
     return 0

@@ -4,7 +4,9 @@
   PASSPORT) and redaction under a :class:`PrivacyPolicy` (mask, hash or drop).
 - :class:`Encryptor` / :class:`KeyRing`: AES-256-GCM with key ids and rotation.
 - :class:`AuditLog`: append-only JSONL hash chain; :meth:`AuditLog.verify` names the first bad record.
-- :func:`sign_run` / :func:`verify_run`: Ed25519 over ``manifest.json`` plus a re-hash of every file.
+- :func:`sign_run` / :func:`verify_run`: Ed25519 over ``manifest.json`` plus a re-hash of every file;
+  :func:`auto_sign` / :func:`trust_run`: the policy the CLI applies (sign what you build with your
+  key, refuse unsigned or tampered runs in predict and serve unless allowed).
 - :func:`scan_model_file`: refuses pickle-based and malformed weight files without unpickling.
 - :func:`fairness_report` / :func:`fairness_for_run` and :func:`compliance_report`.
 
@@ -51,14 +53,26 @@ from lmforge.guard._signing import (
     sign_run,
     verify_run,
 )
+from lmforge.guard._trust import (
+    AUTO_SIGN_ENV,
+    PUBLIC_KEY_ENV,
+    SIGNING_KEY_ENV,
+    auto_sign,
+    default_signing_key,
+    trust_run,
+    trusted_public_key,
+)
 from lmforge.guard.pii import PrivacyPolicy, RedactionResult, detect, redact, redact_texts, scan_texts
 
 __all__ = [
     "ACTIONS",
     "AUDIT_KEY_ENV",
+    "AUTO_SIGN_ENV",
     "AUDIT_LOG_ENV",
     "KEY_ENV",
+    "PUBLIC_KEY_ENV",
     "SIGNATURE",
+    "SIGNING_KEY_ENV",
     "AuditLog",
     "AuditVerification",
     "CryptoKeyError",
@@ -72,9 +86,11 @@ __all__ = [
     "RunVerification",
     "UnsafeModelError",
     "audit_log_from_env",
+    "auto_sign",
     "compliance_report",
     "decrypt_file",
     "default_actor",
+    "default_signing_key",
     "detect",
     "encrypt_file",
     "fairness_for_run",
@@ -95,5 +111,7 @@ __all__ = [
     "scan_model_file",
     "scan_texts",
     "sign_run",
+    "trust_run",
+    "trusted_public_key",
     "verify_run",
 ]

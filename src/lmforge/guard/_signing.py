@@ -313,7 +313,7 @@ def verify_run(
     record: dict[str, Any] = {}
     if not signed and not allow_unsigned:
         problems.append(f"the run is unsigned (no {SIGNATURE}); sign it with `lmforge sign {run.root} --key KEY`, "
-                        "or allow unsigned runs explicitly")
+                        "or allow unsigned runs explicitly (--allow-unsigned)")
     elif signed:
         if key is None and not allow_unsigned:
             problems.append("the run is signed but no public key was given to check it; pass --public-key")

@@ -1,0 +1,60 @@
+"""The compress stage: ONNX, int8, bf16, pruning, distillation and LoRA merge under an accuracy budget.
+
+``compress(run, options)`` builds ``RUN/compressed/<variant>/`` for every registered
+compressor that applies, measures each on this machine and the run's test split, and
+points ``RUN/compressed/selected`` at the fastest variant within the accuracy budget.
+``load_predictor(run, variant=None)`` loads the selected variant (or a named one, or the
+fp32 model) behind one :class:`Predictor` interface; ONNX variants run with
+``tokenizers`` + ``onnxruntime`` only.
+
+Importing this package is cheap; torch, transformers and onnxruntime load when used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lmforge.compress._options import MIN_CALIBRATION, CompressOptions, parse_budget, parse_only
+from lmforge.compress._predictor import (
+    Predictor,
+    available_variants,
+    load_predictor,
+    load_variant,
+    read_selected,
+)
+from lmforge.compress._registry import COMPRESSORS, FP32, Compressor, get_compressor, register_compressor
+from lmforge.compress._select import select_variant
+
+__all__ = [
+    "COMPRESSORS",
+    "FP32",
+    "MIN_CALIBRATION",
+    "CompressOptions",
+    "Compressor",
+    "Predictor",
+    "available_variants",
+    "compress",
+    "get_compressor",
+    "load_predictor",
+    "load_variant",
+    "parse_budget",
+    "parse_only",
+    "read_selected",
+    "register_compressor",
+    "registered",
+    "select_variant",
+]
+
+
+def compress(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """See :func:`lmforge.compress._stage.compress`."""
+    from lmforge.compress._stage import compress as _compress
+
+    return _compress(*args, **kwargs)
+
+
+def registered() -> list[str]:
+    """Names of every registered compressor, in default build order."""
+    from lmforge.compress._registry import resolve_names
+
+    return resolve_names(None)

@@ -1,0 +1,68 @@
+"""ONNX Runtime backend: ``tokenizers`` + ``onnxruntime`` only. Never imports torch or transformers.
+
+A process serving an ONNX variant stays around 100 MB; importing torch would add ~500 MB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmforge._lazy import require
+from lmforge.compress._predictor import batched_proba, read_meta, softmax, to_predictions
+from lmforge.compress._text import FastTokenizer
+
+__all__ = ["OnnxPredictor", "load", "session"]
+
+
+def session(path: str | Path, threads: int | None = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` on the CPU, full graph optimization, quiet logs."""
+    ort = require("onnxruntime", extra="compress", purpose="Running an ONNX model")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # warnings about unused initializers etc. are not the user's concern
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxPredictor:
+    """A classifier exported to ONNX, run by ONNX Runtime.
+
+    Args:
+        folder: a variant folder with ``model.onnx``, ``tokenizer.json`` and ``lmforge_model.json``.
+        threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, folder: str | Path, threads: int | None = None) -> None:
+        folder = Path(folder)
+        meta = read_meta(folder)
+        self.folder = folder
+        self.labels: list[str] = list(meta["labels"])
+        self.max_length = int(meta.get("max_length", 128))
+        self.tokenizer = FastTokenizer(folder, self.max_length)
+        self.session = session(folder / "model.onnx", threads)
+        self._inputs = [i.name for i in self.session.get_inputs()]
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw (B, C) logits of one batch."""
+        enc = self.tokenizer(texts)
+        feed = {name: enc[name] for name in self._inputs}
+        return np.asarray(self.session.run(None, feed)[0])
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Probabilities of shape (N, C), columns in ``self.labels`` order."""
+        return batched_proba(texts, len(self.labels), batch_size, progress, lambda b: softmax(self.logits(b)))
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> list[dict[str, Any]]:
+        """Per text: ``label``, ``score`` and ``scores`` (every label's probability)."""
+        return to_predictions(self.labels, self.predict_proba(texts, batch_size, progress))
+
+
+def load(folder: Path) -> OnnxPredictor:
+    return OnnxPredictor(folder)

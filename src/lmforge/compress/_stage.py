@@ -1,0 +1,172 @@
+"""The compress stage: build each variant, measure it here, select the fastest within the budget.
+
+Every user error (no model, unknown compressor, unsupported architecture, calibration set
+too small, bad budget, missing extra) is raised before anything is written. Each variant is
+built in a temporary folder and renamed into ``compressed/<name>/`` only once its model
+and ``variant.json`` are complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lmforge._lazy import require
+from lmforge.compress._context import CompressContext
+from lmforge.compress._measure import measure
+from lmforge.compress._options import CompressOptions
+from lmforge.compress._predictor import SELECTED, load_variant
+from lmforge.compress._registry import FP32, Compressor, get_compressor, resolve_names
+from lmforge.compress._select import select_variant
+from lmforge.rundir import RunDir, atomic_write_json, atomic_write_text
+
+__all__ = ["compress"]
+
+logger = logging.getLogger(__name__)
+
+BASELINE = "baseline.json"
+REPORT = "compression_report.md"
+PLOT = "tradeoff.png"
+_MODEL_FILES = {"onnx": "model.onnx", "torch": "model.safetensors"}
+
+
+def _check_extras(compressors: list[Compressor]) -> None:
+    needed = {("torch", "train", "lmforge compress"), ("transformers", "train", "lmforge compress")}
+    for c in compressors:
+        needed |= {(module, extra, f"The {c.name} variant") for module, extra in c.extras}
+    for module, extra, purpose in sorted(needed):
+        require(module, extra=extra, purpose=purpose)
+
+
+def _read_variants(ctx: CompressContext) -> dict[str, dict[str, Any]]:
+    """Every complete variant on disk (this run's and earlier ones), stale ones flagged."""
+    out: dict[str, dict[str, Any]] = {}
+    if not ctx.compressed_dir.is_dir():
+        return out
+    for folder in sorted(ctx.compressed_dir.iterdir()):
+        path = folder / "variant.json"
+        if folder.name.startswith(".") or not path.is_file():
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            logger.warning("ignoring %s: not valid JSON", path)
+            continue
+        record["stale"] = record.get("model_fingerprint") != ctx.model_fingerprint
+        out[folder.name] = record
+    return out
+
+
+def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    lat = record["latency"]
+    return {
+        "size_mb": record["size_mb"], "accuracy": record["accuracy"], "macro_f1": record["macro_f1"],
+        "agreement_with_fp32": record["agreement_with_fp32"], "batch_1_ms": lat["batch_1_ms"],
+        "batch_32_ms": lat["batch_32_ms"],
+    }
+
+
+def compress(run: RunDir | str | Path, options: CompressOptions | None = None, *,
+             say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Build, measure and select compressed variants of a trained run.
+
+    Args:
+        run: a trained run directory.
+        options: what to build and how (defaults: every compressor, budget 1 point).
+        say: called with one line per step (the CLI prints them).
+
+    Returns:
+        The summary also stored in the manifest under ``compress``.
+
+    Raises:
+        RunDirError: the run has no trained model.
+        ConfigError: unknown compressor, bad option, architecture the exporter cannot handle.
+        DataError: too few training texts to calibrate static int8.
+        MissingExtraError: onnx/onnxruntime (or torch) are not installed.
+    """
+    from lmforge.compress._build import flops_per_example
+    from lmforge.compress._report import plot_tradeoff, render_report
+
+    tell = say or (lambda line: logger.info("%s", line))
+    options = options or CompressOptions()
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    names = resolve_names(options.only)
+    ctx = CompressContext(run, options)
+    compressors = [get_compressor(n) for n in names]
+    _check_extras(compressors)
+
+    skipped: dict[str, str] = {}
+    plan: list[Compressor] = []
+    for c in compressors:
+        if c.source != FP32 and c.source in skipped:
+            skipped[c.name] = f"builds on {c.source}, which was skipped"
+            continue
+        why = c.skip_reason(ctx)
+        if why:
+            skipped[c.name] = why
+            continue
+        c.check(ctx)  # user errors surface here, before anything is written
+        plan.append(c)
+    for name, why in skipped.items():
+        tell(f"skip {name}: {why}")
+
+    tell(f"measuring fp32 (typical length {ctx.typical_length} tokens, {len(ctx.test[0])} test texts)")
+    baseline = {"variant": FP32, "format": "torch", "path": "model", **measure(ctx, ctx.fp32, None),
+                "gflop_per_example": round(flops_per_example(ctx.fp32.model, ctx.typical_length) / 1e9, 4),
+                "model_fingerprint": ctx.model_fingerprint}
+    store = RunDir(ctx.compressed_dir)  # stage() builds compressed/.NAME.XXXX.tmp and renames it
+    on_disk = _read_variants(ctx)
+    built: list[str] = []
+    for c in plan:
+        pulled_in = options.only is not None and c.name not in options.only
+        if pulled_in and c.name in on_disk and not on_disk[c.name]["stale"]:
+            tell(f"reusing {c.name} (built from the current model) for what builds on it")
+            continue
+        tell(f"building {c.name} ({c.description})")
+        with store.stage(c.name) as tmp:
+            start = time.perf_counter()
+            info = c.build(ctx, tmp)
+            seconds = time.perf_counter() - start
+            predictor = load_variant(tmp)
+            record = {
+                "variant": c.name, "format": c.format, "model_file": _MODEL_FILES[c.format], "source": c.source,
+                "description": c.description, **measure(ctx, predictor, tmp),
+                "build": info, "build_seconds": round(seconds, 2), "model_fingerprint": ctx.model_fingerprint,
+                "options": options.to_dict(),
+            }
+            del predictor
+            atomic_write_json(tmp / "variant.json", record)
+        built.append(c.name)
+        lat = record["latency"]
+        tell(f"  {c.name}: {record['size_mb']:.1f} MB, {lat['batch_1_ms']:.1f} ms @1, {lat['batch_32_ms']:.1f} ms "
+             f"@32, accuracy {record['accuracy']:.4f} (fp32 {baseline['accuracy']:.4f})")
+
+    variants = _read_variants(ctx)
+    selection = select_variant(baseline, variants, options.budget, options.speed_by)
+    selected_path = "model" if selection["variant"] == FP32 else f"compressed/{selection['variant']}"
+    atomic_write_json(ctx.compressed_dir / BASELINE, baseline)
+    atomic_write_json(ctx.compressed_dir / SELECTED, {
+        "variant": selection["variant"], "path": selected_path, "reason": selection["reason"],
+        "budget": options.budget, "speed_by": options.speed_by,
+    })
+    atomic_write_text(ctx.compressed_dir / REPORT, render_report(baseline, variants, selection, skipped,
+                                                                 options.to_dict()))
+    plot_tradeoff(baseline, variants, selection["variant"], ctx.compressed_dir / PLOT)
+    tell(f"selected {selection['variant']}: {selection['reason']}")
+    summary = {
+        "budget": options.budget,
+        "speed_by": options.speed_by,
+        "selected": selection["variant"],
+        "reason": selection["reason"],
+        "typical_length": ctx.typical_length,
+        "baseline": _summary(baseline),
+        "variants": {name: _summary(rec) for name, rec in variants.items()},
+        "built": built,
+        "skipped": skipped,
+    }
+    run.update_manifest(compress=summary)
+    return summary

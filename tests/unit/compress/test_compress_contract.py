@@ -1,0 +1,167 @@
+"""Contract of every registered compressor, on a tiny fine-tuned model.
+
+For each name: the variant folder holds its model file and no pickle, loads with pickle
+disabled, its probabilities are within the compressor's stated tolerance of fp32, and its
+``variant.json`` has every field. The variants come from one ``compress`` call per run
+(see conftest): all compressors on a fully fine-tuned run, ``merged`` on a LoRA run.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmforge.compress import get_compressor, load_predictor, registered
+from lmforge.rundir import RunDir
+
+pytestmark = pytest.mark.slow
+
+VARIANT_FIELDS = {
+    "variant", "format", "model_file", "source", "description", "size_bytes", "size_mb", "accuracy", "macro_f1",
+    "agreement_with_fp32", "max_abs_proba_diff_vs_fp32", "n_test", "latency", "measured", "build",
+    "build_seconds", "model_fingerprint", "options",
+}
+LATENCY_FIELDS = {"batch_1_ms", "batch_1_p90_ms", "batch_32_ms", "batch_32_p90_ms", "throughput_batch_32"}
+MEASURED_FIELDS = {"what", "seq_len", "seq_len_rule", "batch_sizes", "warmup", "repeats", "statistic", "backend",
+                   "threads", "date"}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def _run_for(name: str, request: pytest.FixtureRequest) -> RunDir:
+    fixture = "compressed_lora" if name == "merged" else "compressed_full"
+    return request.getfixturevalue(fixture)[0]
+
+
+def test_every_builtin_compressor_is_registered() -> None:
+    assert registered()[:3] == ["onnx-fp32", "onnx-int8-dynamic", "onnx-int8-static"]
+    assert {"torch-bf16", "pruned", "distilled", "merged", "distilled-int8", "pruned-int8"} <= set(registered())
+    # a combination is built after the variant it builds on
+    assert registered().index("distilled") < registered().index("distilled-int8")
+
+
+@pytest.mark.parametrize("name", registered())
+def test_compressor_contract(name: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    compressor = get_compressor(name)
+    run = _run_for(name, request)
+    folder = run.root / "compressed" / name
+    model_file = folder / ("model.onnx" if compressor.format == "onnx" else "model.safetensors")
+    assert model_file.is_file() and model_file.stat().st_size > 1_000_000
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(PICKLE_SUFFIXES)]
+    assert (folder / "tokenizer.json").is_file() and (folder / "lmforge_model.json").is_file()
+
+    record = json.loads((folder / "variant.json").read_text(encoding="utf-8"))
+    assert VARIANT_FIELDS <= set(record), VARIANT_FIELDS - set(record)
+    assert LATENCY_FIELDS <= set(record["latency"]) and MEASURED_FIELDS <= set(record["measured"])
+    assert record["variant"] == name and record["format"] == compressor.format
+    assert record["size_bytes"] == model_file.stat().st_size + sum(
+        p.stat().st_size for p in folder.glob("*.onnx.data"))
+    assert 0.0 <= record["accuracy"] <= 1.0 and 0.0 <= record["agreement_with_fp32"] <= 1.0
+    assert record["latency"]["batch_1_ms"] > 0 and record["latency"]["batch_32_ms"] > 0
+    assert record["measured"]["seq_len"] >= 3
+
+    def no_pickle(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a load path unpickled")
+
+    monkeypatch.setattr(pickle, "load", no_pickle)
+    monkeypatch.setattr(pickle, "loads", no_pickle)
+    monkeypatch.setattr(torch, "load", no_pickle)
+    predictor = load_predictor(run, name)
+    fp32 = load_predictor(run, "fp32")
+    texts = [json.loads(line)["text"] for line in run.split_path("test").read_text(encoding="utf-8").splitlines()]
+    texts += ["a text the model never saw, about a lost suitcase in Denver"]
+    got, want = predictor.predict_proba(texts, batch_size=4), fp32.predict_proba(texts, batch_size=4)
+    assert got.shape == want.shape == (len(texts), 2)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-3)
+    diff = float(np.abs(got - want).max())
+    assert diff <= compressor.tolerance, f"{name}: max |p - p_fp32| = {diff:.4g} > {compressor.tolerance}"
+
+
+def test_stage_outputs_selection_report_plot_and_manifest(compressed_full: tuple[RunDir, dict]) -> None:
+    run, summary = compressed_full
+    out = run.root / "compressed"
+    selected = json.loads((out / "selected").read_text(encoding="utf-8"))
+    assert selected["variant"] == summary["selected"]
+    assert selected["variant"] == "fp32" or (out / selected["variant"] / "variant.json").is_file()
+    assert selected["path"] in {"model", f"compressed/{selected['variant']}"}
+    report = (out / "compression_report.md").read_text(encoding="utf-8")
+    assert f"**Selected: `{selected['variant']}`**" in report
+    for name in registered():
+        if name != "merged":
+            assert f"| {name} |" in report
+    assert "`merged`: the run was trained with method 'full'" in report  # skipped, with the reason
+    assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    baseline = json.loads((out / "baseline.json").read_text(encoding="utf-8"))
+    assert baseline["variant"] == "fp32" and baseline["agreement_with_fp32"] == 1.0
+    manifest = run.read_manifest()
+    assert manifest["compress"]["selected"] == selected["variant"]
+    assert "compressed/onnx-fp32/model.onnx" in manifest["files"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+def test_pruned_and_distilled_are_smaller(compressed_full: tuple[RunDir, dict]) -> None:
+    run, _ = compressed_full
+    out = run.root / "compressed"
+    pruned = json.loads((out / "pruned" / "variant.json").read_text(encoding="utf-8"))
+    assert pruned["build"]["heads_per_layer"]["after"] == [6] * 6
+    assert pruned["build"]["neurons_per_layer"]["after"] == [768] * 6
+    assert pruned["build"]["parameters"] < pruned["build"]["parameters_before"]
+    assert pruned["build"]["recovery"]["steps"] == 3 and pruned["build"]["recovery"]["finite"]
+    distilled = json.loads((out / "distilled" / "variant.json").read_text(encoding="utf-8"))
+    assert distilled["build"]["student_layers"] == 3
+    assert distilled["build"]["initialized_from_teacher_layers"] == [2, 4, 6]
+    int8 = json.loads((out / "onnx-int8-dynamic" / "variant.json").read_text(encoding="utf-8"))
+    fp32 = json.loads((out / "onnx-fp32" / "variant.json").read_text(encoding="utf-8"))
+    assert int8["size_bytes"] < 0.3 * fp32["size_bytes"]
+    assert fp32["build"]["fused"] and fp32["build"]["fused_ops"].get("Attention") == 6
+    static = json.loads((out / "onnx-int8-static" / "variant.json").read_text(encoding="utf-8"))
+    assert static["build"]["quantization"]["calibration_texts"] == 16
+
+
+def test_merged_lora_matches_the_adapter_model(compressed_lora: tuple[RunDir, dict]) -> None:
+    run, summary = compressed_lora
+    assert summary["built"] == ["merged", "onnx-int8-dynamic"]
+    record = json.loads((run.root / "compressed" / "merged" / "variant.json").read_text(encoding="utf-8"))
+    assert record["agreement_with_fp32"] == 1.0
+    assert record["max_abs_proba_diff_vs_fp32"] < 1e-4
+    from safetensors import safe_open
+
+    with safe_open(str(run.root / "compressed" / "merged" / "model.safetensors"), "pt") as fh:
+        keys = list(fh.keys())
+    assert not [k for k in keys if "lora" in k]
+
+
+def test_variant_folders_are_self_contained(compressed_full: tuple[RunDir, dict], tmp_path: Path) -> None:
+    import shutil
+
+    from lmforge.compress import load_variant
+
+    run, _ = compressed_full
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(run.root / "compressed" / "onnx-int8-dynamic", moved)
+    proba = load_variant(moved).predict_proba(["great crew"], batch_size=1)
+    assert proba.shape == (1, 2)
+
+
+def test_only_reuses_a_current_parent_and_reselects(compressed_full: tuple[RunDir, dict], tmp_path: Path) -> None:
+    import shutil
+
+    from tests.unit.compress.conftest import fast_options
+
+    from lmforge.compress import compress
+
+    src, _ = compressed_full
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(src.root, run.root)
+    parent = run.root / "compressed" / "distilled" / "variant.json"
+    before = parent.read_text(encoding="utf-8")
+    summary = compress(run, fast_options(only=("distilled-int8",), budget=100.0))
+    assert summary["built"] == ["distilled-int8"]  # distilled was current: reused, not retrained
+    assert parent.read_text(encoding="utf-8") == before
+    assert set(summary["variants"]) >= {"onnx-fp32", "distilled", "distilled-int8"}  # every variant on disk competes
+    assert summary["selected"] != "fp32"  # with a 100-point budget the fastest variant wins
