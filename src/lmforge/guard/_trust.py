@@ -1,0 +1,137 @@
+"""Which runs a process trusts: sign what this user builds, verify what predict and serve load.
+
+The CLI stages that change a run (``run``, ``train``, ``evaluate``, ``compress``) re-sign it at
+the end with the user's signing key, so the signature always covers the manifest they
+just rewrote. The key is ``$LMFORGE_SIGNING_KEY``, else ``~/.config/lmforge/signing.key``
+(created on first use, mode 0600, public half next to it as ``signing.key.pub``). Set
+``LMFORGE_AUTO_SIGN=0`` to turn this off.
+
+``lmforge predict`` and ``lmforge serve`` call :func:`trust_run` before loading a model: a
+signed run must verify against ``--public-key``, ``$LMFORGE_PUBLIC_KEY`` or the user's own
+public key; an unsigned run is refused unless unsigned runs are allowed explicitly (its
+files are then still checked against the manifest); a tampered run is always refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from lmforge.guard._errors import CryptoKeyError, IntegrityError
+from lmforge.rundir import RunDir
+
+__all__ = [
+    "AUTO_SIGN_ENV",
+    "PUBLIC_KEY_ENV",
+    "SIGNING_KEY_ENV",
+    "auto_sign",
+    "default_signing_key",
+    "trust_run",
+    "trusted_public_key",
+]
+
+logger = logging.getLogger(__name__)
+
+SIGNING_KEY_ENV = "LMFORGE_SIGNING_KEY"
+PUBLIC_KEY_ENV = "LMFORGE_PUBLIC_KEY"
+AUTO_SIGN_ENV = "LMFORGE_AUTO_SIGN"
+
+
+def default_signing_key() -> Path:
+    """``$XDG_CONFIG_HOME/lmforge/signing.key`` (``~/.config`` when XDG_CONFIG_HOME is unset)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "lmforge" / "signing.key"
+
+
+def _signing_key(create: bool) -> tuple[Path | None, bool]:
+    explicit = os.environ.get(SIGNING_KEY_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise CryptoKeyError(
+                f"${SIGNING_KEY_ENV} names {path}, which does not exist. Create it with "
+                f"`lmforge key signing {path}`, or unset ${SIGNING_KEY_ENV} to use {default_signing_key()}."
+            )
+        return path, False
+    path = default_signing_key()
+    if path.is_file():
+        return path, False
+    if not create:
+        return None, False
+    from lmforge.guard._signing import generate_signing_key
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    generate_signing_key(path)
+    return path, True
+
+
+def auto_sign(run: RunDir | str | Path) -> dict[str, Any] | None:
+    """Sign ``run`` with the user's key (created on first use); None when auto-signing is off.
+
+    Returns:
+        ``{"key": path, "key_id": ..., "created": bool}``, or None when ``$LMFORGE_AUTO_SIGN``
+        is ``0`` or the ``cryptography`` package is missing (a warning says so).
+    """
+    if os.environ.get(AUTO_SIGN_ENV, "1").strip().lower() in {"0", "false", "no", "off"}:
+        return None
+    from lmforge.errors import MissingExtraError
+
+    try:
+        key, created = _signing_key(create=True)
+        if key is None:  # pragma: no cover - create=True always yields a key
+            return None
+        from lmforge.guard._signing import sign_run
+
+        record = sign_run(run, key)
+    except MissingExtraError as exc:
+        logger.warning("not signing %s: %s", run, exc)
+        return None
+    return {"key": str(key), "key_id": record["key_id"], "created": created}
+
+
+def trusted_public_key(explicit: str | Path | None = None) -> Path | None:
+    """The public key to verify runs with: ``explicit``, ``$LMFORGE_PUBLIC_KEY``, or the user's own."""
+    for source, origin in ((explicit, "--public-key"), (os.environ.get(PUBLIC_KEY_ENV), f"${PUBLIC_KEY_ENV}")):
+        if source:
+            path = Path(source)
+            if not path.is_file():
+                raise CryptoKeyError(f"Public key not found: {path} (from {origin}).")
+            return path
+    own, _ = _signing_key(create=False)
+    if own is not None:
+        pub = own.with_name(own.name + ".pub")
+        if pub.is_file():
+            return pub
+    return None
+
+
+def trust_run(run: RunDir | str | Path, public_key: str | Path | None = None, *, allow_unsigned: bool = False):  # noqa: ANN201
+    """Verify ``run`` before a model is loaded from it (see the module docstring for the policy).
+
+    Returns:
+        The :class:`~lmforge.guard.RunVerification`.
+
+    Raises:
+        IntegrityError: unsigned (and not allowed), signed by another key, tampered, or unsafe model files.
+        CryptoKeyError: a named public key file is missing.
+    """
+    from lmforge.guard._signing import SIGNATURE, verify_run
+
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    if not run.manifest_path.is_file():
+        from lmforge.errors import RunDirError
+
+        raise RunDirError(
+            f"{run.root} has no manifest.json, so it is not a trained run: make one with "
+            f"`lmforge run --out {run.root}` (or `lmforge prepare` then `lmforge train`)."
+        )
+    key = trusted_public_key(public_key)
+    signed = (run.root / SIGNATURE).is_file()
+    if signed and key is None:
+        raise IntegrityError(
+            f"{run.root} is signed, but there is no public key to check it with: pass --public-key KEY.pub "
+            f"or set ${PUBLIC_KEY_ENV}."
+        )
+    return verify_run(run, key if signed else None, allow_unsigned=allow_unsigned)
