@@ -35,11 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "train", help="fine-tune on a prepared run directory",
-        epilog="examples:\n  lmforge train runs/exp1\n  lmforge train runs/exp1 --resume",
+        epilog="examples:\n  lmforge train runs/exp1\n  lmforge train runs/exp1 --resume\n"
+        "  lmforge train runs/exp1 --nproc-per-node 2        # data-parallel (DDP) through torchrun\n"
+        "  torchrun --nproc-per-node 4 -m lmforge.cli train runs/exp1   # the same, launched by hand",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run", help="run directory made by `lmforge prepare`")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                   help="train with N data-parallel processes on this machine (torchrun; gloo on CPU, "
+                   "NCCL on GPUs); train.batch_size is the global batch")
     add_set_arg(p)
     add_progress_arg(p)
     p.set_defaults(func=train)
@@ -82,16 +87,47 @@ def prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _launch_torchrun(args: argparse.Namespace) -> int:
+    """Re-run this ``train`` command under ``torch.distributed.run`` with N local processes."""
+    import subprocess
+    import sys
+
+    from lmforge.errors import ConfigError
+
+    if args.nproc_per_node < 1:
+        raise ConfigError(f"--nproc-per-node must be at least 1, got {args.nproc_per_node}.")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc_per_node}",
+           "-m", "lmforge.cli", "train", str(args.run)]
+    cmd += ["--resume"] if args.resume else []
+    cmd += [f"--set={o}" for o in args.overrides]
+    cmd += [] if args.progress else ["--no-progress"]
+    return subprocess.run(cmd, check=False).returncode
+
+
 def train(args: argparse.Namespace) -> int:
+    import os
+
     from lmforge.pipeline import load_run_spec
     from lmforge.rundir import RunDir
     from lmforge.train import train as train_model
 
     run_dir = RunDir(args.run)
     spec = load_run_spec(run_dir, args.overrides)
+    if args.nproc_per_node != 1 and "WORLD_SIZE" not in os.environ:
+        from lmforge.train._train import per_process_batch
+
+        per_process_batch(spec.train.batch_size, max(args.nproc_per_node, 1))  # fail before spawning
+        code = _launch_torchrun(args)
+        if code != 0:
+            return code
+        sign_after(run_dir.root)
+        return 0
     summary = train_model(spec, run_dir, resume=args.resume, progress=args.progress)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 reports and signs
+        return 0
     sign_after(run_dir.root)
-    say(f"trained {run_dir.model_dir}: {summary['steps']} steps in {summary['seconds']:.0f}s, "
+    workers = f" on {summary['world_size']} processes" if summary.get("world_size", 1) > 1 else ""
+    say(f"trained {run_dir.model_dir}: {summary['steps']} steps in {summary['seconds']:.0f}s{workers}, "
         f"best val macro-F1 {summary['best_val_macro_f1']}")
     return 0
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from lmforge._lazy import require
 from lmforge.compress._context import CompressContext
-from lmforge.compress._measure import measure
+from lmforge.compress._measure import latency, measure
 from lmforge.compress._options import CompressOptions
 from lmforge.compress._predictor import SELECTED, load_variant
 from lmforge.compress._registry import FP32, Compressor, get_compressor, resolve_names
@@ -145,6 +145,16 @@ def compress(run: RunDir | str | Path, options: CompressOptions | None = None, *
         tell(f"  {c.name}: {record['size_mb']:.1f} MB, {lat['batch_1_ms']:.1f} ms @1, {lat['batch_32_ms']:.1f} ms "
              f"@32, accuracy {record['accuracy']:.4f} (fp32 {baseline['accuracy']:.4f})")
 
+    if built:
+        # Time fp32 again now that the variants ran: a busy moment during the first timing would
+        # otherwise flatter every variant. Each batch size keeps the faster of the two medians.
+        again = latency(ctx, ctx.fp32)
+        first = baseline["latency"]
+        for size in ("batch_1", "batch_32"):
+            if again[f"{size}_ms"] < first[f"{size}_ms"]:
+                first[f"{size}_ms"], first[f"{size}_p90_ms"] = again[f"{size}_ms"], again[f"{size}_p90_ms"]
+        first["throughput_batch_32"] = round(32 / (first["batch_32_ms"] / 1e3), 2)
+        first["timed_twice"] = True
     variants = _read_variants(ctx)
     selection = select_variant(baseline, variants, options.budget, options.speed_by)
     selected_path = "model" if selection["variant"] == FP32 else f"compressed/{selection['variant']}"

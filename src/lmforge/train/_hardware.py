@@ -8,7 +8,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["cpu_flags", "fast_bf16", "resolve_device", "resolve_precision"]
+__all__ = ["cpu_flags", "fast_bf16", "resolve_device", "resolve_precision", "world"]
 
 
 @functools.cache
@@ -57,3 +57,10 @@ def resolve_precision(requested: str, device: str = "cpu") -> str:
         logger.info("precision auto -> %s (amx_bf16 %s)", chosen, "present" if chosen == "bf16" else "absent")
         return chosen
     return requested
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process: set by ``torchrun`` / ``accelerate launch``; (0, 1) alone."""
+    import os
+
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))

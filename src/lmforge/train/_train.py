@@ -14,9 +14,9 @@ import numpy as np
 from lmforge._lazy import require
 from lmforge.catalog import resolve_model
 from lmforge.config import Spec
-from lmforge.errors import DataError, RunDirError
+from lmforge.errors import ConfigError, DataError, RunDirError
 from lmforge.rundir import RunDir, atomic_write_json
-from lmforge.train._hardware import resolve_device, resolve_precision
+from lmforge.train._hardware import resolve_device, resolve_precision, world
 from lmforge.train._methods import get_method
 
 logger = logging.getLogger(__name__)
@@ -44,14 +44,25 @@ def _macro_f1(eval_pred: Any) -> dict[str, float]:
     return {"macro_f1": macro_f1(y, pred, int(np.asarray(logits).shape[-1])), "accuracy": float((pred == y).mean())}
 
 
+def per_process_batch(batch_size: int, world_size: int) -> int:
+    """``train.batch_size`` is the global batch: each of ``world_size`` processes takes an equal share."""
+    if batch_size % world_size:
+        raise ConfigError(
+            f"train.batch_size {batch_size} does not split evenly over {world_size} processes; "
+            f"use a multiple of {world_size} (it is the global batch, shared by all processes)."
+        )
+    return batch_size // world_size
+
+
 def _training_args(spec: Spec, run: RunDir, precision: str, device: str, has_val: bool) -> Any:
     transformers = require("transformers", extra="train", purpose="Training")
     cfg = spec.train
     every = cfg.checkpoint_steps
     strategy = "steps" if every else "epoch"
+    _, world_size = world()
     return transformers.TrainingArguments(
         output_dir=str(run.checkpoints_dir),
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=per_process_batch(cfg.batch_size, world_size),
         per_device_eval_batch_size=cfg.eval_batch_size,
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
@@ -78,6 +89,8 @@ def _training_args(spec: Spec, run: RunDir, precision: str, device: str, has_val
         bf16=precision == "bf16",
         use_cpu=device == "cpu",
         dataloader_num_workers=0,
+        # Under torchrun on CPU, processes talk over gloo (accelerate's default for CPU).
+        ddp_backend="gloo" if device == "cpu" and world_size > 1 else None,
         disable_tqdm=True,
         save_only_model=False,
     )
@@ -92,6 +105,11 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
         resume: continue from the newest complete checkpoint, bit-exactly.
         progress: show a progress bar on stderr.
 
+    Distributed: launched by ``torchrun --nproc-per-node N`` (or ``accelerate launch``, or
+    ``lmforge train RUN --nproc-per-node N``), every process trains on its share of each global
+    batch (``train.batch_size`` is split between them; gradients are averaged by DDP), and only
+    rank 0 writes checkpoints' shared files, logs, ``model/`` and the manifest.
+
     Returns:
         The training summary also stored in the manifest under ``train``.
     """
@@ -103,6 +121,8 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
     from lmforge.train._trainer import LmforgeTrainer, latest_checkpoint
 
     cfg = spec.train
+    rank, world_size = world()
+    per_process_batch(cfg.batch_size, world_size)  # fail before anything loads
     method = get_method(cfg.method)
     labels = read_labels(run)
     label_ids = {label: i for i, label in enumerate(labels)}
@@ -119,7 +139,7 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
                 f"Nothing to resume: {run.checkpoints_dir} holds no complete checkpoint. Run without --resume."
             )
         logger.info("resuming from %s", checkpoint)
-    else:
+    elif rank == 0:  # the other ranks write nothing before the first checkpoint, after a barrier
         shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
         shutil.rmtree(run.logs_dir, ignore_errors=True)
 
@@ -162,9 +182,11 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
 
     args = _training_args(spec, run, precision, device, has_val=val_set is not None)
     callbacks: list[Any] = [JsonlLogCallback(run.logs_dir / "train.log")]
-    tb = require("torch.utils.tensorboard", extra="train", purpose="TensorBoard logging")
-    writer = tb.SummaryWriter(log_dir=str(run.logs_dir / "tensorboard"))
-    callbacks.append(transformers.integrations.TensorBoardCallback(tb_writer=writer))
+    writer = None
+    if rank == 0:
+        tb = require("torch.utils.tensorboard", extra="train", purpose="TensorBoard logging")
+        writer = tb.SummaryWriter(log_dir=str(run.logs_dir / "tensorboard"))
+        callbacks.append(transformers.integrations.TensorBoardCallback(tb_writer=writer))
     if progress:
         callbacks.append(ProgressBarCallback())
     if val_set is not None and cfg.early_stopping_patience:
@@ -188,9 +210,34 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - start
-    writer.close()
+    if writer is not None:
+        writer.close()
 
     final = trainer.model
+    trainable = sum(p.numel() for p in final.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in final.parameters())
+    summary: dict[str, Any] = {
+        "method": cfg.method,
+        "base_model": spec.model.name,
+        "precision": precision,
+        "device": device,
+        "world_size": world_size,
+        "steps": int(trainer.state.global_step),
+        "epochs": round(float(trainer.state.epoch or 0.0), 4),
+        "seconds": round(seconds, 2),
+        "train_loss": round(float(result.training_loss), 6),
+        "best_val_macro_f1": trainer.state.best_metric,
+        "best_checkpoint_step": trainer.state.best_global_step,
+        "trainable_parameters": int(trainable),
+        "total_parameters": int(total),
+        "examples_per_second": round(len(train_set) * float(trainer.state.epoch or 0.0) / max(seconds, 1e-9), 2),
+        "resumed_from": checkpoint.name if checkpoint else None,
+        # Which prepared data this model saw: a later `prepare` changes the manifest's fingerprint.
+        "data_fingerprint": run.read_manifest().get("data", {}).get("fingerprint"),
+        "threads": torch.get_num_threads(),
+    }
+    if rank != 0:  # one writer: rank 0 saves the model and the manifest
+        return summary
     with run.stage("model") as tmp:
         method.save(final, tmp)
         tokenizer.save_pretrained(tmp)
@@ -207,27 +254,6 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
             },
         )
 
-    trainable = sum(p.numel() for p in final.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in final.parameters())
-    summary: dict[str, Any] = {
-        "method": cfg.method,
-        "base_model": spec.model.name,
-        "precision": precision,
-        "device": device,
-        "steps": int(trainer.state.global_step),
-        "epochs": round(float(trainer.state.epoch or 0.0), 4),
-        "seconds": round(seconds, 2),
-        "train_loss": round(float(result.training_loss), 6),
-        "best_val_macro_f1": trainer.state.best_metric,
-        "best_checkpoint_step": trainer.state.best_global_step,
-        "trainable_parameters": int(trainable),
-        "total_parameters": int(total),
-        "examples_per_second": round(len(train_set) * float(trainer.state.epoch or 0.0) / max(seconds, 1e-9), 2),
-        "resumed_from": checkpoint.name if checkpoint else None,
-        # Which prepared data this model saw: a later `prepare` changes the manifest's fingerprint.
-        "data_fingerprint": run.read_manifest().get("data", {}).get("fingerprint"),
-        "threads": torch.get_num_threads(),
-    }
     trainer.state.save_to_json(str(run.logs_dir / "trainer_state.json"))
     if not os.environ.get("LMFORGE_KEEP_CHECKPOINTS"):
         shutil.rmtree(run.checkpoints_dir, ignore_errors=True)

@@ -101,28 +101,37 @@ class LmforgeTrainer(Trainer):
 
         A kill at any moment leaves either the complete ``checkpoint-N`` or none; resume
         takes the newest complete one.
+        Under torchrun every process writes its own RNG state into the staging folder; rank 0
+        alone renames it, between barriers, so no process sees a half-moved checkpoint.
         """
+        main = self.is_world_process_zero()
         final_root = Path(self.args.output_dir)
         staging_root = final_root / _STAGING
-        shutil.rmtree(staging_root, ignore_errors=True)
+        if main:
+            shutil.rmtree(staging_root, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
         self.args.output_dir = str(staging_root)
         try:
             super()._save_checkpoint(model, trial)
         finally:
             self.args.output_dir = str(final_root)
+        self.accelerator.wait_for_everyone()
         name = f"checkpoint-{self.state.global_step}"
         staged = staging_root / name
         best = self.state.best_model_checkpoint
         if best and Path(best).parent == staging_root:
             self.state.best_model_checkpoint = str(final_root / Path(best).name)
-            self.state.save_to_json(str(staged / "trainer_state.json"))
-        fsync_tree(staged)
-        final = final_root / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staged, final)
-        shutil.rmtree(staging_root, ignore_errors=True)
-        self._rotate(final_root)
+            if main:
+                self.state.save_to_json(str(staged / "trainer_state.json"))
+        if main:
+            fsync_tree(staged)
+            final = final_root / name
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(staged, final)
+            shutil.rmtree(staging_root, ignore_errors=True)
+            self._rotate(final_root)
+        self.accelerator.wait_for_everyone()
 
     def _rotate(self, root: Path) -> None:
         best = self.state.best_model_checkpoint
