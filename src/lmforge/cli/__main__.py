@@ -5,11 +5,15 @@
     lmforge train DIR [--resume]        train stage only
     lmforge evaluate DIR                evaluate stage only
     lmforge compress DIR [--budget 1]   ONNX/int8/pruned/distilled variants, fastest within budget
-    lmforge predict DIR --text ...      label texts (with the selected variant)
+    lmforge predict DIR --text ...      label texts (with the selected variant, or --url a server)
+    lmforge serve RUN_OR_REGISTRY       HTTP API: batching, admission control, API keys, registry
+    lmforge registry | keys             model versions (activate, canary, rollback); API keys
     lmforge validate SPEC               check a spec
     lmforge models | datasets           the offline catalog
     lmforge redact | sign | verify | audit verify | key | fairness | report compliance
                                         guard: PII, signed runs, audit log, keys, fairness
+    lmforge monitor report --reference RUN --current FILE
+                                        offline drift report (HTML + JSON)
 
 User errors (bad spec, bad data, missing files or extras) print one message and exit 2.
 """
@@ -22,10 +26,10 @@ import os
 import sys
 
 from lmforge import __version__
-from lmforge.cli import catalog, compress, guard, predict, stages, validate
+from lmforge.cli import catalog, compress, guard, keys, monitor, predict, registry, serve, stages, validate
 from lmforge.errors import LmforgeError
 
-VERBS = (stages, compress, predict, validate, catalog, guard)
+VERBS = (stages, compress, predict, serve, registry, keys, validate, catalog, guard, monitor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ EXAMPLE = """examples:
   lmforge predict runs/demo --text "@united lost my bag again"
   lmforge predict runs/demo --input texts.jsonl --output predictions.jsonl
   lmforge predict runs/demo --variant fp32 --text "on time, thanks"   # skip the selected variant
+  lmforge predict --url http://127.0.0.1:8000 --api-key $TOKEN --text "late again"   # a running server
 
 Uses RUN/compressed/selected (made by `lmforge compress`) when present, else the fp32 model.
 The run must carry a valid signature (the CLI stages sign with your key; see `lmforge sign`),
@@ -23,7 +24,7 @@ or --allow-unsigned; a run whose files differ from its manifest is always refuse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict labels for texts", epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", help="run directory with a trained model")
+    p.add_argument("run", nargs="?", help="run directory with a trained model (or give --url)")
     p.add_argument("--text", action="append", default=[], help="a text to label (repeatable)")
     p.add_argument("--input", help="JSONL file with a text field per line")
     p.add_argument("--output", help="JSONL file to write (with --input)")
@@ -35,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="load a run without signature.json (its files are still checked against the manifest)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    p.add_argument("--url", help="ask a running `lmforge serve` instead of loading RUN")
+    p.add_argument("--api-key", help="API key for --url (default: $LMFORGE_API_KEY)")
+    p.add_argument("--model", help="model name on the server (with --url; default: the server's default)")
     p.set_defaults(func=run)
 
 
@@ -56,11 +60,20 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("--input needs --output FILE.jsonl for the predictions.")
     if args.batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if (args.run is None) == (args.url is None):
+        raise DataError("Give either a run directory or --url of a running server, not both or neither.")
     records = _read_jsonl(Path(args.input), args.text_field) if args.input else [{"text": t} for t in args.text]
-    trust_run(args.run, args.public_key, allow_unsigned=args.allow_unsigned)
-    predictor = load_predictor(args.run, variant=args.variant)
     texts = [r[args.text_field] if args.input else r["text"] for r in records]
-    preds = predictor.predict(texts, batch_size=args.batch_size, progress=args.progress and bool(args.input))
+    if args.url:
+        from lmforge.client import Client
+
+        with Client(args.url, args.api_key, retries=3) as client:
+            preds = [p for i in range(0, len(texts), args.batch_size)
+                     for p in client.predict(texts[i : i + args.batch_size], model=args.model)]
+    else:
+        trust_run(args.run, args.public_key, allow_unsigned=args.allow_unsigned)
+        predictor = load_predictor(args.run, variant=args.variant)
+        preds = predictor.predict(texts, batch_size=args.batch_size, progress=args.progress and bool(args.input))
     if args.input:
         lines = [json.dumps({**r, "prediction": p}, ensure_ascii=False) for r, p in zip(records, preds, strict=True)]
         atomic_write_text(args.output, "\n".join(lines) + ("\n" if lines else ""))

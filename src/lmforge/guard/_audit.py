@@ -55,6 +55,7 @@ ACTIONS = (
     "model.register",
     "model.activate",
     "model.rollback",
+    "model.canary",
     "key.create",
     "key.rotate",
     "key.revoke",

@@ -1,0 +1,59 @@
+"""monitor: what happens to a model after it is served.
+
+- :class:`Monitor`: prediction store (SQLite/PostgreSQL, written off the request path),
+  feedback and live accuracy / macro-F1, drift checks, alert rules (log, webhook), a
+  Prometheus collector, a FastAPI router (``/v1/feedback``, ``/v1/monitor/summary``,
+  ``/dashboard``).
+- Drift detectors (scikit-learn style, registry :func:`register_detector`): predicted-label
+  mix (PSI, chi-square), confidence and text length (KS), out-of-vocabulary rate, embedding
+  domain classifier, label-free accuracy estimate. :func:`fit_reference` fits them on a run.
+- :func:`drift_report`: the offline HTML + JSON report behind ``lmforge monitor report``.
+
+Importing this package needs NumPy only; SQLAlchemy, FastAPI, prometheus-client (the
+``serve`` extra) and torch (embedding drift) load when used.
+"""
+
+from lmforge.monitor._drift import DriftData, DriftDetector, DriftResult
+from lmforge.monitor._errors import InvalidLabelError, MonitorError, UnknownPredictionError
+from lmforge.monitor._live import classification_metrics
+from lmforge.monitor._monitor import Monitor
+from lmforge.monitor._records import PredictionRecord, new_prediction_id
+from lmforge.monitor._reference import ReferenceState, fit_detectors, fit_reference
+from lmforge.monitor._registry import (
+    DETECTORS,
+    available_detectors,
+    detector_from_json,
+    detector_names,
+    get_detector,
+    register_detector,
+)
+from lmforge.monitor._report import drift_report, read_current
+from lmforge.monitor._settings import ALERT_METRICS, TEXT_POLICIES, AlertRule, MonitorSettings
+
+__all__ = [
+    "ALERT_METRICS",
+    "DETECTORS",
+    "TEXT_POLICIES",
+    "AlertRule",
+    "DriftData",
+    "DriftDetector",
+    "DriftResult",
+    "InvalidLabelError",
+    "Monitor",
+    "MonitorError",
+    "MonitorSettings",
+    "PredictionRecord",
+    "ReferenceState",
+    "UnknownPredictionError",
+    "available_detectors",
+    "classification_metrics",
+    "detector_from_json",
+    "detector_names",
+    "drift_report",
+    "fit_detectors",
+    "fit_reference",
+    "get_detector",
+    "new_prediction_id",
+    "read_current",
+    "register_detector",
+]

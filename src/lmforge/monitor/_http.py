@@ -1,0 +1,116 @@
+"""The monitor's HTTP routes (FastAPI): feedback, summary and dashboard.
+
+Errors are answered as ``{"error": {"code", "message"}}`` with 404 (unknown prediction) or
+422 (label not one of the model's); both are documented in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from lmforge.monitor._errors import MonitorError
+
+if TYPE_CHECKING:
+    from lmforge.monitor._monitor import Monitor
+
+__all__ = ["ErrorBody", "ErrorDetail", "FeedbackRequest", "FeedbackResponse", "build_router"]
+
+
+class FeedbackRequest(BaseModel):
+    """The true label of a served prediction."""
+
+    model_config = ConfigDict(extra="forbid")
+    prediction_id: str = Field(
+        min_length=1, max_length=64, description="The id returned by the predict endpoint."
+    )
+    label: str = Field(min_length=1, max_length=200, description="The true label; one of the model's labels.")
+
+
+class FeedbackResponse(BaseModel):
+    prediction_id: str
+    label: str
+    correct: bool = Field(description="Whether the model had predicted this label.")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable error code, e.g. unknown_prediction.")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+def error_response(status: int, exc: MonitorError) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"code": exc.code, "message": str(exc)}})
+
+
+def build_router(
+    monitor: Monitor, require_predict: Callable[..., Any], require_admin: Callable[..., Any]
+) -> APIRouter:
+    """Routes bound to ``monitor``; the two dependencies decide who may call them."""
+    router = APIRouter(tags=["monitor"])
+
+    @router.post(
+        "/v1/feedback",
+        response_model=FeedbackResponse,
+        dependencies=[Depends(require_predict)],
+        summary="Send the true label of a prediction",
+        responses={
+            404: {"model": ErrorBody, "description": "No prediction has this id."},
+            422: {"model": ErrorBody, "description": "The label is not one of the model's labels."},
+        },
+    )
+    def feedback(body: FeedbackRequest) -> Any:
+        from lmforge.monitor._errors import InvalidLabelError, UnknownPredictionError
+
+        try:
+            return monitor.add_feedback(body.prediction_id, body.label)
+        except UnknownPredictionError as exc:
+            return error_response(404, exc)
+        except InvalidLabelError as exc:
+            return error_response(422, exc)
+
+    @router.get(
+        "/v1/monitor/summary",
+        dependencies=[Depends(require_admin)],
+        summary="Store state, live accuracy, latest drift and alerts, as JSON",
+    )
+    def monitor_summary() -> dict[str, Any]:
+        return monitor.summary()
+
+    @router.get(
+        "/dashboard",
+        response_class=HTMLResponse,
+        dependencies=[Depends(require_admin)],
+        summary="The monitoring dashboard (self-contained HTML)",
+        # The page is HTML but its errors are JSON: name the media type, or the schema would say text/html.
+        responses={
+            422: {
+                "description": "A query parameter is malformed or repeated.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+            }
+        },
+    )
+    def dashboard(
+        request: Request,
+        minutes: float = Query(60.0, gt=0, le=60 * 24 * 31, description="Time range in minutes."),
+        model: str | None = Query(None, max_length=200, description="Only this model."),
+        version: str | None = Query(None, max_length=200, description="Only this version."),
+    ) -> Response:
+        repeated = [k for k in ("minutes", "model", "version") if len(request.query_params.getlist(k)) > 1]
+        if repeated:  # FastAPI would silently keep the last value; say it instead
+            message = (
+                f"Query parameter(s) {', '.join(repeated)} given more than once; give each at most once."
+            )
+            return JSONResponse(
+                status_code=422, content={"error": {"code": "invalid_query", "message": message}}
+            )
+        return HTMLResponse(monitor.dashboard_html(minutes, model, version))
+
+    return router

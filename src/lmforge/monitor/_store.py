@@ -1,0 +1,354 @@
+"""The prediction store: predictions, feedback, drift checks, alert events and errors (SQLAlchemy Core).
+
+SQLite by default (WAL journal, so the dashboard reads while the writer writes), PostgreSQL
+by URL with the ``postgres`` extra. Only the monitor's writer thread inserts predictions;
+feedback is written by the request that brings it. Timestamps are Unix seconds (float).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lmforge._lazy import require
+from lmforge.errors import ConfigError, MissingExtraError
+
+__all__ = ["Store", "redact_url"]
+
+log = logging.getLogger(__name__)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (for logs and the summary)."""
+    sa = require("sqlalchemy", extra="serve", purpose="The prediction store")
+    try:
+        return str(sa.engine.make_url(url).render_as_string(hide_password=True))
+    except Exception:  # a malformed URL is reported by create_engine, not here
+        return "<unparsable url>"
+
+
+def _tables(sa: Any) -> tuple[Any, dict[str, Any]]:
+    md = sa.MetaData()
+    name = sa.String(200)
+    t = {
+        "predictions": sa.Table(
+            "predictions",
+            md,
+            sa.Column("id", sa.String(64), primary_key=True),
+            sa.Column("ts", sa.Float, nullable=False),
+            sa.Column("model", name, nullable=False),
+            sa.Column("version", name, nullable=False),
+            sa.Column("text_hash", sa.String(64), nullable=False),
+            sa.Column("text", sa.Text, nullable=True),
+            sa.Column("text_policy", sa.String(32), nullable=False),
+            sa.Column("label", name, nullable=False),
+            sa.Column("confidence", sa.Float, nullable=False),
+            sa.Column("scores", sa.JSON, nullable=False),
+            sa.Column("latency_ms", sa.Float, nullable=False),
+            sa.Index("ix_predictions_model_version_ts", "model", "version", "ts"),
+            sa.Index("ix_predictions_ts", "ts"),
+        ),
+        "feedback": sa.Table(
+            "feedback",
+            md,
+            sa.Column("prediction_id", sa.String(64), primary_key=True),
+            sa.Column("ts", sa.Float, nullable=False),
+            sa.Column("label", name, nullable=False),
+            sa.Column("predicted", name, nullable=False),
+            sa.Column("correct", sa.Boolean, nullable=False),
+            # Copied from the prediction, so live accuracy reads this table alone.
+            sa.Column("model", name, nullable=False),
+            sa.Column("version", name, nullable=False),
+            sa.Column("prediction_ts", sa.Float, nullable=False),
+            sa.Index("ix_feedback_model_version_pts", "model", "version", "prediction_ts"),
+        ),
+        "drift": sa.Table(
+            "drift",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("ts", sa.Float, nullable=False),
+            sa.Column("model", name, nullable=False),
+            sa.Column("version", name, nullable=False),
+            sa.Column("detector", sa.String(100), nullable=False),
+            sa.Column("statistic", sa.Float, nullable=True),
+            sa.Column("p_value", sa.Float, nullable=True),
+            sa.Column("threshold", sa.Float, nullable=True),
+            sa.Column("drift", sa.Boolean, nullable=True),
+            sa.Column("n", sa.Integer, nullable=False),
+            sa.Column("reason", sa.Text, nullable=False),
+            sa.Column("detail", sa.JSON, nullable=False),
+            sa.Index("ix_drift_model_version_ts", "model", "version", "ts"),
+        ),
+        "alerts": sa.Table(
+            "alerts",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("ts", sa.Float, nullable=False),
+            sa.Column("rule", sa.String(300), nullable=False),
+            sa.Column("metric", sa.String(300), nullable=False),
+            sa.Column("status", sa.String(16), nullable=False),
+            sa.Column("value", sa.Float, nullable=True),
+            sa.Column("threshold", sa.Float, nullable=False),
+            sa.Column("model", name, nullable=False),
+            sa.Column("version", name, nullable=False),
+            sa.Index("ix_alerts_ts", "ts"),
+        ),
+        "errors": sa.Table(
+            "errors",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("ts", sa.Float, nullable=False),
+            sa.Column("model", name, nullable=False),
+            sa.Column("version", name, nullable=False),
+            sa.Column("status", sa.Integer, nullable=False),
+            sa.Index("ix_errors_ts", "ts"),
+        ),
+    }
+    return md, t
+
+
+def _engine(sa: Any, url: str) -> Any:
+    try:
+        parsed = sa.engine.make_url(url)
+    except Exception as exc:  # SQLAlchemy raises ArgumentError and ValueError here
+        raise ConfigError(f"monitor url {url!r} is not a database URL ({exc}).") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        db = parsed.database or ""
+        if db and db != ":memory:" and not db.startswith("file:"):
+            Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        if not db or db == ":memory:":
+            kwargs["poolclass"] = (
+                sa.pool.StaticPool
+            )  # one shared connection, or each thread sees its own empty DB
+        engine = sa.create_engine(parsed, **kwargs)
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cur = dbapi_connection.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer, nor it them
+            cur.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a process crash
+            cur.close()
+
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":  # the postgres extra installs psycopg 3, not psycopg2
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        require("psycopg", extra="postgres", purpose="A PostgreSQL prediction store")
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    try:
+        return sa.create_engine(parsed)
+    except ImportError as exc:
+        raise MissingExtraError(str(exc.name or backend), "serve", f"Database backend '{backend}'") from None
+
+
+class Store:
+    """Tables and queries of the monitor (thread-safe: each call takes its own connection)."""
+
+    def __init__(self, url: str) -> None:
+        self.sa = require("sqlalchemy", extra="serve", purpose="The prediction store")
+        self.url = url
+        self.engine = _engine(self.sa, url)
+        self.metadata, self.t = _tables(self.sa)
+        self.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writes ----------------------------------------------------------------------------
+    def _insert(self, table: Any) -> Any:
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            return self.sa.insert(table)
+        return insert(table)
+
+    def insert_predictions(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert predictions; an id already stored (a retried request) is skipped, not an error."""
+        if not rows:
+            return
+        stmt = self._insert(self.t["predictions"])
+        if hasattr(stmt, "on_conflict_do_nothing"):
+            stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
+        with self.engine.begin() as conn:
+            conn.execute(stmt, list(rows))
+
+    def upsert_feedback(self, row: dict[str, Any]) -> None:
+        """Store feedback; a second feedback on the same prediction replaces the first."""
+        table = self.t["feedback"]
+        stmt = self._insert(table)
+        with self.engine.begin() as conn:
+            if hasattr(stmt, "on_conflict_do_update"):
+                stmt = stmt.values(**row)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["prediction_id"],
+                        set_={k: stmt.excluded[k] for k in row if k != "prediction_id"},
+                    )
+                )
+            else:
+                conn.execute(table.delete().where(table.c.prediction_id == row["prediction_id"]))
+                conn.execute(table.insert().values(**row))
+
+    def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Append rows to ``drift``, ``alerts`` or ``errors``."""
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(self.t[table].insert(), list(rows))
+
+    # -- reads -----------------------------------------------------------------------------
+    def get_prediction(self, prediction_id: str) -> dict[str, Any] | None:
+        p = self.t["predictions"]
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                self.sa.select(p.c.model, p.c.version, p.c.label, p.c.ts).where(p.c.id == prediction_id)
+            ).first()
+        return dict(row._mapping) if row else None
+
+    def labeled(self, model: str, version: str, window: int) -> list[tuple[str, str]]:
+        """``(predicted, true)`` label pairs of the last ``window`` predictions with feedback (newest first)."""
+        f = self.t["feedback"]
+        q = (
+            self.sa.select(f.c.predicted, f.c.label)
+            .where(f.c.model == model, f.c.version == version)
+            .order_by(f.c.prediction_ts.desc())
+            .limit(window)
+        )
+        with self.engine.connect() as conn:
+            return [(r[0], r[1]) for r in conn.execute(q)]
+
+    def counts(self) -> list[dict[str, Any]]:
+        """Per model version: stored predictions, first and last time, feedback count."""
+        p, f = self.t["predictions"], self.t["feedback"]
+        sa = self.sa
+        with self.engine.connect() as conn:
+            preds = conn.execute(
+                sa.select(
+                    p.c.model, p.c.version, sa.func.count(), sa.func.min(p.c.ts), sa.func.max(p.c.ts)
+                ).group_by(p.c.model, p.c.version)
+            ).all()
+            fb = dict(
+                ((r[0], r[1]), r[2])
+                for r in conn.execute(
+                    sa.select(f.c.model, f.c.version, sa.func.count()).group_by(f.c.model, f.c.version)
+                )
+            )
+        out = [
+            {
+                "model": m,
+                "version": v,
+                "predictions": n,
+                "first_ts": lo,
+                "last_ts": hi,
+                "feedback": fb.pop((m, v), 0),
+            }
+            for m, v, n, lo, hi in preds
+        ]
+        out += [
+            {"model": m, "version": v, "predictions": 0, "first_ts": None, "last_ts": None, "feedback": n}
+            for (m, v), n in fb.items()
+        ]
+        return sorted(out, key=lambda r: (r["model"], r["version"]))
+
+    def count(self, table: str = "predictions") -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(self.sa.select(self.sa.func.count()).select_from(self.t[table])).scalar_one()
+            )
+
+    def _since(
+        self,
+        table: str,
+        columns: Sequence[str],
+        since: float,
+        model: str | None,
+        version: str | None,
+        ts_column: str = "ts",
+        limit: int = 200_000,
+    ) -> list[tuple[Any, ...]]:
+        t = self.t[table]
+        ts = t.c[ts_column]
+        q = self.sa.select(*[t.c[c] for c in columns]).where(ts >= since)
+        if model is not None:
+            q = q.where(t.c.model == model)
+        if version is not None:
+            q = q.where(t.c.version == version)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(ts.desc()).limit(limit)).all()
+        return [tuple(r) for r in reversed(rows)]
+
+    def predictions_since(
+        self, since: float, model: str | None = None, version: str | None = None, limit: int = 200_000
+    ) -> list[tuple[float, float, str, float]]:
+        """``(ts, latency_ms, label, confidence)`` oldest first (the newest ``limit`` rows)."""
+        return self._since(
+            "predictions", ("ts", "latency_ms", "label", "confidence"), since, model, version, limit=limit
+        )
+
+    def bucket_counts(
+        self, start: float, width: float, n: int, model: str | None = None, version: str | None = None
+    ) -> list[tuple[int, str, int]]:
+        """``(bucket, label, count)`` of predictions since ``start`` in buckets of ``width`` s, counted in SQL.
+
+        Exact at any volume (the rows never leave the database), unlike :meth:`predictions_since`.
+        """
+        p = self.t["predictions"]
+        sa = self.sa
+        offset = (p.c.ts - start) / width
+        if self.engine.dialect.name == "sqlite":  # CAST truncates there; floor() is not always compiled in
+            bucket = sa.cast(offset, sa.Integer).label("bucket")
+        else:  # PostgreSQL's CAST rounds
+            bucket = sa.cast(sa.func.floor(offset), sa.Integer).label("bucket")
+        q = sa.select(bucket, p.c.label, sa.func.count()).where(p.c.ts >= start)
+        if model is not None:
+            q = q.where(p.c.model == model)
+        if version is not None:
+            q = q.where(p.c.version == version)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.group_by(bucket, p.c.label)).all()
+        return [(min(max(int(b), 0), n - 1), str(label), int(c)) for b, label, c in rows]
+
+    def feedback_since(
+        self, since: float, model: str | None = None, version: str | None = None
+    ) -> list[tuple[float, bool]]:
+        """``(prediction_ts, correct)`` oldest first."""
+        return self._since(
+            "feedback", ("prediction_ts", "correct"), since, model, version, ts_column="prediction_ts"
+        )
+
+    def errors_since(
+        self, since: float, model: str | None = None, version: str | None = None
+    ) -> list[tuple[float, int]]:
+        return self._since("errors", ("ts", "status"), since, model, version)
+
+    def drift_since(
+        self, since: float, model: str | None = None, version: str | None = None
+    ) -> list[tuple[Any, ...]]:
+        """``(ts, model, version, detector, statistic, threshold, drift)`` oldest first."""
+        return self._since(
+            "drift",
+            ("ts", "model", "version", "detector", "statistic", "threshold", "drift"),
+            since,
+            model,
+            version,
+        )
+
+    def recent_alerts(self, limit: int = 20) -> list[dict[str, Any]]:
+        a = self.t["alerts"]
+        with self.engine.connect() as conn:
+            rows = conn.execute(self.sa.select(a).order_by(a.c.ts.desc(), a.c.id.desc()).limit(limit)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def rows(self, table: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Raw rows of a table (newest first), for inspection and tests."""
+        t = self.t[table]
+        order = t.c.ts.desc() if "ts" in t.c else None
+        with self.engine.connect() as conn:
+            rows = conn.execute(self.sa.select(t).order_by(order).limit(limit)).all()
+        return [dict(r._mapping) for r in rows]

@@ -1,0 +1,45 @@
+"""Admission control and the per-key token bucket."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from lmforge.serve._admission import Admission, Overloaded, TokenBucket
+
+
+def test_in_flight_and_text_budgets() -> None:
+    adm = Admission(max_in_flight=2, max_texts=10, deadline_s=10)
+    a = adm.admit(4)
+    b = adm.admit(4)
+    with pytest.raises(Overloaded, match="2 requests in flight") as err:
+        adm.admit(1)
+    assert err.value.retry_after >= 1
+    adm.release(b)
+    with pytest.raises(Overloaded, match="texts queued"):
+        adm.admit(7)
+    c = adm.admit(6)
+    adm.release(a)
+    adm.release(c)
+    assert (adm.in_flight, adm.texts, adm.rejected) == (0, 0, 2)
+
+
+def test_refuses_what_would_miss_its_deadline_and_sizes_retry_after() -> None:
+    adm = Admission(max_in_flight=100, max_texts=10_000, deadline_s=2)
+    adm.observe(100, 1.0)  # 100 texts/s measured
+    held = adm.admit(150)  # 1.5 s of work: within 0.8 x 2 s
+    with pytest.raises(Overloaded, match="estimated wait") as err:
+        adm.admit(50)  # 2 s of work would miss the deadline
+    assert err.value.retry_after == 2  # ceil(200 texts / 100 per s)
+    adm.release(held)
+    adm.release(adm.admit(50))
+
+
+def test_token_bucket() -> None:
+    bucket = TokenBucket(rate=10, burst=2)
+    assert bucket.take() == 0 and bucket.take() == 0
+    wait = bucket.take()
+    assert 0 < wait <= 0.1
+    time.sleep(0.11)
+    assert bucket.take() == 0

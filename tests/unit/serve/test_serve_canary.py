@@ -1,0 +1,112 @@
+"""Automatic canary rollback on deliberately worse versions: one whose every call fails (NaN weights),
+one that answers the opposite label (classifier rows swapped), judged by live feedback accuracy."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from tests._serve import create_keys, edit_classifier, labeled_texts
+from tests.unit.serve.conftest import settings_for
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def wait_for(predicate: Any, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def start_canary(client: Any, tokens: dict[str, str], run: Path, percent: float) -> None:
+    admin = auth(tokens["admin"])
+    r = client.post("/v1/models/sentiment/versions", json={"run": str(run)}, headers=admin)
+    assert r.status_code == 201, r.text
+    r = client.post("/v1/models/sentiment/canary", json={"version": 2, "percent": percent}, headers=admin)
+    assert r.status_code == 200 and r.json()["loaded"]["canary"] == 2, r.text
+
+
+def canary_of(client: Any, tokens: dict[str, str]) -> int | None:
+    models = client.get("/v1/models", headers=auth(tokens["admin"])).json()["models"]
+    return models[0]["canary_version"]  # type: ignore[no-any-return]
+
+
+def assert_rolled_back(client: Any, tokens: dict[str, str], state: Path, why: str) -> None:
+    from lmforge.guard import AuditLog
+
+    versions = client.get("/v1/models/sentiment/versions", headers=auth(tokens["admin"])).json()["versions"]
+    assert [v["status"] for v in versions] == ["active", "rolled_back"]
+    metrics = client.get("/metrics", headers=auth(tokens["admin"])).text
+    assert 'lmforge_canary_rollbacks_total{model="sentiment"} 1.0' in metrics
+    auto = [r for r in AuditLog(state / "audit.jsonl").records() if r["actor"] == "lmforge-serve (automatic)"]
+    assert [r["action"] for r in auto] == ["model.rollback"]
+    assert auto[0]["details"]["action"] == "canary_aborted" and why in auto[0]["details"]["reason"]
+
+
+def test_failing_canary_is_rolled_back_and_no_request_fails(
+    serve_run: Path, tmp_path: Path, make_client: Any
+) -> None:
+    broken = edit_classifier(serve_run, tmp_path / "broken", "nan").root
+    state = tmp_path / "state"
+    tokens = create_keys(state)
+    client = make_client(
+        settings_for(
+            state, serve_run, model_name="sentiment", canary={"min_requests": 10, "check_interval_s": 0.2}
+        )
+    )
+    start_canary(client, tokens, broken, percent=50)
+    statuses = [
+        client.post("/v1/predict", json={"texts": ["on time, thanks"]}, headers=auth(tokens["predict"]))
+        .json()
+        .get("version")
+        for _ in range(40)
+    ]
+    assert statuses.count(1) == 40  # the canary's failures were answered by the stable version
+    assert wait_for(lambda: canary_of(client, tokens) is None), "the failing canary was not rolled back"
+    assert_rolled_back(client, tokens, state, "error rate")
+    errors = client.get("/metrics", headers=auth(tokens["admin"])).text
+    assert 'lmforge_model_errors_total{model="sentiment",version="2"}' in errors
+
+
+def test_canary_with_worse_feedback_accuracy_is_rolled_back(
+    serve_run: Path, tmp_path: Path, make_client: Any
+) -> None:
+    from lmforge.monitor import MonitorSettings
+
+    flipped = edit_classifier(serve_run, tmp_path / "flipped", "flipped").root
+    state = tmp_path / "state"
+    tokens = create_keys(state)
+    settings = settings_for(
+        state,
+        serve_run,
+        model_name="sentiment",
+        canary={"min_requests": 10_000, "min_feedback": 8, "accuracy_margin": 0.2, "check_interval_s": 0.2},
+    )
+    settings.monitor = MonitorSettings(
+        url=f"sqlite:///{state}/monitor.db", text_policy="none", drift_every=10**6, flush_interval_s=0.1
+    )
+    client = make_client(settings)
+    start_canary(client, tokens, flipped, percent=50)
+    h = auth(tokens["predict"])
+    seen = {1: 0, 2: 0}
+    correct = {1: 0, 2: 0}
+    for text, truth in labeled_texts() * 3:
+        pred = client.post("/v1/predict", json={"texts": [text]}, headers=h).json()["predictions"][0]
+        r = client.post(
+            "/v1/feedback", json={"prediction_id": pred["prediction_id"], "label": truth}, headers=h
+        )
+        assert r.status_code == 200, r.text
+        seen[pred["version"]] += 1
+        correct[pred["version"]] += pred["label"] == truth
+        if canary_of(client, tokens) is None:
+            break
+    assert seen[2] >= 8, seen  # the canary got its share
+    assert correct[1] / seen[1] > correct[2] / seen[2] + 0.5  # it really is worse
+    assert wait_for(lambda: canary_of(client, tokens) is None), "the worse canary was not rolled back"
+    assert_rolled_back(client, tokens, state, "live accuracy")
