@@ -281,6 +281,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, help="seconds of load per contender (default 60; quick 10)")
     ap.add_argument("--out", type=Path, help="result JSON (default bench/results/serve_load[-quick].json)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (server logs)")
+    ap.add_argument("--threads", type=int, help="batching.threads of lmforge serve (default: its own choice)")
     ap.add_argument("--no-monitor", dest="monitor", action="store_false",
                     help="skip the third contender: lmforge serve --monitor (prediction store on)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -313,7 +314,7 @@ def main() -> int:
         # room for every client: the benchmark measures batching, not refusals
         config.write_text(
             f"limits:\n  max_in_flight: {max(256, 4 * p['clients'])}\n  request_timeout_s: 30\n"
-            "registry_poll_s: 0\n",
+            "registry_poll_s: 0\n" + (f"batching:\n  threads: {args.threads}\n" if args.threads else ""),
             encoding="utf-8",
         )
         lm_port, peer_port = _free_port(), _free_port()

@@ -114,6 +114,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         q.add_argument("input")
         q.add_argument("--output", "-o", required=True)
         q.add_argument("--key-file", help="key ring (default: keys from $LMFORGE_ENCRYPTION_KEY)")
+        if verb == "decrypt":  # clear data leaving the encrypted store: recorded as data.export
+            _add_audit_arg(q)
         q.set_defaults(func=encrypt if verb == "encrypt" else decrypt)
 
     p = sub.add_parser("scan-model", help="refuse pickle-based or malformed model files",
@@ -260,6 +262,7 @@ def decrypt(args: argparse.Namespace) -> int:
     if not Path(args.input).is_file():
         raise DataError(f"Input file not found: {args.input}")
     decrypt_file(args.input, args.output, load_encryptor(args.key_file))
+    _audit(args, "data.export", str(args.input), {"how": "decrypt", "output": str(args.output)})
     say(f"decrypted {args.input} -> {args.output}")
     return 0
 

@@ -18,14 +18,24 @@ from lmforge.compress._text import FastTokenizer
 __all__ = ["OnnxPredictor", "load", "session"]
 
 
-def session(path: str | Path, threads: int | None = None) -> Any:
-    """An ``onnxruntime.InferenceSession`` on the CPU, full graph optimization, quiet logs."""
+def session(path: str | Path, threads: int | None = None, *, spinning: bool = True) -> Any:
+    """An ``onnxruntime.InferenceSession`` on the CPU, full graph optimization, quiet logs.
+
+    Args:
+        path: the ``.onnx`` file.
+        threads: intra-op threads (None: one per physical core).
+        spinning: let idle intra-op threads busy-wait for the next op (lowest latency for a
+            process that only runs the model); off, they sleep, leaving the cores to other
+            work in the process, such as a server's event loop.
+    """
     ort = require("onnxruntime", extra="compress", purpose="Running an ONNX model")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # warnings about unused initializers etc. are not the user's concern
     if threads:
         opts.intra_op_num_threads = threads
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 

@@ -8,8 +8,9 @@ just rewrote. The key is ``$LMFORGE_SIGNING_KEY``, else ``~/.config/lmforge/sign
 
 ``lmforge predict`` and ``lmforge serve`` call :func:`trust_run` before loading a model: a
 signed run must verify against ``--public-key``, ``$LMFORGE_PUBLIC_KEY`` or the user's own
-public key; an unsigned run is refused unless unsigned runs are allowed explicitly (its
-files are then still checked against the manifest); a tampered run is always refused.
+public key; an unsigned run (or a signed one with no public key at hand) is refused unless
+unsigned runs are allowed explicitly (its files are then still checked against the manifest);
+a tampered run, or one signed by another key than the one given, is always refused.
 """
 
 from __future__ import annotations
@@ -130,8 +131,10 @@ def trust_run(run: RunDir | str | Path, public_key: str | Path | None = None, *,
     key = trusted_public_key(public_key)
     signed = (run.root / SIGNATURE).is_file()
     if signed and key is None:
-        raise IntegrityError(
-            f"{run.root} is signed, but there is no public key to check it with: pass --public-key KEY.pub "
-            f"or set ${PUBLIC_KEY_ENV}."
-        )
+        if not allow_unsigned:
+            raise IntegrityError(
+                f"{run.root} is signed, but there is no public key to check it with: pass --public-key KEY.pub "
+                f"or set ${PUBLIC_KEY_ENV} (or --allow-unsigned to check its files only)."
+            )
+        logger.warning("%s is signed but no public key is known here: checking its files only", run.root)
     return verify_run(run, key if signed else None, allow_unsigned=allow_unsigned)

@@ -65,8 +65,9 @@ class BatchingSettings:
     """Batches run at the same time per loaded model (local backend: inference threads). More
     than one only helps when each call leaves cores idle (``threads`` below the core count)."""
     threads: int | None = None
-    """Intra-op threads of the model (torch or ONNX Runtime). None: every usable core but one, split
-    between the workers: the spare core keeps the event loop feeding the model large batches."""
+    """Intra-op threads of the model (torch or ONNX Runtime), split between the workers. None: for torch,
+    every usable core but one (the spare core keeps the event loop feeding the model large batches);
+    for ONNX Runtime, every core, its idle threads sleeping instead of spinning."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []

@@ -166,14 +166,15 @@ def test_cli_key_lifecycle_is_audited(tmp_path: Path, capsys: pytest.CaptureFixt
     (tmp_path / "plain.txt").write_text("hello", encoding="utf-8")
     assert main(["encrypt", str(tmp_path / "plain.txt"), "-o", str(tmp_path / "c.bin"), "--key-file", str(keys)]) == 0
     assert main(["key", "encryption", str(keys), "--audit-log", str(log)]) == 0  # rotate
-    assert main(["decrypt", str(tmp_path / "c.bin"), "-o", str(tmp_path / "p2.txt"), "--key-file", str(keys)]) == 0
+    assert main(["decrypt", str(tmp_path / "c.bin"), "-o", str(tmp_path / "p2.txt"), "--key-file", str(keys),
+                 "--audit-log", str(log)]) == 0
     assert (tmp_path / "p2.txt").read_text(encoding="utf-8") == "hello"
     assert main(["key", "revoke", str(keys), first, "--audit-log", str(log)]) == 0
     capsys.readouterr()
     assert main(["decrypt", str(tmp_path / "c.bin"), "-o", str(tmp_path / "p3.txt"), "--key-file", str(keys)]) == 2
     assert "was revoked" in capsys.readouterr().err
     actions = [json.loads(line)["action"] for line in log.read_text(encoding="utf-8").splitlines()]
-    assert actions == ["key.create", "key.rotate", "key.revoke"]
+    assert actions == ["key.create", "key.rotate", "data.export", "key.revoke"]
     keyring_text = keys.read_text(encoding="utf-8")
     for entry in json.loads(keyring_text)["keys"]:
         assert entry["key"] not in log.read_text(encoding="utf-8")

@@ -100,6 +100,10 @@ def test_signed_run_without_any_public_key(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("HOME", str(tmp_path / "someone-else"))
     with pytest.raises(IntegrityError, match="no public key"):
         trust_run(run)
+    assert trust_run(run, allow_unsigned=True).signature_checked is False  # files checked only
+    (run.root / "MODEL_CARD.md").write_text("edited", encoding="utf-8")
+    with pytest.raises(IntegrityError, match="tampered file: MODEL_CARD.md"):
+        trust_run(run, allow_unsigned=True)
     assert json.loads((run.root / SIGNATURE).read_text(encoding="utf-8"))["algorithm"] == "ed25519"
 
 
