@@ -117,11 +117,7 @@ def train(args: argparse.Namespace) -> int:
         from lmforge.train._train import per_process_batch
 
         per_process_batch(spec.train.batch_size, max(args.nproc_per_node, 1))  # fail before spawning
-        code = _launch_torchrun(args)
-        if code != 0:
-            return code
-        sign_after(run_dir.root)
-        return 0
+        return _launch_torchrun(args)  # rank 0 of the launched processes reports and signs
     summary = train_model(spec, run_dir, resume=args.resume, progress=args.progress)
     if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 reports and signs
         return 0
