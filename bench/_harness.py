@@ -72,6 +72,25 @@ def run_child(cmd: list[str], *, timeout: float | None = None, log: Path | None 
     }
 
 
+LMFORGE = Path(sys.executable).parent / "lmforge"  # the CLI of the interpreter running the benchmark
+
+
+def lmforge(*args: str, timeout: float = 1800) -> None:
+    """Run ``lmforge ARGS`` to completion (output to this process's); raise if it fails."""
+    log(f"lmforge {' '.join(args[:2])}")
+    stats = run_child([str(LMFORGE), *args], timeout=timeout)
+    if stats["returncode"] != 0:
+        raise RuntimeError(f"lmforge {args[0]} failed with exit code {stats['returncode']}")
+
+
+def tiny_run(workdir: Path, *, max_examples: int, max_steps: int) -> Path:
+    """``WORKDIR/run``: airline-tweets cut to ``max_examples`` rows, trained ``max_steps`` steps (quick modes)."""
+    run = workdir / "run"
+    lmforge("run", "--out", str(run), "--set", f"data.max_examples={max_examples}", "--set",
+            f"train.max_steps={max_steps}", "--set", "model.max_length=64", "--no-progress")
+    return run
+
+
 def run_worker(script: str, role: str, job: dict[str, Any], workdir: Path, *, tag: str | None = None,
                timeout: float | None = None) -> dict:
     """Run ``script --worker ROLE --job FILE`` in a child; return its result JSON plus the process stats.

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _harness import GB, default_out, log, run_child, target, write_result
+from _harness import GB, LMFORGE, default_out, log, run_child, target, write_result
 
 NAME = "demo_budget"
 WALL_TARGET_S = 600.0
@@ -36,7 +36,7 @@ def main() -> int:
 
     from lmforge.rundir import RunDir
 
-    lmforge_bin = Path(sys.executable).parent / "lmforge"
+    lmforge_bin = LMFORGE
     if not lmforge_bin.exists():
         log(f"{lmforge_bin} is missing: run `make setup` first.")
         return 1

@@ -47,11 +47,13 @@ from typing import Any
 from _harness import (
     REPO,
     default_out,
+    lmforge,
     log,
     read_job,
     run_child,
     run_worker,
     target,
+    tiny_run,
     write_result,
     write_worker_result,
 )
@@ -193,18 +195,9 @@ def optimum_contender(python: str | None, job: dict[str, Any], workdir: Path) ->
 # -- the run directory -----------------------------------------------------------------------------
 def quick_run(workdir: Path) -> Path:
     """A tiny airline-tweets run, trained a few steps and compressed with short settings."""
-    run = workdir / "run"
-    lm = str(Path(sys.executable).parent / "lmforge")
-    for cmd in (
-        [lm, "run", "--out", str(run), "--set", "data.max_examples=400", "--set", "train.max_steps=12",
-         "--set", "model.max_length=64", "--no-progress"],
-        [lm, "compress", str(run), "--only", "onnx-fp32,onnx-int8-dynamic,onnx-int8-static,distilled-int8",
-         "--distill-steps", "10", "--calibration-size", "32", "--repeats", "5"],
-    ):
-        log(" ".join(cmd[1:3]))
-        stats = run_child(cmd, timeout=1800)
-        if stats["returncode"] != 0:
-            raise RuntimeError(f"{' '.join(cmd[:2])} failed with exit code {stats['returncode']}")
+    run = tiny_run(workdir, max_examples=400, max_steps=12)
+    lmforge("compress", str(run), "--only", "onnx-fp32,onnx-int8-dynamic,onnx-int8-static,distilled-int8",
+            "--distill-steps", "10", "--calibration-size", "32", "--repeats", "5")
     return run
 
 
@@ -212,9 +205,7 @@ def ensure_compressed(run: Path) -> None:
     if (run / "compressed" / "baseline.json").is_file():
         return
     log(f"{run} has no compressed variants: running lmforge compress (default options)")
-    stats = run_child([str(Path(sys.executable).parent / "lmforge"), "compress", str(run)], timeout=7200)
-    if stats["returncode"] != 0:
-        raise RuntimeError(f"lmforge compress failed with exit code {stats['returncode']}")
+    lmforge("compress", str(run), timeout=7200)
 
 
 def read_variants(run: Path) -> dict[str, dict[str, Any]]:

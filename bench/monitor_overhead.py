@@ -37,9 +37,9 @@ from _harness import (
     default_out,
     log,
     read_job,
-    run_child,
     run_worker,
     target,
+    tiny_run,
     write_result,
     write_worker_result,
 )
@@ -225,25 +225,7 @@ def worker(role: str, job: dict[str, Any]) -> dict[str, Any]:
 # -- the run ---------------------------------------------------------------------------------------
 def quick_run(workdir: Path) -> Path:
     """A tiny airline-tweets run, trained a few steps (its speed, not its accuracy, matters here)."""
-    run = workdir / "run"
-    cmd = [
-        str(Path(sys.executable).parent / "lmforge"),
-        "run",
-        "--out",
-        str(run),
-        "--set",
-        "data.max_examples=300",
-        "--set",
-        "train.max_steps=4",
-        "--set",
-        "model.max_length=64",
-        "--no-progress",
-    ]
-    log("lmforge run (tiny)")
-    stats = run_child(cmd, timeout=1800)
-    if stats["returncode"] != 0:
-        raise RuntimeError(f"lmforge run failed with exit code {stats['returncode']}")
-    return run
+    return tiny_run(workdir, max_examples=300, max_steps=4)
 
 
 def main() -> int:

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import REPO, child_env, default_out, log, read_job, run_child, target, write_result
+from _harness import REPO, child_env, default_out, log, read_job, target, tiny_run, write_result
 
 NAME = "serve_load"
 TARGETS = {"throughput_x": 8.0, "p99_fraction": 1 / 3}
@@ -240,26 +240,7 @@ def contender(
 
 def quick_run(workdir: Path) -> Path:
     """A tiny airline-tweets run, trained a few steps (no compression: the fp32 model is served)."""
-    run = workdir / "run"
-    lm = str(Path(sys.executable).parent / "lmforge")
-    cmd = [
-        lm,
-        "run",
-        "--out",
-        str(run),
-        "--set",
-        "data.max_examples=300",
-        "--set",
-        "train.max_steps=8",
-        "--set",
-        "model.max_length=64",
-        "--no-progress",
-    ]
-    log("lmforge run (tiny)")
-    stats = run_child(cmd, timeout=1800)
-    if stats["returncode"] != 0:
-        raise RuntimeError(f"lmforge run failed with exit code {stats['returncode']}")
-    return run
+    return tiny_run(workdir, max_examples=300, max_steps=8)
 
 
 def test_texts(run: Path, limit: int = 2000) -> list[str]:
