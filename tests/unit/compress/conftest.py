@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests._runs import copy_run, write_prepared  # noqa: F401  (re-exported for the tests here)
+from tests._runs import copy_run
 
 from lmforge.compress import CompressOptions
 from lmforge.rundir import RunDir
