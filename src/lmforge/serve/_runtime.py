@@ -556,6 +556,7 @@ class Runtime:
             )
             if result is None:
                 return
+            # Counted as soon as the registry has committed: that is when other readers see it.
+            self.metrics.canary_rollbacks.labels(name).inc()
             await self._apply(result[0])
-        self.metrics.canary_rollbacks.labels(name).inc()
         log.warning("rolled back canary %s version %d: %s", name, version, reason)

@@ -223,6 +223,12 @@ def test_registry_fails_loudly_and_accepts_plugins() -> None:
         register_recognizer(RegexRecognizer("lower_type", "employee", re.compile("x")))
 
 
+def test_longest_digit_run() -> None:
+    from lmforge.guard.pii._registry import longest_digit_run
+
+    assert [longest_digit_run(t) for t in ("", "no digits", "a1b22c333", "12 3456", "１２３")] == [0, 0, 3, 4, 3]
+
+
 def test_detect_is_linear_on_adversarial_input() -> None:
     import time
 
@@ -230,3 +236,51 @@ def test_detect_is_linear_on_adversarial_input() -> None:
     started = time.perf_counter()
     detect(nasty)
     assert time.perf_counter() - started < 2.0
+
+
+def test_gates_never_hide_a_match() -> None:
+    """A recognizer's fast skips (``min_digits``, ``gate``) only skip: without them ``find`` gives the same spans.
+
+    Texts are random splices of the positive values, cut fragments of them and noise rich in
+    digits and separators, so near-boundary cases (a digit run one short, a lone colon) occur.
+    """
+    import copy
+    import random
+
+    rng = random.Random(20261128)
+    pieces = [value for _, value, _ in POSITIVES] + [VALID_ID[:17], "passport", "护照", "order #", "@united"]
+    noise = "0123456789 -.:()+@/<Xx订单号EGabc\n"
+
+    def text() -> str:
+        parts = []
+        for _ in range(rng.randint(1, 6)):
+            roll = rng.random()
+            if roll < 0.35:
+                parts.append(rng.choice(pieces))
+            elif roll < 0.6:
+                value = rng.choice(pieces)
+                a = rng.randint(0, len(value))
+                parts.append(value[a : rng.randint(a, len(value))])
+            else:
+                parts.append("".join(rng.choice(noise) for _ in range(rng.randint(1, 12))))
+        return "".join(parts)
+
+    texts = [text() for _ in range(4000)]
+    from lmforge.guard.pii._registry import longest_digit_run
+
+    def skips(r: RegexRecognizer, t: str) -> bool:
+        return longest_digit_run(t) < r.min_digits or (r.gate is not None and r.gate.search(t) is None)
+
+    gated = [r for r in RECOGNIZERS.values() if getattr(r, "gate", None) or getattr(r, "min_digits", 0)]
+    assert len(gated) >= 9, [r.name for r in gated]
+    for recognizer in gated:
+        ungated = copy.copy(recognizer)
+        ungated.gate, ungated.min_digits = None, 0
+        matched = skipped = 0
+        for t in texts:
+            expected = list(ungated.find(t))
+            assert list(recognizer.find(t)) == expected, (recognizer.name, t)
+            matched += bool(expected)
+            skipped += skips(recognizer, t)
+        assert matched > 0, f"{recognizer.name}: no random text matched; the test would prove nothing"
+        assert skipped > 0, f"{recognizer.name}: its fast skips skipped no text"

@@ -36,13 +36,10 @@ def db_bytes(tmp_path: Path) -> bytes:
 def test_records_are_written_in_batches_with_every_field(tmp_path: Path, make_records) -> None:
     records = make_records(250)
     with Monitor(settings(tmp_path, batch_size=100), LABELS) as monitor:
-        start = time.perf_counter()
-        monitor.record_many(records)
-        enqueue_s = time.perf_counter() - start
+        monitor.record_many(records)  # only enqueues: see the close test, where nothing is written yet
         monitor.flush()
         rows = {r["id"]: r for r in monitor.store.rows("predictions")}
         assert monitor.written == 250 and monitor.queue_depth == 0
-    assert enqueue_s < 0.05  # the request path only enqueues (about 2 microseconds a record)
     assert set(rows) == {r.id for r in records}
     r, row = records[7], rows[records[7].id]
     assert (row["model"], row["version"], row["label"]) == (r.model, r.version, r.label)
@@ -126,7 +123,7 @@ def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path, make_recor
     monitor = Monitor(settings(tmp_path, queue_size=10), LABELS)  # not started: nothing drains the queue
     start = time.perf_counter()
     monitor.record_many(make_records(25))
-    assert time.perf_counter() - start < 0.05
+    assert time.perf_counter() - start < 1.0  # a blocking put would wait forever here (nothing drains)
     assert monitor.dropped == 15 and monitor.queue_depth == 10
     monitor.record_many([object()])  # garbage never raises on the request path
     assert monitor.invalid == 1

@@ -42,8 +42,9 @@ def assert_rolled_back(client: Any, tokens: dict[str, str], state: Path, why: st
 
     versions = client.get("/v1/models/sentiment/versions", headers=auth(tokens["admin"])).json()["versions"]
     assert [v["status"] for v in versions] == ["active", "rolled_back"]
-    metrics = client.get("/metrics", headers=auth(tokens["admin"])).text
-    assert 'lmforge_canary_rollbacks_total{model="sentiment"} 1.0' in metrics
+    # The registry commit is visible a moment before the server has counted it.
+    counted = 'lmforge_canary_rollbacks_total{model="sentiment"} 1.0'
+    assert wait_for(lambda: counted in client.get("/metrics", headers=auth(tokens["admin"])).text)
     auto = [r for r in AuditLog(state / "audit.jsonl").records() if r["actor"] == "lmforge-serve (automatic)"]
     assert [r["action"] for r in auto] == ["model.rollback"]
     assert auto[0]["details"]["action"] == "canary_aborted" and why in auto[0]["details"]["reason"]

@@ -37,6 +37,7 @@ register_recognizer(
         re.compile(_ALONE_BEFORE + r"(?P<pii>[1-9]\d{16}[\dXx])" + _ALONE_AFTER),
         valid_cn_id,
         priority=100,
+        min_digits=17,
     )
 )
 
@@ -52,6 +53,7 @@ register_recognizer(
         valid_bank_card,
         priority=90,
         reject_labeled=True,
+        min_digits=4,
     )
 )
 
@@ -76,6 +78,8 @@ register_recognizer(
         priority=85,
         require_before=_PASSPORT_WORD,
         context_window=24,
+        min_digits=7,
+        gate=_PASSPORT_WORD,
     )
 )
 
@@ -83,7 +87,12 @@ _EMAIL = re.compile(
     r"(?<![A-Za-z0-9._%+-])(?P<pii>[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})(?![A-Za-z0-9-])"
 )
-register_recognizer(RegexRecognizer("email", "EMAIL", _EMAIL, valid_email, priority=80, hints=("@",)))
+register_recognizer(
+    RegexRecognizer(
+        "email", "EMAIL", _EMAIL, valid_email, priority=80, hints=("@",),
+        gate=re.compile(r"@[A-Za-z0-9][A-Za-z0-9-]*\."),  # "@united" (a mention) has no domain
+    )
+)
 
 _URL_TAIL = ".,;:!?'\"*"
 
@@ -122,6 +131,7 @@ register_recognizer(
         valid_cn_mobile,
         priority=62,
         reject_labeled=True,
+        min_digits=4,
     )
 )
 register_recognizer(
@@ -132,6 +142,7 @@ register_recognizer(
         valid_cn_landline,
         priority=61,
         reject_labeled=True,
+        min_digits=7,
     )
 )
 register_recognizer(
@@ -143,6 +154,7 @@ register_recognizer(
         valid_nanp,
         priority=60,
         reject_labeled=True,
+        min_digits=4,
     )
 )
 
@@ -189,6 +201,8 @@ register_recognizer(
         valid_ipv4,
         priority=50,
         hints=(".",),
+        min_digits=1,
+        gate=re.compile(r"\d\.\d"),
     )
 )
 
@@ -205,6 +219,7 @@ register_recognizer(
         lambda c: c.count(":") >= 2 and valid_ipv6(c),
         priority=51,
         hints=("::", ":"),
+        gate=re.compile(r":[0-9A-Fa-f.]*:"),  # two colons with nothing but address characters between
         trim=_trim_dot,
     )
 )

@@ -9,6 +9,7 @@ themselves by name in :mod:`lmforge.guard.pii._recognizers`; more can be added w
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,15 @@ _DENY_LABELS = (
 _DENY_BEFORE = re.compile(r"(?<![A-Za-z])(?:" + "|".join(_DENY_LABELS) + r")\s*[:：#=＃]?\s*$", re.IGNORECASE)
 _CURRENCY_BEFORE = re.compile(r"[$¥￥€£]\s*$|(?:USD|RMB|CNY|EUR|GBP)\s*$", re.IGNORECASE)
 _AMOUNT_AFTER = re.compile(r"^(?:\.\d|,\d{3}(?!\d)|\s*(?:元|块|美元|USD|RMB|CNY|dollars?\b))", re.IGNORECASE)
+
+
+_DIGIT_RUN = re.compile(r"\d+")
+
+
+@functools.lru_cache(maxsize=16)
+def longest_digit_run(text: str) -> int:
+    """Length of the longest run of digits in ``text`` (cached: every numeric recognizer asks)."""
+    return max(map(len, _DIGIT_RUN.findall(text)), default=0)
 
 
 def labeled_as_non_pii(text: str, start: int, end: int, window: int = 24) -> bool:
@@ -111,6 +121,12 @@ class RegexRecognizer:
         require_before: When set, a candidate counts only if this expression matches the
             ``context_window`` characters before it (e.g. "passport" for passport numbers).
         hints: Substrings one of which must occur in the text for a match to be possible (fast skip).
+        min_digits: The pattern needs a run of at least this many digits: a text whose longest
+            run is shorter is skipped. The longest run is computed once per text and shared by
+            every recognizer (a fast skip for the numeric ones).
+        gate: A cheap expression that every match implies (e.g. ``\\d{4}`` for a pattern that
+            needs four digits in a row); a text where it is not found is skipped without running
+            the full pattern. It must be a necessary condition, or real entities are missed.
         trim: Shortens a candidate before validation (returns a prefix of it), e.g. to drop
             the sentence's full stop after a URL.
     """
@@ -127,6 +143,8 @@ class RegexRecognizer:
         require_before: re.Pattern[str] | None = None,
         context_window: int = 24,
         hints: Sequence[str] = (),
+        min_digits: int = 0,
+        gate: re.Pattern[str] | None = None,
         trim: Callable[[str], str] | None = None,
     ) -> None:
         self.name = name
@@ -138,6 +156,8 @@ class RegexRecognizer:
         self.require_before = require_before
         self.context_window = context_window
         self.hints = tuple(hints)
+        self.min_digits = min_digits
+        self.gate = gate
         self.trim = trim
 
     def __repr__(self) -> str:
@@ -145,6 +165,10 @@ class RegexRecognizer:
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         if self.hints and not any(h in text for h in self.hints):
+            return
+        if self.min_digits and longest_digit_run(text) < self.min_digits:
+            return
+        if self.gate is not None and self.gate.search(text) is None:
             return
         has_group = "pii" in self.pattern.groupindex
         for match in self.pattern.finditer(text):
