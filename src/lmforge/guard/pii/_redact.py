@@ -110,9 +110,19 @@ class PiiScan:
                 "counts": dict(self.counts)}
 
 
+_CHOSEN: dict[frozenset[str] | None, tuple[tuple[Recognizer, ...], list[Recognizer]]] = {}
+
+
 def _recognizers_for(types: Iterable[str] | None) -> list[Recognizer]:
-    wanted = set(types) if types is not None else None
-    return [r for r in RECOGNIZERS.values() if wanted is None or r.entity_type in wanted]
+    """The recognizers of ``types`` (all when None); remembered per set of types until the registry changes."""
+    wanted = frozenset(types) if types is not None else None
+    registered = tuple(RECOGNIZERS.values())
+    hit = _CHOSEN.get(wanted)
+    if hit is not None and hit[0] == registered:
+        return hit[1]
+    chosen = [r for r in registered if wanted is None or r.entity_type in wanted]
+    _CHOSEN[wanted] = (registered, chosen)
+    return chosen
 
 
 def detect(text: str, entities: Iterable[str] | None = None) -> list[Entity]:
@@ -179,7 +189,7 @@ def redact(text: str, policy: PrivacyPolicy | None = None, *, salt: bytes | None
     policy = policy or PrivacyPolicy()
     if policy.mode == "hash" and salt is None:
         salt = policy.salt()
-    found = detect(text, policy.types)
+    found = detect(text, policy.entities)  # None: every registered type
     return RedactionResult(_apply(text, found, policy.mode, salt or b"") if found else text, found)
 
 
