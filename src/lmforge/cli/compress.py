@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speed-by", choices=("batch_1", "batch_32"), default="batch_1",
                    help="latency that decides 'fastest' (default: batch_1)")
     p.add_argument("--calibration-size", type=int, default=256, help="training texts for static int8 (min 16)")
-    p.add_argument("--prune-sparsity", type=float, default=0.5, help="fraction of heads and FFN neurons removed")
+    p.add_argument("--prune-sparsity", type=float, default=0.75,
+                   help="fraction of heads and FFN neurons removed (default: 0.75)")
     p.add_argument("--recovery-steps", type=int, default=300, help="fine-tune steps after pruning")
     p.add_argument("--student-layers", type=int, default=None, help="layers of the distilled student (default: half)")
     p.add_argument("--distill-epochs", type=float, default=2.0, help="passes over the training split")

@@ -58,7 +58,7 @@ class CompressOptions:
     """What "fastest" means for selection: ``batch_1`` latency or ``batch_32`` latency."""
     calibration_size: int = 256
     """Training texts static int8 calibrates activation ranges on (at least 16)."""
-    prune_sparsity: float = 0.5
+    prune_sparsity: float = 0.75
     """Fraction of attention heads and of FFN neurons removed in every layer."""
     recovery_steps: int = 300
     """Optimizer steps of the recovery fine-tune after pruning (0: none)."""

@@ -108,8 +108,8 @@ def test_pruned_and_distilled_are_smaller(compressed_full: tuple[RunDir, dict]) 
     run, _ = compressed_full
     out = run.root / "compressed"
     pruned = json.loads((out / "pruned" / "variant.json").read_text(encoding="utf-8"))
-    assert pruned["build"]["heads_per_layer"]["after"] == [6] * 6
-    assert pruned["build"]["neurons_per_layer"]["after"] == [768] * 6
+    assert pruned["build"]["heads_per_layer"]["after"] == [3] * 6  # 12 heads, 75 % removed (the default sparsity)
+    assert pruned["build"]["neurons_per_layer"]["after"] == [384] * 6
     assert pruned["build"]["parameters"] < pruned["build"]["parameters_before"]
     assert pruned["build"]["recovery"]["steps"] == 3 and pruned["build"]["recovery"]["finite"]
     distilled = json.loads((out / "distilled" / "variant.json").read_text(encoding="utf-8"))
