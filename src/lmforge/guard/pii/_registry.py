@@ -124,9 +124,10 @@ class RegexRecognizer:
         min_digits: The pattern needs a run of at least this many digits: a text whose longest
             run is shorter is skipped. The longest run is computed once per text and shared by
             every recognizer (a fast skip for the numeric ones).
-        gate: A cheap expression that every match implies (e.g. ``\\d{4}`` for a pattern that
-            needs four digits in a row); a text where it is not found is skipped without running
-            the full pattern. It must be a necessary condition, or real entities are missed.
+        gate: A cheap expression that every match implies (e.g. an ``@`` followed by a domain
+            label and a dot, for e-mail addresses); a text where it is not found is skipped
+            without running the full pattern. It must be a necessary condition, or real entities
+            are missed.
         trim: Shortens a candidate before validation (returns a prefix of it), e.g. to drop
             the sentence's full stop after a URL.
     """
