@@ -61,13 +61,9 @@ class Distilled:
         return None
 
     def check(self, ctx: CompressContext) -> None:
-        from lmforge.compress._prune_ops import PRUNABLE_TYPES
+        from lmforge.compress._prune_ops import check_prunable
 
-        if ctx.model_type not in PRUNABLE_TYPES:
-            raise ConfigError(
-                f"Distillation into a shallower student supports model types {', '.join(PRUNABLE_TYPES)}; this "
-                f"run's model is '{ctx.model_type}'. Leave out distilled with --only."
-            )
+        check_prunable(ctx.model_type, "Distillation into a shallower student", "distilled")
         n = int(ctx.model_config.get("num_hidden_layers", 0))
         k = ctx.options.student_layers
         if k is not None and k >= n:

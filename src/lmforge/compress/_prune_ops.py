@@ -18,11 +18,26 @@ import torch
 
 from lmforge.errors import ConfigError
 
-__all__ = ["PRUNABLE_TYPES", "apply_shapes", "encoder_layers", "head_size", "prune_layer", "shapes"]
+__all__ = ["PRUNABLE_TYPES", "apply_shapes", "check_prunable", "encoder_layers", "head_size", "prune_layer", "shapes"]
 
 PRUNABLE_TYPES = ("bert", "camembert", "electra", "roberta", "xlm-roberta")
 """Model types whose layers have BERT's layout (attention.self.query/key/value, attention.output.dense,
 intermediate.dense, output.dense)."""
+
+
+def check_prunable(model_type: str, what: str, variant: str) -> None:
+    """Raise :class:`ConfigError` naming the supported types when ``model_type`` lacks BERT's layout.
+
+    Args:
+        model_type: The run's ``config.model_type``.
+        what: What needs the layout, for the message (e.g. "Structured pruning").
+        variant: The compressor to leave out with ``--only``.
+    """
+    if model_type not in PRUNABLE_TYPES:
+        raise ConfigError(
+            f"{what} supports model types {', '.join(PRUNABLE_TYPES)}; this run's model is "
+            f"'{model_type}'. Leave out {variant} with --only."
+        )
 
 
 def encoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:

@@ -19,7 +19,6 @@ import numpy as np
 from lmforge._lazy import require
 from lmforge.compress._build import flops_per_example, param_count, write_sidecars
 from lmforge.compress._registry import FP32, register_compressor
-from lmforge.errors import ConfigError
 
 if TYPE_CHECKING:
     from lmforge.compress._context import CompressContext
@@ -99,13 +98,9 @@ class Pruned:
         return None
 
     def check(self, ctx: CompressContext) -> None:
-        from lmforge.compress._prune_ops import PRUNABLE_TYPES
+        from lmforge.compress._prune_ops import check_prunable
 
-        if ctx.model_type not in PRUNABLE_TYPES:
-            raise ConfigError(
-                f"Structured pruning supports model types {', '.join(PRUNABLE_TYPES)}; this run's model is "
-                f"'{ctx.model_type}'. Leave out pruned with --only."
-            )
+        check_prunable(ctx.model_type, "Structured pruning", "pruned")
 
     def build(self, ctx: CompressContext, out: Path) -> dict[str, Any]:
         from lmforge.compress._finetune import distill
