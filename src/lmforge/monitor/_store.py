@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from lmforge._lazy import require
-from lmforge.errors import ConfigError, MissingExtraError
+from lmforge._sql import open_engine
 
 __all__ = ["Store", "redact_url"]
 
@@ -109,49 +108,15 @@ def _tables(sa: Any) -> tuple[Any, dict[str, Any]]:
     return md, t
 
 
-def _engine(sa: Any, url: str) -> Any:
-    try:
-        parsed = sa.engine.make_url(url)
-    except Exception as exc:  # SQLAlchemy raises ArgumentError and ValueError here
-        raise ConfigError(f"monitor url {url!r} is not a database URL ({exc}).") from None
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        db = parsed.database or ""
-        if db and db != ":memory:" and not db.startswith("file:"):
-            Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
-        if not db or db == ":memory:":
-            kwargs["poolclass"] = (
-                sa.pool.StaticPool
-            )  # one shared connection, or each thread sees its own empty DB
-        engine = sa.create_engine(parsed, **kwargs)
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cur = dbapi_connection.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer, nor it them
-            cur.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a process crash
-            cur.close()
-
-        return engine
-    if backend == "postgresql":
-        if parsed.drivername == "postgresql":  # the postgres extra installs psycopg 3, not psycopg2
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        require("psycopg", extra="postgres", purpose="A PostgreSQL prediction store")
-        return sa.create_engine(parsed, pool_pre_ping=True)
-    try:
-        return sa.create_engine(parsed)
-    except ImportError as exc:
-        raise MissingExtraError(str(exc.name or backend), "serve", f"Database backend '{backend}'") from None
-
-
 class Store:
     """Tables and queries of the monitor (thread-safe: each call takes its own connection)."""
 
     def __init__(self, url: str) -> None:
         self.sa = require("sqlalchemy", extra="serve", purpose="The prediction store")
         self.url = url
-        self.engine = _engine(self.sa, url)
+        self.engine = open_engine(
+            url, what="Monitor", example="sqlite:///.lmforge/monitor.db", purpose="The prediction store"
+        )
         self.metadata, self.t = _tables(self.sa)
         self.metadata.create_all(self.engine)
 

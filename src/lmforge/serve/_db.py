@@ -9,10 +9,10 @@ monitoring store. Times are ISO-8601 UTC strings, details JSON text: portable ac
 from __future__ import annotations
 
 import datetime as _dt
-from pathlib import Path
 from typing import Any
 
 from lmforge._lazy import require
+from lmforge._sql import open_engine
 from lmforge.errors import ConfigError
 
 __all__ = ["Tables", "connect", "now"]
@@ -83,45 +83,17 @@ class Tables:
 
 
 def connect(url: str) -> tuple[Any, Tables]:
-    """An engine on ``url`` with every table created; SQLite gets WAL and a busy timeout.
+    """An engine on ``url`` (see :func:`lmforge._sql.open_engine`) with every table created.
 
     Raises:
         ConfigError: a malformed URL or an unreachable database (the URL's password is not shown).
         MissingExtraError: the URL names a driver that is not installed (e.g. psycopg).
     """
     sa = require("sqlalchemy", extra="serve", purpose=_PURPOSE)
-    try:
-        parsed = sa.engine.make_url(url)
-    except Exception:  # sqlalchemy raises ArgumentError, ValueError... for a bad URL
-        raise ConfigError(
-            f"Registry URL {url.split('@')[-1]!r} is not a database URL such as "
-            "sqlite:///.lmforge/registry.db or postgresql+psycopg://user@host/db."
-        ) from None
-    shown = parsed.render_as_string(hide_password=True)
-    kwargs: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        # The server touches the database from worker threads; sqlite3's own thread check is
-        # for shared connections, which the pool never does.
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-    try:
-        engine = sa.create_engine(parsed, **kwargs)
-    except ModuleNotFoundError as exc:
-        extra = "postgres" if parsed.get_backend_name().startswith("postgres") else "serve"
-        from lmforge.errors import MissingExtraError
-
-        raise MissingExtraError(exc.name or parsed.drivername, extra, f"The registry at {shown}") from None
-    if parsed.get_backend_name() == "sqlite":
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
+    engine = open_engine(
+        url, what="Registry", example="sqlite:///.lmforge/registry.db", purpose=_PURPOSE, foreign_keys=True
+    )
+    shown = engine.url.render_as_string(hide_password=True)
     tables = Tables()
     try:
         tables.metadata.create_all(engine)
