@@ -321,13 +321,7 @@ class ModelRegistry:
             info = self._model(conn, name)
             self._version(conn, name, version)
             if percent == 0:
-                if info.canary_version is not None:
-                    self._set_status(conn, name, info.canary_version, "registered")
-                conn.execute(
-                    m.update()
-                    .where(m.c.name == name)
-                    .values(canary_version=None, canary_percent=0.0, updated_at=now())
-                )
+                self._end_canary(conn, name, info.canary_version, "registered")
                 self._event(conn, name, "canary_stop", info.canary_version, None, actor, {})
                 action_details: dict[str, Any] = {"stopped": info.canary_version}
                 info = self._model(conn, name)
@@ -377,12 +371,7 @@ class ModelRegistry:
             if only_canary is not None and info.canary_version != only_canary:
                 return None
             if info.canary_version is not None:
-                self._set_status(conn, name, info.canary_version, "rolled_back")
-                conn.execute(
-                    m.update()
-                    .where(m.c.name == name)
-                    .values(canary_version=None, canary_percent=0.0, updated_at=now())
-                )
+                self._end_canary(conn, name, info.canary_version, "rolled_back")
                 done = {
                     "action": "canary_aborted",
                     "from_version": info.canary_version,
@@ -453,6 +442,15 @@ class ModelRegistry:
     def _versions(self, conn: Any, name: str) -> list[VersionInfo]:
         v = self.t.versions
         return [_version(r) for r in conn.execute(v.select().where(v.c.model == name)).mappings()]
+
+    def _end_canary(self, conn: Any, name: str, version: int | None, status: str) -> None:
+        """No canary for ``name`` any more; the version that was one (if any) gets ``status``."""
+        if version is not None:
+            self._set_status(conn, name, version, status)
+        m = self.t.models
+        conn.execute(
+            m.update().where(m.c.name == name).values(canary_version=None, canary_percent=0.0, updated_at=now())
+        )
 
     def _set_status(self, conn: Any, name: str, version: int, status: str) -> None:
         v = self.t.versions
