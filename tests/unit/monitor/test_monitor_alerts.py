@@ -109,24 +109,26 @@ def test_one_notification_per_incident_with_cooldown() -> None:
     assert [a["version"] for a in engine.active()] == ["2"]
 
 
+def firing(rule: str, value: float) -> dict[str, object]:
+    """An alert event as the monitor hands it to the webhook notifier."""
+    return {
+        "status": "firing",
+        "rule": rule,
+        "actions": ["webhook"],
+        "value": value,
+        "op": "<",
+        "threshold": 0.0,
+        "model": "m",
+        "version": "1",
+    }
+
+
 def test_webhook_is_retried_once(receiver: Receiver) -> None:
     receiver.fail_first = 1
     notifier = WebhookNotifier(retry_delay_s=0.05)
     notifier.start()
     rule = AlertRule(metric="accuracy", actions=["webhook"], webhook_url=receiver.url, timeout_s=2)
-    notifier.submit(
-        {
-            "status": "firing",
-            "rule": rule.name,
-            "actions": ["webhook"],
-            "value": 0.1,
-            "op": "<",
-            "threshold": 0.0,
-            "model": "m",
-            "version": "1",
-        },
-        rule,
-    )
+    notifier.submit(firing(rule.name, value=0.1), rule)
     assert notifier.flush(10)
     notifier.close()
     assert receiver.attempts == 2 and len(receiver.events) == 1 and notifier.delivered == 1
@@ -138,19 +140,7 @@ def test_unreachable_webhook_is_counted_not_raised() -> None:
     rule = AlertRule(
         metric="accuracy", actions=["webhook"], webhook_url="http://127.0.0.1:9/none", timeout_s=1
     )
-    notifier.submit(
-        {
-            "status": "firing",
-            "rule": "r",
-            "actions": ["webhook"],
-            "value": 0.0,
-            "op": "<",
-            "threshold": 0.0,
-            "model": "m",
-            "version": "1",
-        },
-        rule,
-    )
+    notifier.submit(firing("r", value=0.0), rule)
     assert notifier.flush(10)
     notifier.close()
     assert notifier.failed == 1 and notifier.delivered == 0 and notifier.last_error
