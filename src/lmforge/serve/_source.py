@@ -63,8 +63,6 @@ def ensure_source(settings: Any, registry: ModelRegistry, actor: str) -> str:
     from lmforge.serve._errors import NotFoundError
 
     run = run_directory(settings.source)
-    # Refuse an unsigned or tampered run up front, even when it is already registered.
-    trust_run(run, settings.public_key, allow_unsigned=settings.allow_unsigned)
     name = settings.model_name or model_name_for(run)
     variant = resolve_variant(run, settings.variant)
     digest = manifest_sha256(run)
@@ -77,6 +75,8 @@ def ensure_source(settings: Any, registry: ModelRegistry, actor: str) -> str:
         v for v in versions if v.run_path == str(run) and v.variant == variant and v.manifest_sha256 == digest
     ]
     if same:
+        # Refuse an unsigned or tampered run even when it is already registered (register checks new ones).
+        trust_run(run, settings.public_key, allow_unsigned=settings.allow_unsigned)
         version = same[-1].version
     else:
         version = registry.register(

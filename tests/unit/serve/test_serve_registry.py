@@ -49,6 +49,24 @@ def test_signed_run_verifies_and_tampering_is_refused(
                 )
 
 
+def test_serving_a_registered_run_reuses_its_version_and_still_refuses_it_tampered(
+    serve_run: Path, tmp_path: Path
+) -> None:
+    from tests.unit.serve.conftest import settings_for
+
+    from lmforge.serve._source import ensure_source
+
+    run = copy_run(serve_run, tmp_path / "served").root
+    settings = settings_for(tmp_path / "state", run)
+    with open_stores(settings) as stores:
+        name = ensure_source(settings, stores.registry, actor="t")
+        assert ensure_source(settings, stores.registry, actor="t") == name  # a restart: the same version
+        assert [v.version for v in stores.registry.list_versions(name)] == [1]
+        (run / "model" / "labels.json").write_text('["tampered"]', encoding="utf-8")
+        with pytest.raises(IntegrityError, match="tampered file: model/labels.json"):
+            ensure_source(settings, stores.registry, actor="t")
+
+
 def test_activate_canary_rollback_and_the_audit_trail(settings: ServeSettings, serve_run: Path) -> None:
     with open_stores(settings) as stores:
         reg = stores.registry
