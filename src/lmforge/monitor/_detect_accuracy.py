@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from lmforge.monitor._drift import DriftData, DriftDetector, DriftResult
-from lmforge.monitor._registry import register_detector
+from lmforge.monitor._register import register_detector
 from lmforge.monitor._stats import normal_sf
 
 __all__ = ["AccuracyEstimate", "calibrated_confidence", "fit_temperature"]

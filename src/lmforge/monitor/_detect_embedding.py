@@ -14,7 +14,7 @@ import numpy as np
 from lmforge.monitor._domain import cross_val_scores
 from lmforge.monitor._drift import DriftData, DriftDetector, DriftResult
 from lmforge.monitor._embed import get_encoder
-from lmforge.monitor._registry import register_detector
+from lmforge.monitor._register import register_detector
 from lmforge.monitor._stats import auc_null_sd, normal_sf, roc_auc
 
 __all__ = ["EmbeddingDrift"]

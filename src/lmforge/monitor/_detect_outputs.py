@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from lmforge.monitor._drift import DriftData, DriftDetector, DriftResult
-from lmforge.monitor._registry import register_detector
+from lmforge.monitor._register import register_detector
 from lmforge.monitor._stats import chi2_contingency, ks_2samp, psi
 
 __all__ = ["ConfidenceKS", "PredictionChi2", "PredictionPSI"]

@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 
 from lmforge.monitor._drift import DriftData, DriftDetector, DriftResult
-from lmforge.monitor._registry import register_detector
+from lmforge.monitor._register import register_detector
 from lmforge.monitor._stats import ks_2samp, normal_sf
-from lmforge.monitor._text import tokens
+from lmforge.monitor._tokens import tokens
 
 __all__ = ["OOVRate", "TextLengthKS"]
 

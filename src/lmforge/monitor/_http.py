@@ -7,16 +7,14 @@ Errors are answered as ``{"error": {"code", "message"}}`` with 404 (unknown pred
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from lmforge.monitor._errors import MonitorError
-
-if TYPE_CHECKING:
-    from lmforge.monitor._monitor import Monitor
+from lmforge.monitor._errors import InvalidLabelError, MonitorError, UnknownPredictionError
+from lmforge.monitor._protocol import MonitorLike
 
 __all__ = ["ErrorBody", "ErrorDetail", "FeedbackRequest", "FeedbackResponse", "build_router"]
 
@@ -51,7 +49,7 @@ def error_response(status: int, exc: MonitorError) -> JSONResponse:
 
 
 def build_router(
-    monitor: Monitor, require_predict: Callable[..., Any], require_admin: Callable[..., Any]
+    monitor: MonitorLike, require_predict: Callable[..., Any], require_admin: Callable[..., Any]
 ) -> APIRouter:
     """Routes bound to ``monitor``; the two dependencies decide who may call them."""
     router = APIRouter(tags=["monitor"])
@@ -67,8 +65,6 @@ def build_router(
         },
     )
     def feedback(body: FeedbackRequest) -> Any:
-        from lmforge.monitor._errors import InvalidLabelError, UnknownPredictionError
-
         try:
             return monitor.add_feedback(body.prediction_id, body.label)
         except UnknownPredictionError as exc:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from lmforge.monitor._monitor import Monitor
+from lmforge.monitor._protocol import MonitorLike
 
 __all__ = ["MonitorCollector"]
 
@@ -17,7 +16,7 @@ __all__ = ["MonitorCollector"]
 class MonitorCollector(Collector):
     """``lmforge_monitor_*`` metrics: predictions per label, drift, live and estimated accuracy, store queue."""
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: MonitorLike) -> None:
         self.monitor = monitor
 
     def describe(self) -> list[Any]:

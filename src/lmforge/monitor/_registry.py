@@ -1,15 +1,20 @@
-"""Drift detectors by registry name; each registers itself in its own module."""
+"""Drift detectors by registry name; each registers itself in its own module.
+
+The table and the decorator live in ``_register``; this module looks detectors up, checks
+their options and rebuilds fitted ones from JSON, after importing every shipped detector.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
 import re
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
+import lmforge.monitor._plugins  # noqa: F401  (registers the detectors shipped with lmforge)
 from lmforge.errors import ConfigError, DataError
 from lmforge.monitor._drift import DriftDetector, decode_state
+from lmforge.monitor._register import DETECTORS, register_detector
 
 __all__ = [
     "DETECTORS",
@@ -21,41 +26,16 @@ __all__ = [
     "register_detector",
 ]
 
-DETECTORS: dict[str, type[DriftDetector]] = {}
-"""Registered detector classes by name (filled when ``lmforge.monitor._builtin`` is imported)."""
-
-T = TypeVar("T", bound=type[DriftDetector])
 _STATE_KEY = re.compile(r"^[a-z][a-z0-9_]*_$")  # fitted attributes only: never a dunder or a method
-
-
-def register_detector(name: str) -> Callable[[T], T]:
-    """Class decorator registering a :class:`DriftDetector` subclass under ``name``."""
-
-    def decorate(cls: T) -> T:
-        if name in DETECTORS and DETECTORS[name] is not cls:
-            raise ValueError(
-                f"A drift detector named {name!r} is already registered ({DETECTORS[name].__name__})."
-            )
-        cls.name = name
-        DETECTORS[name] = cls
-        return cls
-
-    return decorate
-
-
-def _load_builtin() -> None:
-    import lmforge.monitor._builtin  # noqa: F401  (registers the detectors shipped with lmforge)
 
 
 def detector_names() -> list[str]:
     """Every registered detector name, sorted."""
-    _load_builtin()
     return sorted(DETECTORS)
 
 
 def available_detectors() -> list[str]:
     """Registered detectors whose optional dependencies are installed (the default set)."""
-    _load_builtin()
     return [
         n
         for n in sorted(DETECTORS)
@@ -73,7 +53,6 @@ def get_detector(name: str, **params: Any) -> DriftDetector:
     Raises:
         ConfigError: unknown name (the registered ones are listed) or unknown parameters.
     """
-    _load_builtin()
     cls = DETECTORS.get(name)
     if cls is None:
         raise ConfigError(_unknown(name))
@@ -98,7 +77,6 @@ def _param_problems(cls: type[DriftDetector], params: Any) -> list[str]:
 
 def detector_problems(names: list[str] | None, options: dict[str, Any]) -> list[str]:
     """Problems with a detector list and per-detector options (for settings validation)."""
-    _load_builtin()
     problems: list[str] = []
     if names is not None:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lmforge.errors import ConfigError
+from lmforge.monitor._registry import detector_problems
 
 __all__ = ["ALERT_METRICS", "OPS", "TEXT_POLICIES", "AlertRule", "MonitorSettings"]
 
@@ -205,8 +206,6 @@ class MonitorSettings:
         if not all(isinstance(a, AlertRule) for a in self.alerts):
             problems.append("monitor alerts must be a list of alert rules (mappings).")
         if self.detectors is not None or self.detector_options:
-            from lmforge.monitor._registry import detector_problems
-
             problems += detector_problems(self.detectors, self.detector_options)
         if problems:
             raise ConfigError(problems)

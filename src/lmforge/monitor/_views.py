@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from lmforge.monitor._monitor import Monitor
+from lmforge.monitor._protocol import MonitorLike
+from lmforge.monitor._store import redact_url
 
 __all__ = ["bucket_width", "dashboard_data", "summary"]
 
@@ -24,9 +26,7 @@ def bucket_width(span_s: float, buckets: int = 40) -> float:
     return float(next((s for s in _NICE_STEPS if s >= raw), _NICE_STEPS[-1]))
 
 
-def _store_state(m: Monitor) -> dict[str, Any]:
-    from lmforge.monitor._store import redact_url
-
+def _store_state(m: MonitorLike) -> dict[str, Any]:
     return {
         "url": redact_url(m.settings.url),
         "text_policy": m.settings.text_policy,
@@ -40,7 +40,7 @@ def _store_state(m: Monitor) -> dict[str, Any]:
     }
 
 
-def _drift_block(m: Monitor, model: str, version: str) -> dict[str, Any] | None:
+def _drift_block(m: MonitorLike, model: str, version: str) -> dict[str, Any] | None:
     latest = m.drift_latest(model, version)
     if latest is None:
         return None
@@ -53,7 +53,7 @@ def _drift_block(m: Monitor, model: str, version: str) -> dict[str, Any] | None:
     }
 
 
-def summary(m: Monitor) -> dict[str, Any]:
+def summary(m: MonitorLike) -> dict[str, Any]:
     """Store state, per-version counts, live metrics, latest drift, alerts."""
     rows = {(r["model"], r["version"]): r for r in (m.store.counts() if m.store is not None else [])}
     for key in m.versions():
@@ -111,74 +111,47 @@ def _alert_row(a: dict[str, Any]) -> dict[str, Any]:
     return {k: a[k] for k in ("ts", "rule", "metric", "status", "value", "threshold", "model", "version")}
 
 
-def _bucket_index(ts: np.ndarray, start: float, width: float, n: int) -> np.ndarray:
-    return np.clip(((ts - start) // width).astype(np.int64), 0, n - 1)
+@dataclass(frozen=True)
+class _Buckets:
+    """``n`` time buckets of ``width`` seconds from ``start``."""
+
+    start: float
+    width: float
+    n: int
+
+    def of(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+        """The bucket of each row's timestamp (its first field); times out of range go to the edges."""
+        if not rows:
+            return np.zeros(0, dtype=np.int64)
+        ts = np.array([r[0] for r in rows], dtype=np.float64)
+        return np.clip(((ts - self.start) // self.width).astype(np.int64), 0, self.n - 1)
 
 
 def dashboard_data(
-    m: Monitor, minutes: float = 60.0, model: str | None = None, version: str | None = None
+    m: MonitorLike, minutes: float = 60.0, model: str | None = None, version: str | None = None
 ) -> dict[str, Any]:
     """Time series (fixed buckets over the last ``minutes``) and the headline numbers of the dashboard."""
     now = time.time()
     span = max(float(minutes), 1.0) * 60.0
-    start = now - span
     width = bucket_width(span)
     n = max(int(np.ceil(span / width)), 1)
-    start = now - n * width
-    centers = [start + (i + 0.5) * width for i in range(n)]
+    buckets = _Buckets(now - n * width, width, n)
+    start = buckets.start
     # Counts and label mix in SQL (exact at any volume); latency percentiles from the newest rows.
-    counted = m.store.bucket_counts(start, width, n, model, version)
-    count = np.zeros(n, dtype=np.int64)
-    per_label: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(n, dtype=np.int64))
-    for b, label, c in counted:
-        count[b] += c
-        per_label[label][b] += c
+    count, per_label = _label_counts(m.store.bucket_counts(start, width, n, model, version), n)
     preds = m.store.predictions_since(start, model, version, limit=LATENCY_ROWS)
-    ts = np.array([p[0] for p in preds], dtype=np.float64)
     lat = np.array([p[1] for p in preds], dtype=np.float64)
-    idx = _bucket_index(ts, start, width, n) if preds else np.zeros(0, dtype=np.int64)
-    p50: list[float | None] = [None] * n
-    p95: list[float | None] = [None] * n
-    for b in np.unique(idx):
-        sel = lat[idx == b]
-        p50[b], p95[b] = float(np.percentile(sel, 50)), float(np.percentile(sel, 95))
+    p50, p95 = _latency_percentiles(buckets.of(preds), lat, n)
     errs = m.store.errors_since(start, model, version)
-    err_idx = (
-        _bucket_index(np.array([e[0] for e in errs], dtype=np.float64), start, width, n)
-        if errs
-        else np.zeros(0, dtype=np.int64)
-    )
-    err_count = np.bincount(err_idx, minlength=n)
+    err_count = np.bincount(buckets.of(errs), minlength=n)
     total = count + err_count
-    error_rate = [float(e / t) if t else None for e, t in zip(err_count, total, strict=True)]
     mix_labels = sorted(set(per_label) | set(m.labels))
     mix = [
         (label, [float(h / c) if c else 0.0 for h, c in zip(per_label[label], count, strict=True)])
         for label in mix_labels
     ]
     fb = m.store.feedback_since(start, model, version)
-    fb_idx = (
-        _bucket_index(np.array([f[0] for f in fb], dtype=np.float64), start, width, n)
-        if fb
-        else np.zeros(0, dtype=np.int64)
-    )
-    fb_n = np.bincount(fb_idx, minlength=n)
-    fb_ok = (
-        np.bincount(fb_idx, weights=np.array([float(f[1]) for f in fb]), minlength=n) if fb else np.zeros(n)
-    )
-    accuracy = [float(o / k) if k else None for o, k in zip(fb_ok, fb_n, strict=True)]
-    drift_rows = m.store.drift_since(start, model, version)
-    timeline: dict[str, list[tuple[float, bool | None]]] = defaultdict(list)
-    estimated: list[tuple[float, float]] = []
-    for d_ts, _m, _v, detector, statistic, _thr, drift in drift_rows:
-        timeline[detector].append((d_ts, None if drift is None else bool(drift)))
-        if detector == "accuracy-estimate" and statistic is not None:
-            estimated.append((d_ts, float(statistic)))
-    est_series: list[float | None] = [None] * n
-    if estimated:
-        est_idx = _bucket_index(np.array([e[0] for e in estimated]), start, width, n)
-        for b, (_, v) in zip(est_idx, estimated, strict=True):
-            est_series[b] = v
+    timeline, estimated = _drift_series(m.store.drift_since(start, model, version), buckets)
     total_preds = int(count.sum())
     overall_mix = (
         {label: float(per_label[label].sum()) / total_preds for label in mix_labels} if total_preds else {}
@@ -190,15 +163,15 @@ def dashboard_data(
         "bucket_s": width,
         "model": model,
         "version": version,
-        "x": centers,
+        "x": [start + (i + 0.5) * width for i in range(n)],
         "throughput": [float(c / width) for c in count],
         "latency_p50": p50,
         "latency_p95": p95,
-        "error_rate": error_rate,
+        "error_rate": [float(e / t) if t else None for e, t in zip(err_count, total, strict=True)],
         "label_mix": mix,
-        "accuracy": accuracy,
-        "estimated_accuracy": est_series,
-        "drift_timeline": sorted(timeline.items()),
+        "accuracy": _accuracy_series(fb, buckets),
+        "estimated_accuracy": estimated,
+        "drift_timeline": timeline,
         "headline": {
             "predictions": total_preds,
             "errors": len(errs),
@@ -211,3 +184,55 @@ def dashboard_data(
         },
         "summary": summary(m),
     }
+
+
+def _label_counts(
+    counted: Sequence[tuple[int, str, int]], n: int
+) -> tuple[np.ndarray, defaultdict[str, np.ndarray]]:
+    """Predictions per bucket, and per label per bucket (zeros for a label never seen)."""
+    count = np.zeros(n, dtype=np.int64)
+    per_label: defaultdict[str, np.ndarray] = defaultdict(lambda: np.zeros(n, dtype=np.int64))
+    for b, label, c in counted:
+        count[b] += c
+        per_label[label][b] += c
+    return count, per_label
+
+
+def _latency_percentiles(
+    idx: np.ndarray, lat: np.ndarray, n: int
+) -> tuple[list[float | None], list[float | None]]:
+    """p50 and p95 latency per bucket (None where a bucket has no prediction)."""
+    p50: list[float | None] = [None] * n
+    p95: list[float | None] = [None] * n
+    for b in np.unique(idx):
+        sel = lat[idx == b]
+        p50[b], p95[b] = float(np.percentile(sel, 50)), float(np.percentile(sel, 95))
+    return p50, p95
+
+
+def _accuracy_series(fb: Sequence[Sequence[Any]], buckets: _Buckets) -> list[float | None]:
+    """Share of correct feedback per bucket (None where a bucket got none)."""
+    fb_idx = buckets.of(fb)
+    fb_n = np.bincount(fb_idx, minlength=buckets.n)
+    fb_ok = (
+        np.bincount(fb_idx, weights=np.array([float(f[1]) for f in fb]), minlength=buckets.n)
+        if fb
+        else np.zeros(buckets.n)
+    )
+    return [float(o / k) if k else None for o, k in zip(fb_ok, fb_n, strict=True)]
+
+
+def _drift_series(
+    drift_rows: Sequence[Sequence[Any]], buckets: _Buckets
+) -> tuple[list[tuple[str, list[tuple[float, bool | None]]]], list[float | None]]:
+    """Each detector's verdicts over time, and the accuracy estimate per bucket (the last one in it)."""
+    timeline: dict[str, list[tuple[float, bool | None]]] = defaultdict(list)
+    estimated: list[tuple[float, float]] = []
+    for d_ts, _m, _v, detector, statistic, _thr, drift in drift_rows:
+        timeline[detector].append((d_ts, None if drift is None else bool(drift)))
+        if detector == "accuracy-estimate" and statistic is not None:
+            estimated.append((d_ts, float(statistic)))
+    est_series: list[float | None] = [None] * buckets.n
+    for b, (_, v) in zip(buckets.of(estimated), estimated, strict=True):
+        est_series[b] = v
+    return sorted(timeline.items()), est_series

@@ -9,7 +9,7 @@ import pytest
 
 from lmforge.monitor._detect_accuracy import calibrated_confidence, fit_temperature
 from lmforge.monitor._stats import auc_null_sd, chi2_contingency, chi2_sf, ks_2samp, psi, roc_auc
-from lmforge.monitor._text import tokens
+from lmforge.monitor._tokens import tokens
 
 
 @pytest.mark.parametrize(

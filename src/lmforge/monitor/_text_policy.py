@@ -1,28 +1,22 @@
-"""Text handling of the monitor: the stored-text policy and the tokenizer of the OOV detector."""
+"""The stored-text policy: what the prediction store keeps of an input text."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from typing import Any
 
-__all__ = ["TextPolicy", "tokens"]
+from lmforge.errors import ConfigError
+from lmforge.guard import load_encryptor
+from lmforge.guard.pii import redact
+from lmforge.monitor._settings import TEXT_POLICIES
 
-log = logging.getLogger(__name__)
+__all__ = ["TextPolicy"]
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-# One token per CJK character (those scripts have no spaces), else a run of letters/digits
-# that stops at a CJK character; digit-only runs become one placeholder, so flight numbers
-# and prices do not inflate the out-of-vocabulary rate.
-_TOKEN = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
-_DIGITS = re.compile(r"^\d+$")
+# Named after the module that held this policy before, so log filters on the name keep matching.
+log = logging.getLogger("lmforge.monitor._text")
+
 _AD = b"lmforge.monitor.text"  # binds ciphertexts to this column: a token moved elsewhere fails to decrypt
-
-
-def tokens(text: str) -> list[str]:
-    """Lower-cased word tokens of ``text``; each CJK character is a token; numbers become ``<num>``."""
-    return ["<num>" if _DIGITS.match(t) else t for t in _TOKEN.findall(text.lower())]
 
 
 class TextPolicy:
@@ -33,17 +27,11 @@ class TextPolicy:
     """
 
     def __init__(self, policy: str = "redact", key_file: str | None = None) -> None:
-        from lmforge.monitor._settings import TEXT_POLICIES
-
         if policy not in TEXT_POLICIES:
-            from lmforge.errors import ConfigError
-
             raise ConfigError(f"text_policy must be one of {', '.join(TEXT_POLICIES)}, got {policy!r}.")
         self.policy = policy
         self._encryptor: Any = None
         if "encrypt" in policy:
-            from lmforge.guard import load_encryptor
-
             self._encryptor = load_encryptor(key_file)  # fails now, at start, not on the writer thread
         if policy == "none":
             log.warning(
@@ -52,8 +40,6 @@ class TextPolicy:
 
     def apply(self, text: str) -> tuple[str, str | None]:
         """``(text_hash, stored_text)``; ``stored_text`` is None under the ``hash`` policy."""
-        from lmforge.guard.pii import redact
-
         masked = redact(text).text
         digest = hashlib.sha256(masked.encode("utf-8")).hexdigest()
         if self.policy == "redact":
