@@ -27,8 +27,12 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
+# The house rules: one-way floors (import-linter, contract in pyproject.toml), ruff, and mypy
+# (strict on config/, predict/, serve/, guard/; see [tool.mypy] in pyproject.toml).
 lint: setup
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) bench/train_speed.py

@@ -63,8 +63,7 @@ def tfidf_peer(run_dir: Path) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
 
-    from lmforge.data import read_split
-    from lmforge.rundir import RunDir
+    from lmforge.rundir import RunDir, read_split
 
     run = RunDir(run_dir)
     split = {name: read_split(run, name) for name in ("train", "val", "test")}

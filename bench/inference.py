@@ -3,7 +3,7 @@
 Contenders, each timed in its own child process, one after another, on the same texts:
 
 - lmforge variants: every folder under ``RUN/compressed/`` (``lmforge compress`` builds
-  them first when the run has none), loaded through ``lmforge.compress.load_predictor``;
+  them first when the run has none), loaded through ``lmforge.predict.load_predictor``;
 - **PyTorch fp32 eager**: the run's model through ``AutoModelForSequenceClassification``,
   batches padded to their longest text (the fair eager baseline; the ratios use it);
 - **PyTorch fp32 eager, classic padding**: the same, tokenized like the classic recipe
@@ -91,7 +91,7 @@ def _torch_threads() -> int | None:
 
 def worker(role: str, job: dict[str, Any]) -> dict[str, Any]:
     if role == "variant":
-        from lmforge.compress import load_predictor
+        from lmforge.predict import load_predictor
 
         p = load_predictor(job["run"], job["variant"])
         out = _latency(lambda texts: p.predict_proba(texts, batch_size=len(texts)), job)
@@ -311,8 +311,7 @@ def main() -> int:
         if not args.quick:
             ensure_compressed(run)
         sys.path.insert(0, str(REPO / "src"))
-        from lmforge.compress import CompressOptions
-        from lmforge.compress._context import CompressContext
+        from lmforge.compress import CompressContext, CompressOptions
         from lmforge.rundir import RunDir
 
         ctx = CompressContext(RunDir(run), CompressOptions())

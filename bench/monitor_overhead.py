@@ -90,8 +90,8 @@ def loop_worker(job: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from lmforge.compress import load_predictor
     from lmforge.monitor import Monitor, MonitorSettings, PredictionRecord, new_prediction_id
+    from lmforge.predict import load_predictor
 
     torch.set_num_threads(1)
     predictor = load_predictor(job["run"])

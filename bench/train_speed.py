@@ -205,8 +205,7 @@ def lmforge_worker(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from lmforge.config import spec_from_dict
-    from lmforge.data import read_split
-    from lmforge.rundir import RunDir
+    from lmforge.rundir import RunDir, read_split
     from lmforge.train import train
 
     spec = spec_from_dict(job["spec"])

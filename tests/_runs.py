@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+from lmforge.compress import CompressOptions
 from lmforge.rundir import RunDir
 
 POS = ["great flight, thank you", "love the crew, amazing service", "best airline ever, thanks",
@@ -50,3 +51,11 @@ def copy_run(src: Path, dst: Path) -> RunDir:
     """Copy a session run before a test writes into it."""
     shutil.copytree(src, dst)
     return RunDir(dst)
+
+
+def fast_options(**overrides: object) -> CompressOptions:
+    """Compress options that exercise every code path in seconds (not the defaults' quality)."""
+    values: dict = {"calibration_size": 16, "recovery_steps": 3, "distill_steps": 3, "batch_size": 8,
+                    "latency_repeats": 2, "warmup": 1, "eval_batch_size": 16}
+    values.update(overrides)
+    return CompressOptions(**values)  # type: ignore[arg-type]

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from lmforge.rundir import RunDir
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 
@@ -55,3 +57,23 @@ def trained_lora(tmp_path_factory: pytest.TempPathFactory, _home: Path) -> Path:
     from tests._runs import train_tiny
 
     return train_tiny(tmp_path_factory.mktemp("lora") / "run", "lora")
+
+
+@pytest.fixture(scope="session")
+def compressed_full(trained_full: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDir, dict]:
+    """A copy of the full tiny run with every compressor built (bf16 forced); and the stage summary."""
+    from lmforge.compress import compress
+    from tests._runs import copy_run, fast_options
+
+    run = copy_run(trained_full, tmp_path_factory.mktemp("compressed") / "run")
+    return run, compress(run, fast_options(force_bf16=True))
+
+
+@pytest.fixture(scope="session")
+def compressed_lora(trained_lora: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDir, dict]:
+    """A copy of the LoRA tiny run with the adapter merged (and its int8 ONNX export)."""
+    from lmforge.compress import compress
+    from tests._runs import copy_run, fast_options
+
+    run = copy_run(trained_lora, tmp_path_factory.mktemp("compressed-lora") / "run")
+    return run, compress(run, fast_options(only=("merged", "onnx-int8-dynamic")))

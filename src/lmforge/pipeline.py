@@ -6,6 +6,7 @@ the resolved spec and the library versions in the run directory.
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata as md
 import logging
 import platform
@@ -13,9 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lmforge.catalog import DATASETS, MODELS, resolve_model
 from lmforge.config import Spec, load_spec, spec_to_dict, spec_to_yaml
+from lmforge.data import prepare
 from lmforge.errors import ConfigError, LmforgeError
+from lmforge.evaluate import evaluate
 from lmforge.rundir import RunDir, atomic_write_text
+from lmforge.train import METHODS, train
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +47,6 @@ def check_spec(spec: Spec) -> None:
     Runs before any stage writes, so a typo in a model name fails in a second, not after
     the data was prepared. Every problem is reported at once.
     """
-    import difflib
-
-    from lmforge.catalog import DATASETS, MODELS, resolve_model
-    from lmforge.train import METHODS
-
     problems: list[str] = []
     for key, value in (("data.path", spec.data.path), ("data.test_path", spec.data.test_path)):
         if value is not None and not Path(value).is_file():
@@ -95,10 +95,6 @@ def load_run_spec(run: RunDir, overrides: list[str] | tuple[str, ...] = ()) -> S
 
 def run_all(spec: Spec, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """prepare -> train -> evaluate into ``out``; returns the final metrics."""
-    from lmforge.data import prepare
-    from lmforge.evaluate import evaluate
-    from lmforge.train import train
-
     check_spec(spec)
     run = init_run(spec, out)
     logger.info("prepare -> %s", run.data_dir)

@@ -33,13 +33,61 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from lmforge.errors import RunDirError
+from lmforge.errors import ConfigError, RunDirError
 
-__all__ = ["MANIFEST", "RunDir", "atomic_write_json", "atomic_write_text", "sha256_file"]
+__all__ = [
+    "ADAPTER_CONFIG",
+    "BASELINE",
+    "COMPRESSED",
+    "FP32",
+    "LABELS",
+    "MANIFEST",
+    "MODEL",
+    "MODEL_META",
+    "ONNX_FILE",
+    "PRUNING",
+    "SELECTED",
+    "SPLITS",
+    "VARIANT_META",
+    "WEIGHTS",
+    "RunDir",
+    "atomic_open",
+    "atomic_write_json",
+    "atomic_write_text",
+    "fsync_tree",
+    "is_adapter_dir",
+    "read_json",
+    "read_labels",
+    "read_split",
+    "sha256_file",
+]
 
+# -- the layout: every file and folder name another module needs -----------------------------
 MANIFEST = "manifest.json"
+MODEL = "model"
+"""The trained model's folder: full weights (``model.safetensors``) or a PEFT adapter."""
+COMPRESSED = "compressed"
+"""One sub-folder per compressed variant, plus ``selected`` and ``baseline.json``."""
+SELECTED = "selected"
+"""JSON pointer ``{"variant", "path", "reason", ...}`` to the variant predict and serve load."""
+BASELINE = "baseline.json"
+FP32 = "fp32"
+"""Name of the uncompressed reference variant: the run's own model in ``model/``."""
+MODEL_META = "lmforge_model.json"
+"""Sidecar of every model folder: ``{method, base_model, max_length, labels, format, ...}``."""
+VARIANT_META = "variant.json"
+"""A compressed variant's measurements; a folder under ``compressed/`` without it is no variant."""
+LABELS = "labels.json"
+ADAPTER_CONFIG = "adapter_config.json"
+WEIGHTS = "model.safetensors"
+ONNX_FILE = "model.onnx"
+PRUNING = "pruning.json"
+"""Per-layer kept heads and FFN neurons of a structurally pruned variant."""
+SPLITS = ("train", "val", "test")
+_SPEC = "spec.yaml"
+_PREPARE_HINT = "Run `lmforge prepare` (or `lmforge run`) first to create the data splits."
 # Files that describe the run rather than belong to it; they are not hashed into the manifest.
 _UNHASHED = {MANIFEST, "signature.json"}
 # Transient or derived folders left out of the file hashes.
@@ -61,14 +109,18 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, fsync and rename."""
+@contextlib.contextmanager
+def atomic_open(path: str | Path, *, newline: str | None = None) -> Iterator[TextIO]:
+    """A UTF-8 text file to write ``path`` through: a temporary sibling, fsynced and renamed on success.
+
+    On an exception the temporary file is removed and whatever was at ``path`` stays untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as fh:
+            yield fh
             fh.flush()
             os.fchmod(fh.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; keep the usual mode
             os.fsync(fh.fileno())
@@ -78,6 +130,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, fsync and rename."""
+    with atomic_open(path) as fh:
+        fh.write(text)
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
@@ -127,7 +185,7 @@ class RunDir:
 
     @property
     def spec_path(self) -> Path:
-        return self.root / "spec.yaml"
+        return self.root / _SPEC
 
     @property
     def data_dir(self) -> Path:
@@ -135,7 +193,23 @@ class RunDir:
 
     @property
     def model_dir(self) -> Path:
-        return self.root / "model"
+        return self.root / MODEL
+
+    @property
+    def model_meta_path(self) -> Path:
+        return self.model_dir / MODEL_META
+
+    @property
+    def compressed_dir(self) -> Path:
+        return self.root / COMPRESSED
+
+    @property
+    def selected_path(self) -> Path:
+        return self.compressed_dir / SELECTED
+
+    def variant_dir(self, name: str) -> Path:
+        """The folder of variant ``name``: ``model/`` for ``fp32``, else ``compressed/<name>/``."""
+        return self.model_dir if name == FP32 else self.compressed_dir / name
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -159,7 +233,7 @@ class RunDir:
 
     @property
     def labels_path(self) -> Path:
-        return self.data_dir / "labels.json"
+        return self.data_dir / LABELS
 
     # -- checks --------------------------------------------------------------------------
     def require(self, relpath: str, *, hint: str) -> Path:
@@ -238,3 +312,79 @@ class RunDir:
                 continue
             out[rel.as_posix()] = sha256_file(path)
         return out
+
+
+# -- readers of what the stages wrote -------------------------------------------------------
+def _as_rundir(run: RunDir | str | Path) -> RunDir:
+    return run if isinstance(run, RunDir) else RunDir(run)
+
+
+def read_json(path: str | Path, *, hint: str) -> Any:
+    """The JSON value in ``path``; a damaged file raises :class:`RunDirError` ending in ``hint``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path} is not valid JSON ({exc}); {hint}") from None
+
+
+def read_split(run: RunDir | str | Path, split: str) -> list[dict[str, Any]]:
+    """The records (``{"text", "label", ...}``) of a prepared split: ``train``, ``val`` or ``test``.
+
+    Raises:
+        ConfigError: ``split`` is not one of :data:`SPLITS`.
+        RunDirError: the run has no prepared split (run ``lmforge prepare``), or lines of it
+            are not ``{"text": str, "label": str}`` (the first five are named).
+    """
+    run = _as_rundir(run)
+    if split not in SPLITS:
+        raise ConfigError(f"Unknown split '{split}'. Available: {', '.join(SPLITS)}.")
+    path = run.split_path(split)
+    run.require(path.relative_to(run.root).as_posix(), hint=_PREPARE_HINT)
+    records: list[dict[str, Any]] = []
+    problems: list[str] = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(f"line {lineno}: not JSON ({exc.msg})")
+                continue
+            if (
+                not isinstance(record, dict)
+                or not isinstance(record.get("text"), str)
+                or not isinstance(record.get("label"), str)
+            ):
+                problems.append(f'line {lineno}: expected {{"text": str, "label": str}}, got {line.strip()[:80]!r}')
+                continue
+            records.append(record)
+    if problems:
+        shown = "; ".join(problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise RunDirError(f"{path} has {len(problems)} malformed lines: {shown}{more}. {_PREPARE_HINT}")
+    return records
+
+
+def read_labels(run: RunDir | str | Path) -> list[str]:
+    """The sorted label names of a prepared run (``data/labels.json``).
+
+    Raises:
+        RunDirError: the run has no ``labels.json`` (run ``lmforge prepare``) or it is damaged.
+    """
+    run = _as_rundir(run)
+    path = run.labels_path
+    run.require(path.relative_to(run.root).as_posix(), hint=_PREPARE_HINT)
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))["labels"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        labels = None
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise RunDirError(f'{path} must hold {{"labels": [names...]}}; the run directory is damaged. {_PREPARE_HINT}')
+    return labels
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    """True when a model folder holds a PEFT adapter rather than full weights."""
+    return (Path(path) / ADAPTER_CONFIG).is_file()

@@ -10,8 +10,10 @@
     lmforge registry | keys             model versions (activate, canary, rollback); API keys
     lmforge validate SPEC               check a spec
     lmforge models | datasets           the offline catalog
-    lmforge redact | sign | verify | audit verify | key | fairness | report compliance
-                                        guard: PII, signed runs, audit log, keys, fairness
+    lmforge redact | sign | verify | audit verify | key | encrypt | scan-model
+                                        guard: PII, signed runs, audit log, keys
+    lmforge fairness | report compliance
+                                        reports about a trained run
     lmforge monitor report --reference RUN --current FILE
                                         offline drift report (HTML + JSON)
 
@@ -26,10 +28,22 @@ import os
 import sys
 
 from lmforge import __version__
-from lmforge.cli import catalog, compress, guard, keys, monitor, predict, registry, serve, stages, validate
+from lmforge.cli import (
+    catalog,
+    compress,
+    guard,
+    keys,
+    monitor,
+    predict,
+    registry,
+    reports,
+    serve,
+    stages,
+    validate,
+)
 from lmforge.errors import LmforgeError
 
-VERBS = (stages, compress, predict, serve, registry, keys, validate, catalog, guard, monitor)
+VERBS = (stages, compress, predict, serve, registry, keys, validate, catalog, guard, reports, monitor)
 
 
 def build_parser() -> argparse.ArgumentParser:

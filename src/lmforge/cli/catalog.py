@@ -23,7 +23,7 @@ def _table(rows: list[tuple[str, ...]]) -> None:
 def list_models(args: argparse.Namespace) -> int:
     from lmforge.catalog import MODELS
 
-    rows = [("NAME", "PARAMS", "ARCH", "LICENSE", "SOURCE", "INSTALLED")]
+    rows: list[tuple[str, ...]] = [("NAME", "PARAMS", "ARCH", "LICENSE", "SOURCE", "INSTALLED")]
     for m in MODELS.values():
         rows.append((m.name, m.parameters, m.architecture, m.license, m.source, "yes" if m.path() else "no"))
     _table(rows)
@@ -34,7 +34,7 @@ def list_models(args: argparse.Namespace) -> int:
 def list_datasets(args: argparse.Namespace) -> int:
     from lmforge.catalog import DATASETS
 
-    rows = [("NAME", "EXAMPLES", "LANG", "LABELS", "LICENSE", "SOURCE", "INSTALLED")]
+    rows: list[tuple[str, ...]] = [("NAME", "EXAMPLES", "LANG", "LABELS", "LICENSE", "SOURCE", "INSTALLED")]
     for d in DATASETS.values():
         rows.append((d.name, d.examples, d.language, ",".join(d.labels), d.license, d.source,
                      "yes" if d.installed() else "no"))

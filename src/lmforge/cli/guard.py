@@ -1,4 +1,4 @@
-"""Guard verbs: redact, sign, verify, audit verify, key, encrypt/decrypt, scan-model, fairness, report.
+"""Guard verbs: redact, sign, verify, audit verify, key, encrypt/decrypt, scan-model.
 
 Each parses its arguments and calls one function of :mod:`lmforge.guard`; admin actions (key
 changes, signing, redaction runs) are recorded in the audit log named by ``--audit-log`` or
@@ -8,12 +8,10 @@ changes, signing, redaction runs) are recorded in the audit log named by ``--aud
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from lmforge.cli._common import dump, say
+from lmforge.cli._common import say
 from lmforge.errors import ConfigError, DataError
 
 _RAW = argparse.RawDescriptionHelpFormatter
@@ -52,7 +50,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--encoding", default="utf-8", help="text encoding of the input (default: utf-8)")
     _add_audit_arg(p)
     p.set_defaults(func=redact)
+    _register_signing(sub)
+    _register_keys(sub)
+    p = sub.add_parser("scan-model", help="refuse pickle-based or malformed model files",
+                       epilog="example: lmforge scan-model runs/demo/model")
+    p.add_argument("paths", nargs="+", help="model files or folders")
+    p.set_defaults(func=scan_model)
 
+
+def _register_signing(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """sign, verify, audit verify."""
     p = sub.add_parser(
         "sign", help="sign a run directory's manifest (Ed25519)", formatter_class=_RAW,
         epilog="examples:\n  lmforge key signing ~/.lmforge/signing.key\n"
@@ -85,6 +92,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("log", nargs="?", help="the log (default: $LMFORGE_AUDIT_LOG)")
     q.set_defaults(func=audit_verify)
 
+
+def _register_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """key signing | encryption | revoke, encrypt, decrypt."""
     p = sub.add_parser("key", help="create, rotate or revoke keys", formatter_class=_RAW,
                        epilog="examples:\n  lmforge key signing signing.key\n  lmforge key encryption keys.json\n"
                        "  lmforge key revoke keys.json 3f9a0c1d2e4b5a69")
@@ -117,43 +127,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         if verb == "decrypt":  # clear data leaving the encrypted store: recorded as data.export
             _add_audit_arg(q)
         q.set_defaults(func=encrypt if verb == "encrypt" else decrypt)
-
-    p = sub.add_parser("scan-model", help="refuse pickle-based or malformed model files",
-                       epilog="example: lmforge scan-model runs/demo/model")
-    p.add_argument("paths", nargs="+", help="model files or folders")
-    p.set_defaults(func=scan_model)
-
-    p = sub.add_parser(
-        "fairness", help="metrics per slice of the test split, with disparity warnings", formatter_class=_RAW,
-        epilog="examples:\n  lmforge fairness runs/demo --by-handle\n"
-        "  lmforge fairness runs/demo --keywords groups.json --threshold 0.9\n"
-        '      (groups.json: {"united": ["@united"], "delta": ["@delta", "delta air"]})',
-    )
-    p.add_argument("run", help="trained run directory")
-    how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--by-handle", action="store_true", help="one slice per @handle in the texts")
-    how.add_argument("--group-field", help="a field of the test records naming each example's group")
-    how.add_argument("--keywords", metavar="FILE.json", help='{"group": ["keyword", ...]} (case-insensitive)')
-    p.add_argument("--threshold", type=float, default=0.8, help="warn below this min/max ratio (default 0.8)")
-    p.add_argument("--min-support", type=int, default=20, help="least examples for a slice to count (default 20)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
-    p.set_defaults(func=fairness)
-
-    p = sub.add_parser("report", help="reports about a run", formatter_class=_RAW,
-                       epilog="example: lmforge report compliance runs/demo --output compliance.html")
-    report_sub = p.add_subparsers(dest="report_verb", metavar="KIND", required=True)
-    q = report_sub.add_parser(
-        "compliance", help="model card, lineage, PII scan, fairness, metrics and signature in one document",
-        formatter_class=_RAW,
-        epilog="examples:\n  lmforge report compliance runs/demo --output compliance.md\n"
-        "  lmforge report compliance runs/demo --public-key signing.key.pub --output compliance.html",
-    )
-    q.add_argument("run", help="run directory")
-    q.add_argument("--output", "-o", help="file to write, .md or .html (default: Markdown on stdout)")
-    q.add_argument("--format", dest="fmt", choices=("md", "html"), help="default: from --output's extension")
-    q.add_argument("--public-key", help="the signer's public key, to verify the signature")
-    q.set_defaults(func=report_compliance)
 
 
 # -- handlers --------------------------------------------------------------------------------------
@@ -275,41 +248,4 @@ def scan_model(args: argparse.Namespace) -> int:
         reports = scan_model_dir(target) if Path(target).is_dir() else [scan_model_file(target)]
         n += len(reports)
     say(f"{n} file(s) scanned: no pickle, no malformed safetensors")
-    return 0
-
-
-def fairness(args: argparse.Namespace) -> int:
-    from lmforge.guard import fairness_for_run, render_fairness_markdown
-
-    keywords = None
-    if args.keywords:
-        try:
-            keywords = json.loads(Path(args.keywords).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"--keywords {args.keywords}: cannot read a JSON object ({exc}).") from None
-        if not isinstance(keywords, dict):
-            raise ConfigError(f"--keywords {args.keywords} must hold {{\"group\": [\"keyword\", ...]}}.")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}.")
-    report = fairness_for_run(args.run, group_field=args.group_field, keywords=keywords, handles=args.by_handle,
-                              threshold=args.threshold, min_support=args.min_support, batch_size=args.batch_size)
-    if args.json:
-        dump(report)
-    else:
-        sys.stdout.write(render_fairness_markdown(report))
-        say(f"wrote {Path(args.run) / 'eval' / 'fairness.json'}")
-    return 0
-
-
-def report_compliance(args: argparse.Namespace) -> int:
-    from lmforge.guard import compliance_report
-    from lmforge.rundir import atomic_write_text
-
-    fmt = args.fmt or ("html" if args.output and args.output.lower().endswith((".html", ".htm")) else "md")
-    text = compliance_report(args.run, public_key=args.public_key, fmt=fmt)
-    if args.output:
-        atomic_write_text(args.output, text)
-        say(f"wrote {args.output}")
-    else:
-        sys.stdout.write(text)
     return 0

@@ -50,8 +50,8 @@ def _read_jsonl(path: Path, field: str) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lmforge.compress import load_predictor
     from lmforge.guard import trust_run
+    from lmforge.predict import load_predictor
     from lmforge.rundir import atomic_write_text
 
     if bool(args.text) == bool(args.input):

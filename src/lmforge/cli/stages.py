@@ -114,7 +114,7 @@ def train(args: argparse.Namespace) -> int:
     run_dir = RunDir(args.run)
     spec = load_run_spec(run_dir, args.overrides)
     if args.nproc_per_node != 1 and "WORLD_SIZE" not in os.environ:
-        from lmforge.train._train import per_process_batch
+        from lmforge.train import per_process_batch
 
         per_process_batch(spec.train.batch_size, max(args.nproc_per_node, 1))  # fail before spawning
         return _launch_torchrun(args)  # rank 0 of the launched processes reports and signs

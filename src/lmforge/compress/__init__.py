@@ -3,9 +3,7 @@
 ``compress(run, options)`` builds ``RUN/compressed/<variant>/`` for every registered
 compressor that applies, measures each on this machine and the run's test split, and
 points ``RUN/compressed/selected`` at the fastest variant within the accuracy budget.
-``load_predictor(run, variant=None)`` loads the selected variant (or a named one, or the
-fp32 model) behind one :class:`Predictor` interface; ONNX variants run with
-``tokenizers`` + ``onnxruntime`` only.
+Loading a variant is the inference layer's job: :func:`lmforge.predict.load_predictor`.
 
 Importing this package is cheap; torch, transformers and onnxruntime load when used.
 """
@@ -14,32 +12,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from lmforge.compress._context import CompressContext
 from lmforge.compress._options import MIN_CALIBRATION, CompressOptions, parse_budget, parse_only
-from lmforge.compress._predictor import (
-    Predictor,
-    available_variants,
-    load_predictor,
-    load_variant,
-    read_selected,
-)
-from lmforge.compress._registry import COMPRESSORS, FP32, Compressor, get_compressor, register_compressor
+from lmforge.compress._registry import COMPRESSORS, Compressor, get_compressor, register_compressor
 from lmforge.compress._select import select_variant
 
 __all__ = [
     "COMPRESSORS",
-    "FP32",
     "MIN_CALIBRATION",
+    "CompressContext",
     "CompressOptions",
     "Compressor",
-    "Predictor",
-    "available_variants",
     "compress",
     "get_compressor",
-    "load_predictor",
-    "load_variant",
     "parse_budget",
     "parse_only",
-    "read_selected",
     "register_compressor",
     "registered",
     "select_variant",

@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmforge.compress._build import flops_per_example, param_count, write_sidecars
-from lmforge.compress._registry import FP32, register_compressor
+from lmforge.compress._registry import register_compressor
+from lmforge.predict import save_torch_model
+from lmforge.rundir import FP32
+from lmforge.train import fast_bf16
 
 if TYPE_CHECKING:
     from lmforge.compress._context import CompressContext
@@ -33,7 +36,6 @@ class TorchBf16:
     description = "PyTorch, bf16 weights and compute"
 
     def skip_reason(self, ctx: CompressContext) -> str | None:
-        from lmforge.train import fast_bf16
 
         if fast_bf16() or ctx.options.force_bf16 or os.environ.get(FORCE_ENV) == "1":
             return None
@@ -46,13 +48,11 @@ class TorchBf16:
     def build(self, ctx: CompressContext, out: Path) -> dict[str, Any]:
         import torch
 
-        from lmforge.compress._torch_backend import save_model
 
         model, _ = ctx.torch_model(self.source)
         model = model.to(torch.bfloat16)
-        save_model(model, out)
+        save_torch_model(model, out)
         write_sidecars(ctx, out, "transformers", dtype="bfloat16")
-        from lmforge.train import fast_bf16
 
         return {"dtype": "bfloat16", "parameters": param_count(model),
             "gflop_per_example": round(flops_per_example(model, ctx.typical_length) / 1e9, 4), "fast_bf16_cpu": fast_bf16()}

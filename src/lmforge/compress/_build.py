@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmforge._lazy import require
-from lmforge.compress._text import TOKENIZER_FILES, FastTokenizer
-from lmforge.rundir import atomic_write_json
+from lmforge.predict import TOKENIZER_FILES, FastTokenizer
+from lmforge.rundir import LABELS, MODEL_META, atomic_write_json
 
 if TYPE_CHECKING:
     from lmforge.compress._context import CompressContext
@@ -22,7 +22,7 @@ def write_sidecars(ctx: CompressContext, out: Path, fmt: str, **extra: Any) -> N
         src = ctx.run.model_dir / name
         if src.is_file():
             shutil.copyfile(src, out / name)
-    atomic_write_json(out / "labels.json", {"labels": ctx.labels})
+    atomic_write_json(out / LABELS, {"labels": ctx.labels})
     meta = {
         "method": ctx.meta.get("method"),
         "base_model": ctx.meta.get("base_model"),
@@ -31,7 +31,7 @@ def write_sidecars(ctx: CompressContext, out: Path, fmt: str, **extra: Any) -> N
         "format": fmt,
         **extra,
     }
-    atomic_write_json(out / "lmforge_model.json", meta)
+    atomic_write_json(out / MODEL_META, meta)
 
 
 def sample_feed(ctx: CompressContext, n: int = 8) -> dict[str, Any]:

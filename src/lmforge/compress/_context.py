@@ -11,17 +11,17 @@ from typing import Any
 
 import numpy as np
 
+from lmforge.catalog import resolve_model
 from lmforge.compress._options import CompressOptions
-from lmforge.compress._predictor import COMPRESSED
-from lmforge.compress._registry import FP32
 from lmforge.errors import RunDirError
-from lmforge.rundir import RunDir, sha256_file
+from lmforge.evaluate import load_test_split
+from lmforge.predict import FastTokenizer, TorchPredictor, load_predictor, load_torch_model
+from lmforge.rundir import ADAPTER_CONFIG, FP32, WEIGHTS, RunDir, read_split, sha256_file
 
 __all__ = ["CompressContext"]
 
 logger = logging.getLogger(__name__)
 
-MODEL_META = "lmforge_model.json"
 _TRAIN_HINT = "Run `lmforge train RUN` first."
 
 
@@ -41,7 +41,7 @@ class CompressContext:
         self.options = options
         if not run.root.is_dir():
             raise RunDirError(f"Run directory {run.root} does not exist. Run `lmforge run --out {run.root}` first.")
-        meta_path = run.model_dir / MODEL_META
+        meta_path = run.model_meta_path
         if not meta_path.is_file():
             raise RunDirError(f"{run.root} has no trained model ({meta_path} is missing). {_TRAIN_HINT}")
         try:
@@ -50,18 +50,16 @@ class CompressContext:
             raise RunDirError(f"{meta_path} is not valid JSON ({exc}). {_TRAIN_HINT}") from None
         self.labels: list[str] = list(self.meta["labels"])
         self.max_length = int(self.meta.get("max_length", 128))
-        self.is_adapter = self.meta.get("format") == "peft-adapter" or (run.model_dir / "adapter_config.json").is_file()
-        if not self.is_adapter and not (run.model_dir / "model.safetensors").is_file():
-            raise RunDirError(f"{run.model_dir} has no model.safetensors. {_TRAIN_HINT}")
-        self.compressed_dir = run.root / COMPRESSED
+        self.is_adapter = self.meta.get("format") == "peft-adapter" or (run.model_dir / ADAPTER_CONFIG).is_file()
+        if not self.is_adapter and not (run.model_dir / WEIGHTS).is_file():
+            raise RunDirError(f"{run.model_dir} has no {WEIGHTS}. {_TRAIN_HINT}")
+        self.compressed_dir = run.compressed_dir
 
     # -- the model -------------------------------------------------------------------------
     @functools.cached_property
     def model_config(self) -> dict[str, Any]:
         """config.json of the full model (the base model's for a LoRA run)."""
         if self.is_adapter:
-            from lmforge.catalog import resolve_model
-
             path = resolve_model(self.meta["base_model"]) / "config.json"
         else:
             path = self.run.model_dir / "config.json"
@@ -83,22 +81,21 @@ class CompressContext:
         return h.hexdigest()
 
     @functools.cached_property
-    def fp32(self) -> Any:
-        """The run's fp32 :class:`~lmforge.train.TorchPredictor` (a LoRA adapter merged in)."""
-        from lmforge.train import load_predictor
-
-        return load_predictor(self.run)
+    def fp32(self) -> TorchPredictor:
+        """The run's fp32 :class:`~lmforge.predict.TorchPredictor` (a LoRA adapter merged in)."""
+        predictor = load_predictor(self.run, FP32)
+        if not isinstance(predictor, TorchPredictor):
+            raise RunDirError(f"{self.run.model_dir} is not a PyTorch model; compress starts from one. {_TRAIN_HINT}")
+        return predictor
 
     def torch_model(self, source: str = FP32) -> tuple[Any, Any]:
         """A fresh fp32 copy of a source model (``fp32`` or a torch variant) and its HF tokenizer."""
         if source == FP32:
             return copy.deepcopy(self.fp32.model), self.fp32.tokenizer
-        from lmforge.compress._torch_backend import load_model
-
         folder = self.variant_dir(source)
-        if not (folder / "model.safetensors").is_file():
-            raise RunDirError(f"{folder} has no model.safetensors to build on; re-run `lmforge compress --only {source}`.")
-        return load_model(folder).float(), self.fp32.tokenizer
+        if not (folder / WEIGHTS).is_file():
+            raise RunDirError(f"{folder} has no {WEIGHTS} to build on; re-run `lmforge compress --only {source}`.")
+        return load_torch_model(folder).float(), self.fp32.tokenizer
 
     def variant_dir(self, name: str) -> Path:
         return self.compressed_dir / name
@@ -107,8 +104,6 @@ class CompressContext:
     @functools.cached_property
     def test(self) -> tuple[list[str], np.ndarray]:
         """Test texts and their label indices."""
-        from lmforge.evaluate import load_test_split
-
         texts, names = load_test_split(self.run)
         index = {label: i for i, label in enumerate(self.labels)}
         unknown = sorted(set(names) - set(index))
@@ -119,8 +114,6 @@ class CompressContext:
     @functools.cached_property
     def train(self) -> tuple[list[str], np.ndarray]:
         """Training texts and their label indices."""
-        from lmforge.data import read_split
-
         rows = read_split(self.run, "train")
         index = {label: i for i, label in enumerate(self.labels)}
         rows = [r for r in rows if r["label"] in index]
@@ -142,8 +135,6 @@ class CompressContext:
     @functools.cached_property
     def token_lengths(self) -> list[int]:
         """Token count of every test text, truncated to ``max_length``."""
-        from lmforge.compress._text import FastTokenizer
-
         return FastTokenizer(self.run.model_dir, self.max_length).lengths(self.test[0])
 
     @property

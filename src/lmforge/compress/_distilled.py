@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmforge.compress._build import flops_per_example, param_count, write_sidecars
-from lmforge.compress._registry import FP32, register_compressor
+from lmforge.compress._registry import register_compressor
 from lmforge.errors import ConfigError
+from lmforge.predict import check_prunable, encoder_layers, save_torch_model
+from lmforge.rundir import FP32
 
 if TYPE_CHECKING:
     from lmforge.compress._context import CompressContext
@@ -29,7 +31,6 @@ def make_student(teacher: Any, n_student: int) -> tuple[Any, list[int]]:
     """A copy of ``teacher`` that keeps ``n_student`` of its layers."""
     import torch
 
-    from lmforge.compress._prune_ops import encoder_layers
 
     layers = encoder_layers(teacher)
     keep = student_layers(len(layers), n_student)
@@ -61,7 +62,6 @@ class Distilled:
         return None
 
     def check(self, ctx: CompressContext) -> None:
-        from lmforge.compress._prune_ops import check_prunable
 
         check_prunable(ctx.model_type, "Distillation into a shallower student", "distilled")
         n = int(ctx.model_config.get("num_hidden_layers", 0))
@@ -71,7 +71,6 @@ class Distilled:
 
     def build(self, ctx: CompressContext, out: Path) -> dict[str, Any]:
         from lmforge.compress._finetune import distill
-        from lmforge.compress._torch_backend import save_model
 
         opts = ctx.options
         teacher, tokenizer = ctx.torch_model(self.source)
@@ -85,7 +84,7 @@ class Distilled:
             batch_size=opts.batch_size, learning_rate=opts.learning_rate, temperature=opts.temperature,
             alpha=opts.alpha, seed=opts.seed,
         )
-        save_model(student, out)
+        save_torch_model(student, out)
         write_sidecars(ctx, out, "transformers")
         return {
             "teacher_layers": n_teacher,

@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lmforge.catalog import resolve_model
+from lmforge.metrics import macro_f1
+from lmforge.predict import Predictor
+
 if TYPE_CHECKING:
     from lmforge.compress._context import CompressContext
-    from lmforge.compress._predictor import Predictor
 
 __all__ = ["BATCH_SIZES", "measure", "model_size_bytes", "threads"]
 
@@ -75,7 +78,6 @@ def measure(ctx: CompressContext, predictor: Predictor, folder: Path | None) -> 
         predictor: the variant (or the fp32 model) ready to predict.
         folder: where its weights are (for the size on disk); None for the fp32 model.
     """
-    from lmforge.evaluate import macro_f1
 
     texts, y = ctx.test
     start = time.perf_counter()
@@ -120,7 +122,5 @@ def fp32_size_bytes(ctx: CompressContext) -> int:
     """Weights of the fp32 model on disk: model/*.safetensors (a LoRA run: base model + adapter)."""
     size = sum(p.stat().st_size for p in ctx.run.model_dir.glob("*.safetensors"))
     if ctx.is_adapter:
-        from lmforge.catalog import resolve_model
-
         size += sum(p.stat().st_size for p in resolve_model(ctx.meta["base_model"]).glob("*.safetensors"))
     return size

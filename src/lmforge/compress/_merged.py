@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmforge.compress._build import flops_per_example, param_count, write_sidecars
-from lmforge.compress._registry import FP32, register_compressor
+from lmforge.compress._registry import register_compressor
+from lmforge.predict import save_torch_model
+from lmforge.rundir import FP32
 
 if TYPE_CHECKING:
     from lmforge.compress._context import CompressContext
@@ -36,13 +38,12 @@ class Merged:
         return None
 
     def build(self, ctx: CompressContext, out: Path) -> dict[str, Any]:
-        from lmforge.compress._torch_backend import save_model
 
         # lmforge.train.load_predictor loads base + adapter through peft and merge_and_unload()s it.
         model, _ = ctx.torch_model(self.source)
         if any("lora_" in name for name, _ in model.named_parameters()):  # a bug, not a user error
             raise RuntimeError("the LoRA adapter was not merged")
-        save_model(model, out)
+        save_torch_model(model, out)
         write_sidecars(ctx, out, "transformers", merged_from=f"{ctx.meta.get('base_model')} + LoRA adapter")
         return {"parameters": param_count(model),
             "gflop_per_example": round(flops_per_example(model, ctx.typical_length) / 1e9, 4), "adapter": "model/adapter_model.safetensors"}

@@ -28,6 +28,7 @@ import numpy as np
 
 from lmforge._lazy import require
 from lmforge.errors import ConfigError
+from lmforge.predict import onnx_session
 
 __all__ = ["EXPORTABLE_TYPES", "OPSET", "check_exportable", "export_onnx", "optimize_onnx", "quiet_onnxruntime"]
 
@@ -56,7 +57,7 @@ def _logits_only(model: Any) -> Any:
     """Wrap a HF classifier so the exported graph has one output, ``logits``."""
     torch = require("torch", extra="train", purpose="ONNX export")
 
-    class LogitsOnly(torch.nn.Module):
+    class LogitsOnly(torch.nn.Module):  # type: ignore[name-defined]  # torch is imported lazily
         def __init__(self, inner: Any) -> None:
             super().__init__()
             self.inner = inner
@@ -142,9 +143,8 @@ def quiet_onnxruntime() -> Iterator[None]:
 
 
 def _sample_feed(path: Path, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-    from lmforge.compress._onnx_backend import session
 
-    sess = session(path)
+    sess = onnx_session(path)
     names = [i.name for i in sess.get_inputs()]
     return sess.run(None, {n: feed[n] for n in names})  # type: ignore[no-any-return]
 

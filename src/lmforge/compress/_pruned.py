@@ -18,7 +18,16 @@ import numpy as np
 
 from lmforge._lazy import require
 from lmforge.compress._build import flops_per_example, param_count, write_sidecars
-from lmforge.compress._registry import FP32, register_compressor
+from lmforge.compress._registry import register_compressor
+from lmforge.predict import (
+    check_prunable,
+    encoder_layers,
+    head_size,
+    prune_layer,
+    pruning_shapes,
+    save_torch_model,
+)
+from lmforge.rundir import FP32, PRUNING
 
 if TYPE_CHECKING:
     from lmforge.compress._context import CompressContext
@@ -31,7 +40,6 @@ def importance(model: Any, tokenizer: Any, texts: list[str], labels: np.ndarray,
                batch_size: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per layer: head importance (H,) and FFN neuron importance (F,), from first-order Taylor terms."""
     torch = require("torch", extra="train", purpose="Pruning")
-    from lmforge.compress._prune_ops import encoder_layers, head_size
 
     layers = encoder_layers(model)
     size = head_size(model)
@@ -98,18 +106,15 @@ class Pruned:
         return None
 
     def check(self, ctx: CompressContext) -> None:
-        from lmforge.compress._prune_ops import check_prunable
 
         check_prunable(ctx.model_type, "Structured pruning", "pruned")
 
     def build(self, ctx: CompressContext, out: Path) -> dict[str, Any]:
         from lmforge.compress._finetune import distill
-        from lmforge.compress._prune_ops import encoder_layers, head_size, prune_layer, shapes
-        from lmforge.compress._torch_backend import PRUNING, save_model
 
         opts = ctx.options
         model, tokenizer = ctx.torch_model(self.source)
-        before = shapes(model)
+        before = pruning_shapes(model)
         params_before = param_count(model)
         texts, labels = ctx.train
         heads, neurons = importance(model, tokenizer, texts, labels, ctx.max_length, opts.batch_size, opts.seed)
@@ -118,13 +123,13 @@ class Pruned:
             keep_h = np.argsort(-h_imp, kind="stable")[: _kept(len(h_imp), opts.prune_sparsity)]
             keep_n = np.argsort(-n_imp, kind="stable")[: _kept(len(n_imp), opts.prune_sparsity, _NEURON_MULTIPLE)]
             prune_layer(layer, [int(h) for h in keep_h], [int(n) for n in keep_n], size)
-        after = shapes(model)
+        after = pruning_shapes(model)
         recovery = distill(
             model, tokenizer, texts, labels, ctx.teacher_train_logits, steps=opts.recovery_steps,
             max_length=ctx.max_length, batch_size=opts.batch_size, learning_rate=opts.learning_rate,
             temperature=opts.temperature, alpha=opts.alpha, seed=opts.seed,
         )
-        save_model(model, out)
+        save_torch_model(model, out)
         (out / PRUNING).write_text(json.dumps(after, indent=2) + "\n", encoding="utf-8")
         write_sidecars(ctx, out, "transformers-pruned")
         return {

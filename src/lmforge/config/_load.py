@@ -45,7 +45,7 @@ def _describe(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, where: str, problems: list[str]) -> Any:
     """Check ``value`` against the annotation ``tp``; return it (ints widen to floats)."""
     origin = get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if value is None:
             value = {}
         if not isinstance(value, dict):

@@ -2,8 +2,8 @@
 
 ``prepare(spec, run)`` writes ``RUN/data/`` (``train/val/test.jsonl``, ``labels.json``,
 ``data_report.json`` and two plots) and records the data fingerprint in the manifest; later
-stages read it back with :func:`read_split` and :func:`read_labels`. Needs the ``data``
-extra (pandas, pyarrow, matplotlib), imported only when used.
+stages read it back with :func:`lmforge.rundir.read_split` and :func:`lmforge.rundir.read_labels`.
+Needs the ``data`` extra (pandas, pyarrow, matplotlib), imported only when used.
 """
 
 from lmforge.data._augment import augment, eda
@@ -11,7 +11,7 @@ from lmforge.data._clean import clean_text
 from lmforge.data._dedupe import find_duplicates, find_leakage
 from lmforge.data._io import load_frame
 from lmforge.data._minhash import minhash_signatures, near_duplicate_pairs
-from lmforge.data._prepare import prepare, read_labels, read_split
+from lmforge.data._prepare import prepare
 from lmforge.data._split import stratified_sample, stratified_split
 
 __all__ = [
@@ -24,8 +24,6 @@ __all__ = [
     "minhash_signatures",
     "near_duplicate_pairs",
     "prepare",
-    "read_labels",
-    "read_split",
     "stratified_sample",
     "stratified_split",
 ]

@@ -109,7 +109,7 @@ def _conflicts(result: Duplicates, texts: list[str], labels: list[str], exact_re
             continue
         result.conflicting_groups += 1
         top = max(counts.values())
-        result.majority[rep] = labels[rep] if counts[labels[rep]] == top else max(counts, key=counts.get)
+        result.majority[rep] = labels[rep] if counts[labels[rep]] == top else max(counts, key=lambda label: counts[label])
         if len(result.conflict_examples) < MAX_CONFLICT_EXAMPLES:
             result.conflict_examples.append(
                 {

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmforge._lazy import require
+from lmforge.catalog import load_dataset
 from lmforge.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -214,8 +215,6 @@ def read_table(cfg: DataConfig, path: str | Path | None = None, *, key: str = "d
             raise ConfigError(
                 "Set data.path to a CSV, JSONL or Parquet file, or data.dataset to a packaged dataset."
             )
-        from lmforge.catalog import load_dataset
-
         frame = load_dataset(cfg.dataset)
         return Table(
             texts=[_as_str(v) for v in frame["text"].tolist()],

@@ -22,16 +22,16 @@ from lmforge.data._augment import augment
 from lmforge.data._clean import clean_rows
 from lmforge.data._dedupe import find_duplicates, find_leakage
 from lmforge.data._io import read_table
-from lmforge.data._report import SPLITS, class_counts, length_stats, plot_class_balance, plot_text_length
+from lmforge.data._report import class_counts, length_stats, plot_class_balance, plot_text_length
 from lmforge.data._split import stratified_sample, stratified_split
-from lmforge.errors import ConfigError, DataError, RunDirError
-from lmforge.rundir import RunDir, atomic_write_json
+from lmforge.errors import DataError
+from lmforge.guard.pii import PrivacyPolicy, redact_texts
+from lmforge.rundir import LABELS, SPLITS, RunDir, atomic_write_json
 
-__all__ = ["prepare", "read_labels", "read_split"]
+__all__ = ["prepare"]
 
 logger = logging.getLogger(__name__)
 
-_HINT = "Run `lmforge prepare` (or `lmforge run`) first to create the data splits."
 
 
 def _check_labels(labels: list[str], cfg: DataConfig, source: str) -> None:
@@ -87,8 +87,6 @@ def _redact_pii(cfg: DataConfig, cleaned: Any) -> dict[str, Any]:
     """Apply ``data.pii`` to the cleaned texts in place; the entity counts for the report."""
     if cfg.pii != "redact":
         return {"policy": "keep"}
-    from lmforge.guard.pii import PrivacyPolicy, redact_texts
-
     cleaned.texts, counts = redact_texts(cleaned.texts, PrivacyPolicy(mode=cfg.pii_mode))
     return {"policy": "redact", "mode": cfg.pii_mode, "entities": dict(sorted(counts.items()))}
 
@@ -168,22 +166,7 @@ def prepare(spec: Spec, run: RunDir) -> dict[str, Any]:
     cleaned = clean_rows(table.texts, table.labels, max_chars=cfg.max_chars, source=table.source)
     notes = list(cleaned.warnings)
     pii = _redact_pii(cfg, cleaned)
-
-    dups = find_duplicates(cleaned.texts, cleaned.labels, threshold=cfg.near_duplicate_threshold)
-    if dups.conflicting_groups:
-        notes.append(
-            f"{dups.conflicting_groups} duplicate groups carry conflicting labels; "
-            "each kept text takes its group's majority label"
-            + ("." if cfg.dedupe else " only if data.dedupe is on (it is off: all copies kept as labeled).")
-        )
-        logger.warning(notes[-1])
-    labels = list(cleaned.labels)
-    if cfg.dedupe:
-        for row, label in dups.majority.items():
-            labels[row] = label
-    pool = _Part(cleaned.texts, labels, dups.signatures)
-    if cfg.dedupe:
-        pool = pool.take(np.flatnonzero(dups.keep))
+    pool, dups = _dedupe(cfg, cleaned, notes)
     _check_labels(pool.labels, cfg, table.source)
     classes = sorted(set(pool.labels))
 
@@ -193,29 +176,11 @@ def prepare(spec: Spec, run: RunDir) -> dict[str, Any]:
         pool = pool.take(
             stratified_sample(pool.labels, cfg.max_examples, seed=cfg.seed, min_per_class=cfg.min_per_class)
         )
-
-    test_file: dict[str, Any] | None = None
-    test_fraction = 0.0 if cfg.test_path is not None else cfg.test_fraction
-    train_rows, val_rows, test_rows = stratified_split(
-        pool.labels, val_fraction=cfg.val_fraction, test_fraction=test_fraction, seed=cfg.seed
-    )
-    parts = {"train": pool.take(train_rows), "val": pool.take(val_rows), "test": pool.take(test_rows)}
-    if cfg.test_path is not None:
-        parts["test"], test_file = _test_file(cfg, classes, table.source, notes)
+    parts, test_file = _split(cfg, pool, classes, table.source, notes)
     leakage, removed = _remove_leakage(cfg, parts, notes)
-
-    lengths = {"all": length_stats([t for s in SPLITS for t in parts[s].texts])}
-    lengths.update({s: length_stats(parts[s].texts) for s in SPLITS})
-    augmented = 0
-    if cfg.augment.enabled:
-        train = parts["train"]
-        aug = cfg.augment
-        new_texts, new_labels = augment(
-            train.texts, train.labels, copies=aug.copies, alpha=aug.alpha, seed=cfg.seed
-        )
-        augmented = len(new_texts)
-        order = np.random.default_rng([cfg.seed, 1]).permutation(len(train.texts) + augmented)
-        parts["train"] = _Part(train.texts + new_texts, train.labels + new_labels).take(order)
+    lengths = {"all": length_stats([t for s in SPLITS for t in parts[s].texts]),
+               **{s: length_stats(parts[s].texts) for s in SPLITS}}
+    augmented = _augment_train(cfg, parts)
 
     counts = {s: len(parts[s].texts) for s in SPLITS}
     report: dict[str, Any] = {
@@ -223,13 +188,9 @@ def prepare(spec: Spec, run: RunDir) -> dict[str, Any]:
         "encoding": table.encoding,
         "rows_read": len(table.texts),
         "rows_after_cleaning": len(cleaned.texts),
-        "dropped": {
-            "missing_label": cleaned.missing_label,
-            "empty_text": cleaned.empty_text,
-            "duplicates": (dups.exact + dups.near) if cfg.dedupe else 0,
-            "subsampled": subsampled,
-            "leakage": removed,
-        },
+        "dropped": {"missing_label": cleaned.missing_label, "empty_text": cleaned.empty_text,
+                    "duplicates": (dups.exact + dups.near) if cfg.dedupe else 0, "subsampled": subsampled,
+                    "leakage": removed},
         "truncated": cleaned.truncated,
         "pii": pii,
         "dedupe": cfg.dedupe,
@@ -248,16 +209,7 @@ def prepare(spec: Spec, run: RunDir) -> dict[str, Any]:
         "seed": cfg.seed,
         "warnings": notes,
     }
-
-    with run.stage("data") as tmp:
-        for split in SPLITS:
-            _write_jsonl(tmp / f"{split}.jsonl", parts[split])
-        atomic_write_json(tmp / "labels.json", {"labels": classes})
-        report["fingerprint"] = _fingerprint(tmp)
-        plot_class_balance(report["class_counts"], classes, tmp / "class_balance.png")
-        plot_text_length({s: parts[s].texts for s in SPLITS}, tmp / "text_length.png")
-        report["seconds"] = round(time.perf_counter() - started, 2)
-        atomic_write_json(tmp / "data_report.json", report)
+    _write_data(run, parts, classes, report, started)
     run.update_manifest(
         data={
             "source": table.source,
@@ -268,67 +220,66 @@ def prepare(spec: Spec, run: RunDir) -> dict[str, Any]:
             "encoding": table.encoding,
         }
     )
-    logger.info(
-        "prepared %s: train %d, val %d, test %d (%d labels) in %.1fs",
-        table.source,
-        counts["train"],
-        counts["val"],
-        counts["test"],
-        len(classes),
-        report["seconds"],
-    )
+    logger.info("prepared %s: train %d, val %d, test %d (%d labels) in %.1fs", table.source, counts["train"],
+                counts["val"], counts["test"], len(classes), report["seconds"])
     return report
 
 
-def read_split(run: RunDir, split: str) -> list[dict[str, Any]]:
-    """The records (``{"text", "label"}``) of a prepared split: ``train``, ``val`` or ``test``.
-
-    Raises:
-        RunDirError: the run has no prepared split (run ``lmforge prepare``), or lines of it
-            are not ``{"text": str, "label": str}`` (the first five are named).
-    """
-    if split not in SPLITS:
-        raise ConfigError(f"Unknown split '{split}'. Available: {', '.join(SPLITS)}.")
-    path = run.split_path(split)
-    run.require(path.relative_to(run.root).as_posix(), hint=_HINT)
-    records: list[dict[str, Any]] = []
-    problems: list[str] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"line {lineno}: not JSON ({exc.msg})")
-                continue
-            if (
-                not isinstance(record, dict)
-                or not isinstance(record.get("text"), str)
-                or not isinstance(record.get("label"), str)
-            ):
-                problems.append(f'line {lineno}: expected {{"text": str, "label": str}}, got {line.strip()[:80]!r}')
-                continue
-            records.append(record)
-    if problems:
-        shown = "; ".join(problems[:5])
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise RunDirError(f"{path} has {len(problems)} malformed lines: {shown}{more}. {_HINT}")
-    return records
+def _dedupe(cfg: DataConfig, cleaned: Any, notes: list[str]) -> tuple[_Part, Any]:
+    """The pool of texts to split: duplicates dropped (majority label per group) when ``data.dedupe``."""
+    dups = find_duplicates(cleaned.texts, cleaned.labels, threshold=cfg.near_duplicate_threshold)
+    if dups.conflicting_groups:
+        notes.append(
+            f"{dups.conflicting_groups} duplicate groups carry conflicting labels; "
+            "each kept text takes its group's majority label"
+            + ("." if cfg.dedupe else " only if data.dedupe is on (it is off: all copies kept as labeled).")
+        )
+        logger.warning(notes[-1])
+    labels = list(cleaned.labels)
+    if cfg.dedupe:
+        for row, label in dups.majority.items():
+            labels[row] = label
+    pool = _Part(cleaned.texts, labels, dups.signatures)
+    if cfg.dedupe:
+        pool = pool.take(np.flatnonzero(dups.keep))
+    return pool, dups
 
 
-def read_labels(run: RunDir) -> list[str]:
-    """The sorted label names of a prepared run (``data/labels.json``).
+def _split(cfg: DataConfig, pool: _Part, classes: list[str], source: str,
+           notes: list[str]) -> tuple[dict[str, _Part], dict[str, Any] | None]:
+    """Stratified train/val/test parts; the test part comes from ``data.test_path`` when set."""
+    test_file: dict[str, Any] | None = None
+    test_fraction = 0.0 if cfg.test_path is not None else cfg.test_fraction
+    train_rows, val_rows, test_rows = stratified_split(
+        pool.labels, val_fraction=cfg.val_fraction, test_fraction=test_fraction, seed=cfg.seed
+    )
+    parts = {"train": pool.take(train_rows), "val": pool.take(val_rows), "test": pool.take(test_rows)}
+    if cfg.test_path is not None:
+        parts["test"], test_file = _test_file(cfg, classes, source, notes)
+    return parts, test_file
 
-    Raises:
-        RunDirError: the run has no ``labels.json`` (run ``lmforge prepare``) or it is damaged.
-    """
-    path = run.labels_path
-    run.require(path.relative_to(run.root).as_posix(), hint=_HINT)
-    try:
-        labels = json.loads(path.read_text(encoding="utf-8"))["labels"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-        labels = None
-    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-        raise RunDirError(f'{path} must hold {{"labels": [names...]}}; the run directory is damaged. {_HINT}')
-    return labels
+
+def _augment_train(cfg: DataConfig, parts: dict[str, _Part]) -> int:
+    """Add ``data.augment`` copies to the training part (shuffled in, seeded); how many were added."""
+    if not cfg.augment.enabled:
+        return 0
+    train = parts["train"]
+    aug = cfg.augment
+    new_texts, new_labels = augment(train.texts, train.labels, copies=aug.copies, alpha=aug.alpha, seed=cfg.seed)
+    order = np.random.default_rng([cfg.seed, 1]).permutation(len(train.texts) + len(new_texts))
+    parts["train"] = _Part(train.texts + new_texts, train.labels + new_labels).take(order)
+    return len(new_texts)
+
+
+def _write_data(run: RunDir, parts: dict[str, _Part], classes: list[str], report: dict[str, Any],
+                started: float) -> None:
+    """Write ``data/`` atomically; the report gains the splits' fingerprint and the elapsed seconds."""
+    with run.stage("data") as tmp:
+        for split in SPLITS:
+            _write_jsonl(tmp / f"{split}.jsonl", parts[split])
+        atomic_write_json(tmp / LABELS, {"labels": classes})
+        report["fingerprint"] = _fingerprint(tmp)
+        plot_class_balance(report["class_counts"], classes, tmp / "class_balance.png")
+        plot_text_length({s: parts[s].texts for s in SPLITS}, tmp / "text_length.png")
+        report["seconds"] = round(time.perf_counter() - started, 2)
+        atomic_write_json(tmp / "data_report.json", report)

@@ -40,7 +40,7 @@ def error_rate_by_length(
         raise DataError(f"groups must be at least 1, got {groups}.")
     lengths = np.array([len(t) for t in texts], dtype=np.int64)
     order = np.argsort(lengths, kind="stable")
-    out = []
+    out: list[dict[str, Any]] = []
     for chunk in np.array_split(order, min(groups, max(len(texts), 1))):
         if chunk.size == 0:
             continue
@@ -80,7 +80,7 @@ def collect_errors(
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][: max(limit, 0)]
     return [
         {
-            "text": texts[i],
+            "text": texts[int(i)],
             "label": labels[int(y_true[i])],
             "predicted": labels[int(pred[i])],
             "confidence": round(float(confidence[i]), 6),

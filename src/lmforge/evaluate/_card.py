@@ -86,6 +86,9 @@ def render_model_card(
 ) -> str:
     """Render MODEL_CARD.md.
 
+    Long because it is the card's template, read top to bottom in the order the card shows
+    its sections; what is computed (limitations, summary rows, scripts) lives in helpers above.
+
     Args:
         name: Run name.
         metrics: The dict of :func:`lmforge.evaluate.compute_metrics`.

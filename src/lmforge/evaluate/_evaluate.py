@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,27 +16,17 @@ from lmforge.evaluate._metrics import compute_metrics
 from lmforge.evaluate._plots import plot_calibration, plot_confusion
 from lmforge.evaluate._report import render_report
 from lmforge.evaluate._summary import run_summary
-from lmforge.rundir import RunDir, atomic_write_json, atomic_write_text
+from lmforge.predict import Predictor, load_predictor
+from lmforge.rundir import FP32, RunDir, atomic_write_json, atomic_write_text, read_labels, read_split
 
 if TYPE_CHECKING:
     from lmforge.config import Spec
 
-__all__ = ["Predictor", "evaluate", "load_labels", "load_test_split"]
+__all__ = ["evaluate", "load_labels", "load_test_split"]
 
 logger = logging.getLogger(__name__)
 
 _PREPARE_HINT = "Run `lmforge prepare spec.yaml` first to write the prepared data splits."
-
-
-class Predictor(Protocol):
-    """What the evaluate stage needs of a trained model (``lmforge.train.load_predictor``)."""
-
-    labels: list[str]
-    """Class names, in the column order of ``predict_proba``."""
-
-    def predict_proba(self, texts: list[str], batch_size: int, progress: bool = False) -> np.ndarray:
-        """Probabilities of shape (N, C); rows sum to 1, columns in ``labels`` order."""
-        ...
 
 
 def load_labels(run: RunDir) -> list[str]:
@@ -45,8 +35,6 @@ def load_labels(run: RunDir) -> list[str]:
     Raises:
         RunDirError: If the file is missing (run ``lmforge prepare``) or malformed.
     """
-    from lmforge.data import read_labels
-
     labels = read_labels(run)
     if not labels:
         raise RunDirError(f"{run.labels_path} lists no labels. {_PREPARE_HINT}")
@@ -60,8 +48,6 @@ def load_test_split(run: RunDir) -> tuple[list[str], list[str]]:
         RunDirError: If the split is missing (run ``lmforge prepare``) or has malformed lines.
         DataError: If the split is empty.
     """
-    from lmforge.data import read_split
-
     rows = read_split(run, "test")
     if not rows:
         raise DataError(
@@ -103,7 +89,8 @@ def evaluate(
         spec: The resolved spec; ``spec.evaluate`` sets batch size, calibration bins and
             how many errors are kept.
         run: The run directory (or its path).
-        predictor: The model to evaluate; ``lmforge.train.load_predictor(run)`` when None.
+        predictor: The model to evaluate (only ``labels`` and ``predict_proba`` are used); the
+            run's own fp32 model (``lmforge.predict.load_predictor(run, "fp32")``) when None.
         progress: Let the predictor show a progress bar.
 
     Returns:
@@ -127,9 +114,7 @@ def evaluate(
     data_labels = load_labels(run)
     texts, test_labels = load_test_split(run)
     if predictor is None:
-        from lmforge.train import load_predictor  # lazy: torch is imported only to predict
-
-        predictor = load_predictor(run)
+        predictor = load_predictor(run, FP32)
     labels = list(predictor.labels)
     y_true = _label_indices(test_labels, labels, data_labels)
 
@@ -143,27 +128,7 @@ def evaluate(
     weak = weak_classes(metrics)
     summary = run_summary(manifest)
     title = spec.name or summary["name"] or run.root.name
-
-    with run.stage("eval") as tmp:
-        atomic_write_json(tmp / "metrics.json", metrics)
-        plot_confusion(metrics["confusion_matrix"], labels, tmp / "confusion.png")
-        plot_calibration(metrics["calibration"], metrics["ece"], tmp / "calibration.png")
-        atomic_write_text(
-            tmp / "errors.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors)
-        )
-        report = render_report(
-            title=title,
-            metrics=metrics,
-            labels=labels,
-            summary=summary,
-            errors=errors,
-            by_length=metrics["error_rate_by_length"],
-            weak=weak,
-            confusion_png=(tmp / "confusion.png").read_bytes(),
-            calibration_png=(tmp / "calibration.png").read_bytes(),
-        )
-        atomic_write_text(tmp / "report.html", report)
-
+    _write_eval(run, title, metrics, labels, summary, errors, weak)
     card = render_model_card(
         name=title,
         metrics=metrics,
@@ -187,3 +152,27 @@ def evaluate(
     if weak:
         logger.warning("Weak classes (low test F1): %s", ", ".join(weak))
     return metrics
+
+
+def _write_eval(run: RunDir, title: str, metrics: dict[str, Any], labels: list[str], summary: dict[str, Any],
+                errors: list[dict[str, Any]], weak: list[str]) -> None:
+    """Write ``eval/`` atomically: metrics.json, the two plots, errors.jsonl and the HTML report."""
+    with run.stage("eval") as tmp:
+        atomic_write_json(tmp / "metrics.json", metrics)
+        plot_confusion(metrics["confusion_matrix"], labels, tmp / "confusion.png")
+        plot_calibration(metrics["calibration"], metrics["ece"], tmp / "calibration.png")
+        atomic_write_text(
+            tmp / "errors.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors)
+        )
+        report = render_report(
+            title=title,
+            metrics=metrics,
+            labels=labels,
+            summary=summary,
+            errors=errors,
+            by_length=metrics["error_rate_by_length"],
+            weak=weak,
+            confusion_png=(tmp / "confusion.png").read_bytes(),
+            calibration_png=(tmp / "calibration.png").read_bytes(),
+        )
+        atomic_write_text(tmp / "report.html", report)

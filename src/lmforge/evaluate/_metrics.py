@@ -14,79 +14,13 @@ from typing import Any
 import numpy as np
 
 from lmforge.errors import DataError
+from lmforge.metrics import class_indices, confusion_matrix, macro_f1, per_class_scores, safe_divide
 
 __all__ = ["compute_metrics", "macro_f1", "most_confused"]
 
 # Rows of ``proba`` may sum to 1 only up to this much (low-precision softmax); beyond it the
 # predictor did not return probabilities.
 _ROW_SUM_TOLERANCE = 1e-2
-
-
-def _as_labels(y: Sequence[int] | np.ndarray, n_classes: int, name: str) -> np.ndarray:
-    arr = np.asarray(y)
-    if arr.ndim != 1:
-        raise DataError(f"{name} must be a 1-D sequence of class indices, got shape {arr.shape}.")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if not np.issubdtype(arr.dtype, np.floating) or not np.all(arr == np.round(arr)):
-            raise DataError(f"{name} must hold integer class indices, got dtype {arr.dtype}.")
-    arr = arr.astype(np.int64)
-    bad = (arr < 0) | (arr >= n_classes)
-    if bad.any():
-        raise DataError(
-            f"{name} holds class index {int(arr[bad][0])}, outside [0, {n_classes - 1}] "
-            f"for {n_classes} classes."
-        )
-    return arr
-
-
-def _confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """(C, C) counts, rows = true class, columns = predicted class."""
-    flat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
-    return flat.reshape(n_classes, n_classes)
-
-
-def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    out = np.zeros(num.shape, dtype=np.float64)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
-def _per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Precision, recall, F1 and support per class from a confusion matrix."""
-    tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
-    precision = _safe_divide(tp, predicted)
-    recall = _safe_divide(tp, support)
-    # 2TP / (2TP + FP + FN) equals 2PR / (P + R) and is 0, not NaN, when TP is 0.
-    f1 = _safe_divide(2 * tp, support + predicted)
-    return precision, recall, f1, support
-
-
-def macro_f1(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, n_classes: int) -> float:
-    """Unweighted mean F1 over all ``n_classes`` classes (absent classes count as 0).
-
-    Args:
-        y_true: True class indices, shape (N,).
-        y_pred: Predicted class indices, shape (N,).
-        n_classes: Number of classes; every class counts in the mean, seen or not.
-
-    Returns:
-        Macro-averaged F1 in [0, 1].
-
-    Raises:
-        DataError: If the inputs are empty, differ in length or hold out-of-range indices.
-    """
-    if n_classes < 1:
-        raise DataError(f"n_classes must be at least 1, got {n_classes}.")
-    t = _as_labels(y_true, n_classes, "y_true")
-    p = _as_labels(y_pred, n_classes, "y_pred")
-    if t.size != p.size:
-        raise DataError(f"y_true has {t.size} entries but y_pred has {p.size}; they must match.")
-    if t.size == 0:
-        raise DataError("Cannot compute macro-F1 of zero examples.")
-    _, _, f1, _ = _per_class(_confusion(t, p, n_classes))
-    return float(f1.mean())
 
 
 def _check_proba(proba: np.ndarray, n: int, n_classes: int) -> np.ndarray:
@@ -119,8 +53,8 @@ def _calibration(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> tu
     counts = np.bincount(index, minlength=n_bins)
     hits = np.bincount(index, weights=correct.astype(np.float64), minlength=n_bins)
     conf_sum = np.bincount(index, weights=confidence, minlength=n_bins)
-    acc = _safe_divide(hits, counts)
-    conf = _safe_divide(conf_sum, counts)
+    acc = safe_divide(hits, counts)
+    conf = safe_divide(conf_sum, counts)
     ece = float(np.sum(counts / confidence.size * np.abs(acc - conf)))
     bins = [
         {
@@ -196,7 +130,7 @@ def compute_metrics(
         raise DataError(f"labels must be unique, got {labels!r}.")
     if n_bins < 1:
         raise DataError(f"n_bins must be at least 1, got {n_bins}.")
-    t = _as_labels(y_true, n_classes, "y_true")
+    t = class_indices(y_true, n_classes, "y_true")
     if t.size == 0:
         raise DataError("Cannot compute metrics of zero examples: the test split is empty.")
     p = _check_proba(proba, t.size, n_classes)  # (N, C)
@@ -204,8 +138,8 @@ def compute_metrics(
     pred = p.argmax(axis=1)
     confidence = p.max(axis=1)
     correct = pred == t
-    cm = _confusion(t, pred, n_classes)
-    precision, recall, f1, support = _per_class(cm)
+    cm = confusion_matrix(t, pred, n_classes)
+    precision, recall, f1, support = per_class_scores(cm)
     total = support.sum()
 
     # Clip like scikit-learn so a confident mistake costs a large but finite loss.

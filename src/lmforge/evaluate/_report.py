@@ -145,6 +145,9 @@ def render_report(
 ) -> str:
     """Render the evaluation report as one self-contained HTML page.
 
+    Long because it is the page's template, read top to bottom in the order the page shows
+    its sections; the tables and figures are built by helpers above.
+
     Args:
         title: Run name shown in the heading.
         metrics: The dict of :func:`lmforge.evaluate.compute_metrics`.

@@ -57,7 +57,7 @@ def run_summary(manifest: dict[str, Any]) -> dict[str, Any]:
         ``trainable_parameters``, ``total_parameters``, ``steps``, ``epochs``, ``seconds``,
         ``best_val_macro_f1``, ``precision``, ``max_length``, ``lmforge_version``.
     """
-    train = manifest.get("train") if isinstance(manifest.get("train"), dict) else {}
+    train: dict[str, Any] = manifest["train"] if isinstance(manifest.get("train"), dict) else {}
     counts = _get(manifest, "data", "counts")
     counts = counts if isinstance(counts, dict) else {}
     return {

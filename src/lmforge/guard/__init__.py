@@ -1,4 +1,4 @@
-"""guard: the safety layer every stage uses: PII, encryption at rest, audit log, signed runs, fairness.
+"""guard: the safety layer every stage uses: PII, encryption at rest, audit log, signed runs.
 
 - :mod:`lmforge.guard.pii`: validated recognizers (EMAIL, PHONE, CN_ID, BANK_CARD, IP, URL,
   PASSPORT) and redaction under a :class:`PrivacyPolicy` (mask, hash or drop).
@@ -8,7 +8,10 @@
   :func:`auto_sign` / :func:`trust_run`: the policy the CLI applies (sign what you build with your
   key, refuse unsigned or tampered runs in predict and serve unless allowed).
 - :func:`scan_model_file`: refuses pickle-based and malformed weight files without unpickling.
-- :func:`fairness_report` / :func:`fairness_for_run` and :func:`compliance_report`.
+
+guard holds no model code: it sits below every stage, so each can redact, encrypt, audit or
+verify. The reports that need a model or the catalog (fairness, compliance) are
+:mod:`lmforge.evaluate`'s.
 
 Importing this package is cheap (standard library only); ``cryptography`` loads when a key is
 used, and is installed with ``pip install 'lmforge[guard]'``.
@@ -23,7 +26,6 @@ from lmforge.guard._audit import (
     audit_log_from_env,
     default_actor,
 )
-from lmforge.guard._compliance import compliance_report
 from lmforge.guard._crypto import (
     KEY_ENV,
     Encryptor,
@@ -34,14 +36,6 @@ from lmforge.guard._crypto import (
     load_encryptor,
 )
 from lmforge.guard._errors import CryptoKeyError, GuardError, IntegrityError, UnsafeModelError
-from lmforge.guard._fairness import (
-    fairness_for_run,
-    fairness_report,
-    groups_from_field,
-    groups_from_handles,
-    groups_from_keywords,
-    render_fairness_markdown,
-)
 from lmforge.guard._modelscan import ModelFileReport, scan_model_dir, scan_model_file
 from lmforge.guard._signing import (
     SIGNATURE,
@@ -67,8 +61,8 @@ from lmforge.guard.pii import PrivacyPolicy, RedactionResult, detect, redact, re
 __all__ = [
     "ACTIONS",
     "AUDIT_KEY_ENV",
-    "AUTO_SIGN_ENV",
     "AUDIT_LOG_ENV",
+    "AUTO_SIGN_ENV",
     "KEY_ENV",
     "PUBLIC_KEY_ENV",
     "SIGNATURE",
@@ -87,18 +81,12 @@ __all__ = [
     "UnsafeModelError",
     "audit_log_from_env",
     "auto_sign",
-    "compliance_report",
     "decrypt_file",
     "default_actor",
     "default_signing_key",
     "detect",
     "encrypt_file",
-    "fairness_for_run",
-    "fairness_report",
     "generate_signing_key",
-    "groups_from_field",
-    "groups_from_handles",
-    "groups_from_keywords",
     "key_id",
     "load_encryptor",
     "load_private_key",
@@ -106,7 +94,6 @@ __all__ = [
     "public_key_id",
     "redact",
     "redact_texts",
-    "render_fairness_markdown",
     "scan_model_dir",
     "scan_model_file",
     "scan_texts",

@@ -20,7 +20,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lmforge.errors import MissingExtraError, RunDirError
 from lmforge.guard._errors import CryptoKeyError, IntegrityError
+from lmforge.guard._signing import SIGNATURE, RunVerification, generate_signing_key, sign_run, verify_run
 from lmforge.rundir import RunDir
 
 __all__ = [
@@ -61,8 +63,6 @@ def _signing_key(create: bool) -> tuple[Path | None, bool]:
         return path, False
     if not create:
         return None, False
-    from lmforge.guard._signing import generate_signing_key
-
     path.parent.mkdir(parents=True, exist_ok=True)
     generate_signing_key(path)
     return path, True
@@ -77,14 +77,10 @@ def auto_sign(run: RunDir | str | Path) -> dict[str, Any] | None:
     """
     if os.environ.get(AUTO_SIGN_ENV, "1").strip().lower() in {"0", "false", "no", "off"}:
         return None
-    from lmforge.errors import MissingExtraError
-
     try:
         key, created = _signing_key(create=True)
         if key is None:  # pragma: no cover - create=True always yields a key
             return None
-        from lmforge.guard._signing import sign_run
-
         record = sign_run(run, key)
     except MissingExtraError as exc:
         logger.warning("not signing %s: %s", run, exc)
@@ -108,7 +104,9 @@ def trusted_public_key(explicit: str | Path | None = None) -> Path | None:
     return None
 
 
-def trust_run(run: RunDir | str | Path, public_key: str | Path | None = None, *, allow_unsigned: bool = False):  # noqa: ANN201
+def trust_run(
+    run: RunDir | str | Path, public_key: str | Path | None = None, *, allow_unsigned: bool = False
+) -> RunVerification:
     """Verify ``run`` before a model is loaded from it (see the module docstring for the policy).
 
     Returns:
@@ -118,12 +116,8 @@ def trust_run(run: RunDir | str | Path, public_key: str | Path | None = None, *,
         IntegrityError: unsigned (and not allowed), signed by another key, tampered, or unsafe model files.
         CryptoKeyError: a named public key file is missing.
     """
-    from lmforge.guard._signing import SIGNATURE, verify_run
-
     run = run if isinstance(run, RunDir) else RunDir(run)
     if not run.manifest_path.is_file():
-        from lmforge.errors import RunDirError
-
         raise RunDirError(
             f"{run.root} has no manifest.json, so it is not a trained run: make one with "
             f"`lmforge run --out {run.root}` (or `lmforge prepare` then `lmforge train`)."

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lmforge._lazy import require
+from lmforge.catalog import resolve_model
 
 __all__ = ["SentenceEncoder", "get_encoder"]
 
@@ -41,8 +42,6 @@ class SentenceEncoder:
         purpose = "Embedding drift detection"
         require("torch", extra="train", purpose=purpose)
         transformers = require("transformers", extra="train", purpose=purpose)
-        from lmforge.catalog import resolve_model
-
         path = resolve_model(self.model)
         self._tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         self._net = transformers.AutoModel.from_pretrained(path, use_safetensors=True).eval()

@@ -22,7 +22,8 @@ import numpy as np
 from lmforge.errors import DataError, LmforgeError
 from lmforge.monitor._drift import DriftData, DriftDetector, DriftResult
 from lmforge.monitor._registry import available_detectors, detector_from_json, get_detector
-from lmforge.rundir import RunDir, atomic_write_json, sha256_file
+from lmforge.predict import load_predictor
+from lmforge.rundir import RunDir, atomic_write_json, read_split, sha256_file
 
 __all__ = ["ReferenceState", "fit_detectors", "fit_reference", "reference_fingerprint"]
 
@@ -140,7 +141,7 @@ def reference_fingerprint(
         root.split_path("train"),
         root.split_path("val"),
         root.labels_path,
-        root.root / "compressed" / "selected",
+        root.selected_path,
     ]
     files += sorted(p for p in root.model_dir.glob("*") if p.is_file())
     for path in files:
@@ -171,8 +172,6 @@ def fit_reference(
     Raises:
         RunDirError: the run has no prepared data or no model.
     """
-    from lmforge.data import read_split
-
     root = RunDir(run)
     root.require("data/train.jsonl", hint="Give a run directory made by `lmforge run` or `lmforge prepare`.")
     train, val = read_split(root, "train"), read_split(root, "val")
@@ -186,8 +185,6 @@ def fit_reference(
     outputs = None
     if output_names and val_rows:
         if predictor is None:
-            from lmforge.compress import load_predictor
-
             predictor = load_predictor(root.root)
         texts = [r["text"] for r in val_rows]
         outputs = DriftData(

@@ -13,12 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from lmforge._jsonl import iter_text_records
 from lmforge.errors import DataError
 from lmforge.monitor._dashboard import PAGE_CSS
 from lmforge.monitor._drift import DriftData, DriftResult
 from lmforge.monitor._registry import available_detectors, get_detector
 from lmforge.monitor._svg import bar_chart, histogram_chart
-from lmforge.rundir import RunDir, atomic_write_json, atomic_write_text
+from lmforge.predict import load_predictor
+from lmforge.rundir import MODEL, RunDir, atomic_write_json, atomic_write_text
 
 __all__ = ["drift_report", "read_current"]
 
@@ -41,8 +43,6 @@ def read_current(path: str | Path, text_field: str = "text") -> list[dict[str, A
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
             if path.suffix.lower() == ".jsonl":
-                from lmforge._jsonl import iter_text_records
-
                 return list(iter_text_records(fh, path, text_field))
             reader = csv.DictReader(fh)
             if reader.fieldnames is None or text_field not in reader.fieldnames:
@@ -81,13 +81,12 @@ def drift_report(
         DataError: the current file is unreadable, empty, or smaller than the detectors need
             (nothing is written then).
     """
-    from lmforge.compress import load_predictor
     from lmforge.monitor._reference import fit_reference
 
     run = RunDir(reference)
     hint = "Give a run directory trained with `lmforge run`."
     run.require("data/train.jsonl", hint=hint)
-    run.require("model", hint=hint)
+    run.require(MODEL, hint=hint)
     records = read_current(current, text_field)
     names = detectors if detectors is not None else available_detectors()
     options = options or {}

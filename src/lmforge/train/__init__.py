@@ -1,48 +1,26 @@
-"""Fine-tuning on the Hugging Face Trainer (+ peft), method registry, and the torch predictor.
+"""Fine-tuning on the Hugging Face Trainer (+ peft): the train stage and its method registry.
+
+- :func:`train`: prepared splits + spec -> ``RUN/model/`` (``_stage.py``); the Trainer subclass
+  with atomic checkpoints, the seeded sampler and FGM lives in ``_trainer.py``.
+- :data:`METHODS` / :func:`register_method`: full fine-tuning and LoRA, by name.
+- Loading the trained model back is the inference layer's job: :func:`lmforge.predict.load_predictor`.
 
 Importing this package is cheap; torch and transformers load when a function runs.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from lmforge.train._hardware import fast_bf16, resolve_precision
 from lmforge.train._methods import METHODS, Method, get_method, register_method
-
-if TYPE_CHECKING:
-    from lmforge.train._predict import TorchPredictor
+from lmforge.train._stage import per_process_batch, train
 
 __all__ = [
     "METHODS",
     "Method",
-    "TorchPredictor",
     "fast_bf16",
     "get_method",
-    "load_predictor",
+    "per_process_batch",
     "register_method",
     "resolve_precision",
     "train",
 ]
-
-
-def train(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    """See :func:`lmforge.train._train.train`."""
-    from lmforge.train._train import train as _train
-
-    return _train(*args, **kwargs)
-
-
-def load_predictor(*args: Any, **kwargs: Any) -> TorchPredictor:
-    """See :func:`lmforge.train._predict.load_predictor`."""
-    from lmforge.train._predict import load_predictor as _load
-
-    return _load(*args, **kwargs)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "TorchPredictor":
-        from lmforge.train._predict import TorchPredictor
-
-        return TorchPredictor
-    raise AttributeError(name)

@@ -6,6 +6,8 @@ import functools
 import logging
 from pathlib import Path
 
+from lmforge.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["cpu_flags", "fast_bf16", "resolve_device", "resolve_precision", "world"]
@@ -38,8 +40,6 @@ def resolve_device(requested: str) -> str:
     import torch
 
     if requested == "cuda" and not torch.cuda.is_available():
-        from lmforge.errors import ConfigError
-
         raise ConfigError("train.device is 'cuda' but torch sees no CUDA GPU here. Use train.device=auto or cpu.")
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -7,10 +7,9 @@ method (bottleneck adapters, prefix or prompt tuning...) is one class with ``wra
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lmforge._lazy import require
 from lmforge.errors import ConfigError
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = ["METHODS", "Method", "get_method", "register_method"]
 
-ADAPTER_FILE = "adapter_config.json"
 
 
 class Method(Protocol):
@@ -123,12 +121,3 @@ class LoRA:
 
     def save(self, model: torch.nn.Module, out_dir: Path) -> None:
         model.save_pretrained(out_dir, safe_serialization=True)  # type: ignore[operator]
-
-
-def is_adapter_dir(path: Path) -> bool:
-    """True when ``path`` holds a peft adapter rather than full weights."""
-    return (path / ADAPTER_FILE).is_file()
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))

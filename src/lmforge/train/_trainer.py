@@ -58,15 +58,17 @@ class LmforgeTrainer(Trainer):
 
     # -- sampling ------------------------------------------------------------------------
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        dataset: Any = train_dataset if train_dataset is not None else self.train_dataset
         return SeededLengthSampler(
             dataset.lengths, self.args.train_batch_size, seed=self.args.seed, group=self.group_by_length
         )
 
     # -- FGM -----------------------------------------------------------------------------
     def compute_loss(
-        self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
     ) -> Any:
+        kwargs = {"num_items_in_batch": num_items_in_batch}
         if self.fgm_epsilon is None or not model.training:
             return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
         embeddings = model.get_input_embeddings()
@@ -79,7 +81,7 @@ class LmforgeTrainer(Trainer):
 
         handle = embeddings.register_forward_hook(add_probe)
         try:
-            loss, outputs = super().compute_loss(model, inputs, return_outputs=True, **kwargs)
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True, **kwargs)  # type: ignore[misc]
         finally:
             handle.remove()
         (grad,) = torch.autograd.grad(loss, probe["delta"], retain_graph=True)
@@ -92,7 +94,7 @@ class LmforgeTrainer(Trainer):
             adv_loss = super().compute_loss(model, inputs, return_outputs=False, **kwargs)
         finally:
             handle.remove()
-        total = loss + adv_loss
+        total = loss + adv_loss  # type: ignore[operator]
         return (total, outputs) if return_outputs else total
 
     # -- atomic checkpoints --------------------------------------------------------------
@@ -105,7 +107,7 @@ class LmforgeTrainer(Trainer):
         alone renames it, between barriers, so no process sees a half-moved checkpoint.
         """
         main = self.is_world_process_zero()
-        final_root = Path(self.args.output_dir)
+        final_root = Path(str(self.args.output_dir))
         staging_root = final_root / _STAGING
         if main:
             shutil.rmtree(staging_root, ignore_errors=True)

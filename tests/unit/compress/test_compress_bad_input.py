@@ -9,9 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from tests._runs import copy_run, write_prepared
+from tests._runs import copy_run, fast_options, write_prepared
 from tests.conftest import REPO, cli_env
-from tests.unit.compress.conftest import fast_options
 
 from lmforge.cli.__main__ import main
 

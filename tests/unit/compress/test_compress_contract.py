@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmforge.compress import get_compressor, load_predictor, registered
+from lmforge.compress import get_compressor, registered
+from lmforge.predict import load_predictor
 from lmforge.rundir import RunDir
 
 pytestmark = pytest.mark.slow
@@ -139,7 +140,7 @@ def test_merged_lora_matches_the_adapter_model(compressed_lora: tuple[RunDir, di
 def test_variant_folders_are_self_contained(compressed_full: tuple[RunDir, dict], tmp_path: Path) -> None:
     import shutil
 
-    from lmforge.compress import load_variant
+    from lmforge.predict import load_model_folder as load_variant
 
     run, _ = compressed_full
     moved = tmp_path / "elsewhere"
@@ -151,7 +152,7 @@ def test_variant_folders_are_self_contained(compressed_full: tuple[RunDir, dict]
 def test_only_reuses_a_current_parent_and_reselects(compressed_full: tuple[RunDir, dict], tmp_path: Path) -> None:
     import shutil
 
-    from tests.unit.compress.conftest import fast_options
+    from tests._runs import fast_options
 
     from lmforge.compress import compress
 

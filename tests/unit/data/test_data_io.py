@@ -174,10 +174,10 @@ def test_bom_is_detected(tmp_path, codec, detected):
 
 
 def test_catalog_dataset_when_no_path(monkeypatch):
-    import lmforge.catalog
+    import lmforge.data._io
 
     fake = pd.DataFrame({"text": ["a", "b"], "label": ["x", "y"]})
-    monkeypatch.setattr(lmforge.catalog, "load_dataset", lambda name: fake)
+    monkeypatch.setattr(lmforge.data._io, "load_dataset", lambda name: fake)
     table = read_table(data_cfg(dataset="whatever"))
     assert table.source == "catalog:whatever"
     assert table.texts == ["a", "b"] and table.labels == ["x", "y"]

@@ -12,9 +12,9 @@ import pytest
 
 import lmforge.data._prepare as prepare_mod
 from lmforge.config import spec_from_dict
-from lmforge.data import prepare, read_labels, read_split
+from lmforge.data import prepare
 from lmforge.errors import DataError, RunDirError
-from lmforge.rundir import RunDir
+from lmforge.rundir import RunDir, read_labels, read_split
 
 VOCAB = (
     "flight crew seat bag gate delay refund ticket agent service airport plane lounge meal snack pilot "

@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 
 from lmforge.config import spec_from_dict
 from lmforge.errors import RunDirError
+from lmforge.predict import load_predictor
 from lmforge.rundir import RunDir
-from lmforge.train import load_predictor, train
+from lmforge.train import train
 
 pytestmark = pytest.mark.slow
 

@@ -9,13 +9,9 @@ leaves no half-redacted file behind.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import csv
 import json
-import os
-import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -23,6 +19,7 @@ from typing import Any, TextIO
 from lmforge._jsonl import iter_text_records
 from lmforge.errors import DataError
 from lmforge.guard.pii._redact import PrivacyPolicy, redact
+from lmforge.rundir import atomic_open
 
 __all__ = ["RedactFileSummary", "redact_file"]
 
@@ -96,22 +93,6 @@ def _check_text_file(path: Path, encoding: str, shown: str) -> None:
             raise DataError(f"{path} ends in the middle of a {shown} character; the file is truncated.") from None
 
 
-@contextlib.contextmanager
-def _atomic_output(path: Path, newline: str | None) -> Iterator[TextIO]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def redact_file(
     source: str | Path,
     output: str | Path,
@@ -168,7 +149,7 @@ def redact_file(
 
     with open(src, encoding=read_encoding, newline="" if kind == "csv" else None) as fh:
         if kind == "jsonl":
-            with _atomic_output(dst, "\n") as out:
+            with atomic_open(dst, newline="\n") as out:
                 for record in iter_text_records(fh, src, text_field):
                     record["entities"] = _redact(record)
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -191,7 +172,7 @@ def _redact_csv(fh: TextIO, src: Path, dst: Path, text_field: str, redact_record
     if text_field not in columns:
         raise DataError(f"{src} has no column '{text_field}' (columns: {', '.join(columns)}). Use --text-field.")
     out_columns = list(columns) + ([] if "entities" in columns else ["entities"])
-    with _atomic_output(dst, "") as out:
+    with atomic_open(dst, newline="") as out:
         writer = csv.DictWriter(out, fieldnames=out_columns)
         writer.writeheader()
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "merges.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
 
 
-def _pad_id(tok: object, folder: Path) -> int:
+def _pad_id(tok: Any, folder: Path) -> int:
     padding = getattr(tok, "padding", None)
     if padding and "pad_id" in padding:
         return int(padding["pad_id"])
@@ -33,7 +34,7 @@ def _pad_id(tok: object, folder: Path) -> int:
         if isinstance(token, dict):
             token = token.get("content")
         if isinstance(token, str):
-            found = tok.token_to_id(token)  # type: ignore[attr-defined]
+            found = tok.token_to_id(token)
             if found is not None:
                 return int(found)
     return 0
@@ -53,7 +54,7 @@ class FastTokenizer:
         path = folder / "tokenizer.json"
         if not path.is_file():
             raise RunDirError(f"{folder} has no tokenizer.json; re-run `lmforge compress` to rebuild the variant.")
-        self._tok = tokenizers.Tokenizer.from_file(str(path))
+        self._tok: Any = tokenizers.Tokenizer.from_file(str(path))
         self.pad_id = _pad_id(self._tok, folder)
         self._tok.no_padding()
         self._tok.enable_truncation(max_length=max_length)

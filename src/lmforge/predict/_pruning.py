@@ -6,19 +6,28 @@ projection and a column of the output projection. The result is a smaller dense 
 (not a masked one), so it runs faster everywhere, ONNX included. BERT's attention reshapes
 with ``-1`` heads, so layers may keep different numbers of heads.
 
-The kept sizes are saved in ``pruning.json`` next to the safetensors; :func:`apply_shapes`
-rebuilds the same shapes before the weights are loaded.
+The kept sizes are saved in ``pruning.json`` next to the safetensors; :func:`apply_pruning_shapes`
+rebuilds the same shapes before the weights are loaded. The compress stage decides *what* to
+prune; this module, beside the loader that must rebuild the shapes, owns *how*. torch is
+imported when a function runs, so models, layers and tensors are typed ``Any`` here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
-
+from lmforge._lazy import require
 from lmforge.errors import ConfigError
 
-__all__ = ["PRUNABLE_TYPES", "apply_shapes", "check_prunable", "encoder_layers", "head_size", "prune_layer", "shapes"]
+__all__ = [
+    "PRUNABLE_TYPES",
+    "apply_pruning_shapes",
+    "check_prunable",
+    "encoder_layers",
+    "head_size",
+    "prune_layer",
+    "pruning_shapes",
+]
 
 PRUNABLE_TYPES = ("bert", "camembert", "electra", "roberta", "xlm-roberta")
 """Model types whose layers have BERT's layout (attention.self.query/key/value, attention.output.dense,
@@ -40,7 +49,7 @@ def check_prunable(model_type: str, what: str, variant: str) -> None:
         )
 
 
-def encoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+def encoder_layers(model: Any) -> list[Any]:
     """The transformer layers of a BERT-style classifier.
 
     Raises:
@@ -58,15 +67,17 @@ def encoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
             f"Structured pruning and distillation support model types {', '.join(PRUNABLE_TYPES)}; "
             f"this run's model is '{model_type}'. Leave out pruned/distilled with --only."
         )
-    return list(layers)  # type: ignore[arg-type]
+    return list(layers or [])
 
 
-def head_size(model: torch.nn.Module) -> int:
-    config = model.config  # type: ignore[attr-defined]
+def head_size(model: Any) -> int:
+    """Width of one attention head: hidden size over the number of heads."""
+    config = model.config
     return int(config.hidden_size // config.num_attention_heads)
 
 
-def _keep_rows(linear: torch.nn.Linear, index: torch.Tensor) -> torch.nn.Linear:
+def _keep_rows(linear: Any, index: Any) -> Any:
+    torch = require("torch", extra="train", purpose="Structured pruning")
     new = torch.nn.Linear(linear.in_features, len(index), bias=linear.bias is not None,
                           dtype=linear.weight.dtype, device=linear.weight.device)
     with torch.no_grad():
@@ -76,7 +87,8 @@ def _keep_rows(linear: torch.nn.Linear, index: torch.Tensor) -> torch.nn.Linear:
     return new
 
 
-def _keep_cols(linear: torch.nn.Linear, index: torch.Tensor) -> torch.nn.Linear:
+def _keep_cols(linear: Any, index: Any) -> Any:
+    torch = require("torch", extra="train", purpose="Structured pruning")
     new = torch.nn.Linear(len(index), linear.out_features, bias=linear.bias is not None,
                           dtype=linear.weight.dtype, device=linear.weight.device)
     with torch.no_grad():
@@ -88,6 +100,7 @@ def _keep_cols(linear: torch.nn.Linear, index: torch.Tensor) -> torch.nn.Linear:
 
 def prune_layer(layer: Any, heads: list[int], neurons: list[int], size: int) -> None:
     """Keep only ``heads`` (head indices) and ``neurons`` (FFN indices) of one layer, in place."""
+    torch = require("torch", extra="train", purpose="Structured pruning")
     attn = layer.attention.self
     rows = torch.cat([torch.arange(h * size, (h + 1) * size) for h in sorted(heads)])
     attn.query = _keep_rows(attn.query, rows)
@@ -101,7 +114,7 @@ def prune_layer(layer: Any, heads: list[int], neurons: list[int], size: int) -> 
     layer.output.dense = _keep_cols(layer.output.dense, keep)
 
 
-def shapes(model: torch.nn.Module) -> dict[str, Any]:
+def pruning_shapes(model: Any) -> dict[str, Any]:
     """What ``pruning.json`` records: kept heads and FFN neurons per layer."""
     size = head_size(model)
     layers = encoder_layers(model)
@@ -112,7 +125,7 @@ def shapes(model: torch.nn.Module) -> dict[str, Any]:
     }
 
 
-def apply_shapes(model: torch.nn.Module, pruning: dict[str, Any]) -> None:
+def apply_pruning_shapes(model: Any, pruning: dict[str, Any]) -> None:
     """Shrink a freshly built model to the sizes in ``pruning.json`` (weights are loaded after)."""
     layers = encoder_layers(model)
     heads, neurons = pruning["heads_per_layer"], pruning["neurons_per_layer"]

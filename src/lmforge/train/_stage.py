@@ -15,15 +15,14 @@ from lmforge._lazy import require
 from lmforge.catalog import resolve_model
 from lmforge.config import Spec
 from lmforge.errors import ConfigError, DataError, RunDirError
-from lmforge.rundir import RunDir, atomic_write_json
+from lmforge.metrics import macro_f1
+from lmforge.rundir import LABELS, MODEL, MODEL_META, RunDir, atomic_write_json, read_labels, read_split
 from lmforge.train._hardware import resolve_device, resolve_precision, world
-from lmforge.train._methods import get_method
+from lmforge.train._methods import Method, get_method
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MODEL_META", "train"]
-
-MODEL_META = "lmforge_model.json"
+__all__ = ["per_process_batch", "train"]
 
 
 def _set_dropout(config: Any, dropout: float) -> None:
@@ -34,8 +33,6 @@ def _set_dropout(config: Any, dropout: float) -> None:
 
 
 def _macro_f1(eval_pred: Any) -> dict[str, float]:
-    from lmforge.evaluate import macro_f1  # evaluate imports train lazily too; no import cycle
-
     logits, label_ids = eval_pred.predictions, eval_pred.label_ids
     if isinstance(logits, tuple):
         logits = logits[0]
@@ -96,6 +93,96 @@ def _training_args(spec: Spec, run: RunDir, precision: str, device: str, has_val
     )
 
 
+def _read_rows(run: RunDir) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Labels, train and val records; a label outside ``labels.json`` is an error."""
+    labels = read_labels(run)
+    rows = {split: read_split(run, split) for split in ("train", "val")}
+    if not rows["train"]:
+        raise DataError(f"{run.split_path('train')} is empty: nothing to train on.")
+    for split, records in rows.items():
+        bad = sorted({r["label"] for r in records} - set(labels))
+        if bad:
+            raise DataError(f"{run.split_path(split)} has labels not in labels.json: {bad}. Re-run lmforge prepare.")
+    return labels, rows["train"], rows["val"]
+
+
+def _start_checkpoint(run: RunDir, resume: bool, rank: int) -> Path | None:
+    """The checkpoint to resume from; without ``resume``, rank 0 clears old checkpoints and logs."""
+    from lmforge.train._trainer import latest_checkpoint  # torch: imported when training starts
+
+    if resume:
+        checkpoint = latest_checkpoint(run.checkpoints_dir)
+        if checkpoint is None:
+            raise RunDirError(
+                f"Nothing to resume: {run.checkpoints_dir} holds no complete checkpoint. Run without --resume."
+            )
+        logger.info("resuming from %s", checkpoint)
+        return checkpoint
+    if rank == 0:  # the other ranks write nothing before the first checkpoint, after a barrier
+        shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
+        shutil.rmtree(run.logs_dir, ignore_errors=True)
+    return None
+
+
+def _build_model(spec: Spec, base_path: Path, labels: list[str], method: Method) -> tuple[Any, Any]:
+    """The pretrained model with a fresh ``len(labels)``-way head, wrapped by the method, and its tokenizer."""
+    transformers = require("transformers", extra="train", purpose="Training")
+    transformers.set_seed(spec.train.seed)  # before the head is initialized: same seed, same weights
+    tokenizer = transformers.AutoTokenizer.from_pretrained(base_path)
+    config = transformers.AutoConfig.from_pretrained(
+        base_path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    if spec.train.dropout is not None:
+        _set_dropout(config, spec.train.dropout)
+    transformers.logging.set_verbosity_error()  # "newly initialized classifier" is expected here
+    transformers.utils.logging.disable_progress_bar()  # weight loading/saving bars; ours shows the steps
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        base_path, config=config, use_safetensors=True
+    )
+    return method.wrap(model, spec.train), tokenizer
+
+
+def _callbacks(spec: Spec, run: RunDir, rank: int, progress: bool, has_val: bool) -> tuple[list[Any], Any]:
+    """Trainer callbacks (log file, TensorBoard on rank 0, progress, early stopping) and the TB writer."""
+    transformers = require("transformers", extra="train", purpose="Training")
+    from lmforge.train._callbacks import JsonlLogCallback, ProgressBarCallback
+
+    callbacks: list[Any] = [JsonlLogCallback(run.logs_dir / "train.log")]
+    writer = None
+    if rank == 0:
+        tb = require("torch.utils.tensorboard", extra="train", purpose="TensorBoard logging")
+        writer = tb.SummaryWriter(log_dir=str(run.logs_dir / "tensorboard"))
+        callbacks.append(transformers.integrations.TensorBoardCallback(tb_writer=writer))
+    if progress:
+        callbacks.append(ProgressBarCallback())
+    if has_val and spec.train.early_stopping_patience:
+        callbacks.append(transformers.EarlyStoppingCallback(early_stopping_patience=spec.train.early_stopping_patience))
+    return callbacks, writer
+
+
+def _save_model(run: RunDir, spec: Spec, method: Method, model: Any, tokenizer: Any, labels: list[str],
+                base_path: Path) -> None:
+    """Write ``model/`` atomically: weights (or adapter), tokenizer, labels and ``lmforge_model.json``."""
+    with run.stage(MODEL) as tmp:
+        method.save(model, tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / LABELS, {"labels": labels})
+        atomic_write_json(
+            tmp / MODEL_META,
+            {
+                "method": spec.train.method,
+                "base_model": spec.model.name,
+                "base_model_path": str(base_path),
+                "max_length": spec.model.max_length,
+                "labels": labels,
+                "format": "peft-adapter" if spec.train.method != "full" else "transformers",
+            },
+        )
+
+
 def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Fine-tune ``spec.model`` on ``run``'s prepared splits and save it to ``run.model_dir``.
 
@@ -115,63 +202,23 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
     """
     torch = require("torch", extra="train", purpose="Training")
     transformers = require("transformers", extra="train", purpose="Training")
-    from lmforge.data import read_labels, read_split
-    from lmforge.train._callbacks import JsonlLogCallback, ProgressBarCallback
-    from lmforge.train._encode import encode
-    from lmforge.train._trainer import LmforgeTrainer, latest_checkpoint
+    from lmforge.train._encode import encode  # these import torch and transformers at their top
+    from lmforge.train._trainer import LmforgeTrainer
 
     cfg = spec.train
     rank, world_size = world()
     per_process_batch(cfg.batch_size, world_size)  # fail before anything loads
     method = get_method(cfg.method)
-    labels = read_labels(run)
-    label_ids = {label: i for i, label in enumerate(labels)}
-    train_rows, val_rows = read_split(run, "train"), read_split(run, "val")
-    if not train_rows:
-        raise DataError(f"{run.split_path('train')} is empty: nothing to train on.")
+    labels, train_rows, val_rows = _read_rows(run)
     base_path = resolve_model(spec.model.name)
-
-    checkpoint: Path | None = None
-    if resume:
-        checkpoint = latest_checkpoint(run.checkpoints_dir)
-        if checkpoint is None:
-            raise RunDirError(
-                f"Nothing to resume: {run.checkpoints_dir} holds no complete checkpoint. Run without --resume."
-            )
-        logger.info("resuming from %s", checkpoint)
-    elif rank == 0:  # the other ranks write nothing before the first checkpoint, after a barrier
-        shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
-        shutil.rmtree(run.logs_dir, ignore_errors=True)
-
+    checkpoint = _start_checkpoint(run, resume, rank)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    transformers.set_seed(cfg.seed)  # before the head is initialized: same seed, same weights
+    model, tokenizer = _build_model(spec, base_path, labels, method)
 
-    tokenizer = transformers.AutoTokenizer.from_pretrained(base_path)
-    config = transformers.AutoConfig.from_pretrained(
-        base_path,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id=label_ids,
-    )
-    if cfg.dropout is not None:
-        _set_dropout(config, cfg.dropout)
-    transformers.logging.set_verbosity_error()  # "newly initialized classifier" is expected here
-    transformers.utils.logging.disable_progress_bar()  # weight loading/saving bars; ours shows the steps
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(
-        base_path, config=config, use_safetensors=True
-    )
-    model = method.wrap(model, cfg)
-
-    def unknown(rows: list[dict[str, str]], split: str) -> None:
-        bad = sorted({r["label"] for r in rows} - set(labels))
-        if bad:
-            raise DataError(f"{run.split_path(split)} has labels not in labels.json: {bad}. Re-run lmforge prepare.")
-
-    unknown(train_rows, "train")
-    unknown(val_rows, "val")
+    label_ids = {label: i for i, label in enumerate(labels)}
     max_len = spec.model.max_length
     train_set = encode(tokenizer, [r["text"] for r in train_rows], max_len, [label_ids[r["label"]] for r in train_rows])
     val_set = (
@@ -179,22 +226,10 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
         if val_rows
         else None
     )
-
-    args = _training_args(spec, run, precision, device, has_val=val_set is not None)
-    callbacks: list[Any] = [JsonlLogCallback(run.logs_dir / "train.log")]
-    writer = None
-    if rank == 0:
-        tb = require("torch.utils.tensorboard", extra="train", purpose="TensorBoard logging")
-        writer = tb.SummaryWriter(log_dir=str(run.logs_dir / "tensorboard"))
-        callbacks.append(transformers.integrations.TensorBoardCallback(tb_writer=writer))
-    if progress:
-        callbacks.append(ProgressBarCallback())
-    if val_set is not None and cfg.early_stopping_patience:
-        callbacks.append(transformers.EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-
+    callbacks, writer = _callbacks(spec, run, rank, progress, has_val=val_set is not None)
     trainer = LmforgeTrainer(
         model=model,
-        args=args,
+        args=_training_args(spec, run, precision, device, has_val=val_set is not None),
         train_dataset=train_set,
         eval_dataset=val_set,
         data_collator=transformers.DataCollatorWithPadding(tokenizer),
@@ -212,12 +247,26 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
     seconds = time.perf_counter() - start
     if writer is not None:
         writer.close()
+    summary = _summary(spec, run, trainer, result, seconds, precision, device, world_size, len(train_set), checkpoint)
+    if rank != 0:  # one writer: rank 0 saves the model and the manifest
+        return summary
+    _save_model(run, spec, method, trainer.model, tokenizer, labels, base_path)
+    trainer.state.save_to_json(str(run.logs_dir / "trainer_state.json"))
+    if not os.environ.get("LMFORGE_KEEP_CHECKPOINTS"):
+        shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
+    run.update_manifest(train=summary)
+    return summary
 
+
+def _summary(spec: Spec, run: RunDir, trainer: Any, result: Any, seconds: float, precision: str, device: str,
+             world_size: int, n_train: int, checkpoint: Path | None) -> dict[str, Any]:
+    """What the manifest records under ``train``."""
+    torch = require("torch", extra="train", purpose="Training")
     final = trainer.model
     trainable = sum(p.numel() for p in final.parameters() if p.requires_grad)
     total = sum(p.numel() for p in final.parameters())
-    summary: dict[str, Any] = {
-        "method": cfg.method,
+    return {
+        "method": spec.train.method,
         "base_model": spec.model.name,
         "precision": precision,
         "device": device,
@@ -230,32 +279,9 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
         "best_checkpoint_step": trainer.state.best_global_step,
         "trainable_parameters": int(trainable),
         "total_parameters": int(total),
-        "examples_per_second": round(len(train_set) * float(trainer.state.epoch or 0.0) / max(seconds, 1e-9), 2),
+        "examples_per_second": round(n_train * float(trainer.state.epoch or 0.0) / max(seconds, 1e-9), 2),
         "resumed_from": checkpoint.name if checkpoint else None,
         # Which prepared data this model saw: a later `prepare` changes the manifest's fingerprint.
         "data_fingerprint": run.read_manifest().get("data", {}).get("fingerprint"),
         "threads": torch.get_num_threads(),
     }
-    if rank != 0:  # one writer: rank 0 saves the model and the manifest
-        return summary
-    with run.stage("model") as tmp:
-        method.save(final, tmp)
-        tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / "labels.json", {"labels": labels})
-        atomic_write_json(
-            tmp / MODEL_META,
-            {
-                "method": cfg.method,
-                "base_model": spec.model.name,
-                "base_model_path": str(base_path),
-                "max_length": max_len,
-                "labels": labels,
-                "format": "peft-adapter" if cfg.method != "full" else "transformers",
-            },
-        )
-
-    trainer.state.save_to_json(str(run.logs_dir / "trainer_state.json"))
-    if not os.environ.get("LMFORGE_KEEP_CHECKPOINTS"):
-        shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
-    run.update_manifest(train=summary)
-    return summary

@@ -15,7 +15,6 @@ split itself (``eval/errors.jsonl`` holds only the mistakes) and writes ``eval/f
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.errors import ConfigError, DataError, RunDirError
-from lmforge.rundir import RunDir, atomic_write_json
+from lmforge.predict import load_predictor
+from lmforge.rundir import FP32, RunDir, atomic_write_json, read_split
 
 __all__ = [
     "NO_GROUP",
@@ -122,6 +122,38 @@ def _slice_metrics(true: list[str], pred: list[str], labels: list[str]) -> dict[
     }
 
 
+def _disparity(slices: dict[str, dict[str, Any]], labels: list[str], threshold: float,
+               min_support: int) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Per metric, the lowest slice value over the highest (slices with enough support), and warnings."""
+    # metric -> {slice: value} over the slices with enough support for that metric
+    values: dict[str, dict[str, float]] = defaultdict(dict)
+    for name, m in slices.items():
+        if m["n"] >= min_support:
+            values["accuracy"][name] = m["accuracy"]
+            values["macro_f1"][name] = m["macro_f1"]
+            for lab in labels:
+                values[f"selection_rate:{lab}"][name] = m["selection_rate"][lab]
+        for lab in labels:
+            if m["support"][lab] >= min_support:
+                values[f"recall:{lab}"][name] = m["recall"][lab]
+    disparity: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    for metric, per_slice in values.items():
+        if len(per_slice) < 2:
+            continue
+        lo = min(per_slice, key=lambda s: (per_slice[s], s))
+        hi = max(per_slice, key=lambda s: (per_slice[s], s))
+        ratio = per_slice[lo] / per_slice[hi] if per_slice[hi] > 0 else 1.0
+        disparity[metric] = {"ratio": ratio, "min_slice": lo, "min": per_slice[lo], "max_slice": hi,
+                             "max": per_slice[hi], "slices": len(per_slice)}
+        if ratio < threshold:
+            warnings.append(
+                f"{metric}: slice '{lo}' ({per_slice[lo]:.3f}) is {ratio:.2f}x slice '{hi}' ({per_slice[hi]:.3f}), "
+                f"below the {threshold} threshold."
+            )
+    return disparity, warnings
+
+
 def fairness_report(
     y_true: Sequence[str | int],
     y_pred: Sequence[str | int],
@@ -169,32 +201,7 @@ def fairness_report(
         for name, idx in sorted(members.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     }
 
-    # metric -> {slice: value} over the slices with enough support for that metric
-    values: dict[str, dict[str, float]] = defaultdict(dict)
-    for name, m in slices.items():
-        if m["n"] >= min_support:
-            values["accuracy"][name] = m["accuracy"]
-            values["macro_f1"][name] = m["macro_f1"]
-            for lab in labels:
-                values[f"selection_rate:{lab}"][name] = m["selection_rate"][lab]
-        for lab in labels:
-            if m["support"][lab] >= min_support:
-                values[f"recall:{lab}"][name] = m["recall"][lab]
-    disparity: dict[str, dict[str, Any]] = {}
-    warnings: list[str] = []
-    for metric, per_slice in values.items():
-        if len(per_slice) < 2:
-            continue
-        lo = min(per_slice, key=lambda s: (per_slice[s], s))
-        hi = max(per_slice, key=lambda s: (per_slice[s], s))
-        ratio = per_slice[lo] / per_slice[hi] if per_slice[hi] > 0 else 1.0
-        disparity[metric] = {"ratio": ratio, "min_slice": lo, "min": per_slice[lo], "max_slice": hi,
-                             "max": per_slice[hi], "slices": len(per_slice)}
-        if ratio < threshold:
-            warnings.append(
-                f"{metric}: slice '{lo}' ({per_slice[lo]:.3f}) is {ratio:.2f}x slice '{hi}' ({per_slice[hi]:.3f}), "
-                f"below the {threshold} threshold."
-            )
+    disparity, warnings = _disparity(slices, labels, threshold, min_support)
     return {
         "threshold": threshold,
         "min_support": min_support,
@@ -236,18 +243,6 @@ def render_fairness_markdown(report: Mapping[str, Any], *, max_slices: int = 30)
     return "\n".join(lines) + "\n"
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    records = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise RunDirError(f"{path} line {n} is not valid JSON; the split is damaged.") from None
-    return records
-
-
 def fairness_for_run(
     run: RunDir | str | Path,
     *,
@@ -269,7 +264,7 @@ def fairness_for_run(
     Args:
         run: A trained run directory.
         predictor: Anything with ``labels`` and ``predict_proba(texts, batch_size)``; the run's
-            model (``lmforge.train.load_predictor``) when None.
+            fp32 model (``lmforge.predict.load_predictor(run, "fp32")``) when None.
         write: Write ``eval/fairness.json`` and record a summary in the manifest.
     """
     chosen = [name for name, on in (("group_field", group_field), ("keywords", keywords), ("handles", handles)) if on]
@@ -277,17 +272,12 @@ def fairness_for_run(
         raise ConfigError("Choose exactly one way to form slices: a group field (--group-field), keyword groups "
                           f"(--keywords FILE.json) or @handles (--by-handle); got {chosen or 'none'}.")
     run = run if isinstance(run, RunDir) else RunDir(run)
-    hint = "Run `lmforge prepare` and `lmforge train` on it first."
-    records = _read_jsonl(run.require("data/test.jsonl", hint=hint))
+    records = read_split(run, "test")
     if not records:
         raise RunDirError(f"{run.split_path('test')} is empty; a fairness report needs test examples.")
-    if any(not isinstance(r.get("text"), str) or not isinstance(r.get("label"), str) for r in records):
-        raise RunDirError(f"{run.split_path('test')} must hold {{\"text\", \"label\"}} records; it is damaged.")
     texts = [r["text"] for r in records]
     if predictor is None:
-        from lmforge.train import load_predictor
-
-        predictor = load_predictor(run)
+        predictor = load_predictor(run, FP32)
     labels = list(predictor.labels)
     proba = predictor.predict_proba(texts, batch_size=batch_size)
     pred = [labels[int(row.argmax())] for row in proba]

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from tests.conftest import REPO, cli_env
 
-from lmforge.compress import Predictor, load_predictor, read_selected
 from lmforge.errors import RunDirError
+from lmforge.predict import Predictor, load_predictor, read_selected
 from lmforge.rundir import RunDir, atomic_write_json
 
 pytestmark = pytest.mark.slow
 
 
 def test_fast_tokenizer_pads_per_batch_and_truncates(trained_full: Path) -> None:
-    from lmforge.compress._text import FastTokenizer
+    from lmforge.predict import FastTokenizer
 
     tok = FastTokenizer(trained_full / "model", max_length=8)
     enc = tok(["short", "a somewhat longer text about a delayed flight to Boston"])
@@ -84,7 +84,7 @@ def test_onnx_predictor_runs_without_torch_or_transformers(compressed_full: tupl
                 return None
 
         sys.meta_path.insert(0, Blocker())
-        from lmforge.compress import load_predictor
+        from lmforge.predict import load_predictor
         p = load_predictor({str(run.root)!r}, "onnx-int8-dynamic")
         out = p.predict(["lost my bag", "great crew"], batch_size=2)
         print("LABELS", [o["label"] for o in out])

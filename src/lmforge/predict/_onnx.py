@@ -12,13 +12,15 @@ from typing import Any
 import numpy as np
 
 from lmforge._lazy import require
-from lmforge.compress._predictor import batched_proba, read_meta, softmax, to_predictions
-from lmforge.compress._text import FastTokenizer
+from lmforge.predict._meta import read_model_meta
+from lmforge.predict._protocol import batched_proba, softmax, to_predictions
+from lmforge.predict._tokenizer import FastTokenizer
+from lmforge.rundir import ONNX_FILE
 
-__all__ = ["OnnxPredictor", "load", "session"]
+__all__ = ["OnnxPredictor", "load", "onnx_session"]
 
 
-def session(path: str | Path, threads: int | None = None, *, spinning: bool = True) -> Any:
+def onnx_session(path: str | Path, threads: int | None = None, *, spinning: bool = True) -> Any:
     """An ``onnxruntime.InferenceSession`` on the CPU, full graph optimization, quiet logs.
 
     Args:
@@ -51,12 +53,17 @@ class OnnxPredictor:
 
     def __init__(self, folder: str | Path, threads: int | None = None) -> None:
         folder = Path(folder)
-        meta = read_meta(folder)
+        meta = read_model_meta(folder)
         self.folder = folder
         self.labels: list[str] = list(meta["labels"])
         self.max_length = int(meta.get("max_length", 128))
         self.tokenizer = FastTokenizer(folder, self.max_length)
-        self.session = session(folder / "model.onnx", threads)
+        self.session = onnx_session(folder / ONNX_FILE, threads)
+        self._inputs = [i.name for i in self.session.get_inputs()]
+
+    def set_threads(self, threads: int, *, spinning: bool = True) -> None:
+        """Re-open the session with ``threads`` intra-op threads (idle threads sleep when not ``spinning``)."""
+        self.session = onnx_session(self.folder / ONNX_FILE, threads, spinning=spinning)
         self._inputs = [i.name for i in self.session.get_inputs()]
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
@@ -75,4 +82,5 @@ class OnnxPredictor:
 
 
 def load(folder: Path) -> OnnxPredictor:
+    """The backend's entry point for :func:`lmforge.predict.load_model_folder`."""
     return OnnxPredictor(folder)

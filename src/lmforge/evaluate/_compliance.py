@@ -15,9 +15,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from lmforge.guard._errors import GuardError
-from lmforge.guard._fairness import render_fairness_markdown
-from lmforge.rundir import RunDir
+from lmforge.catalog import DATASETS
+from lmforge.errors import RunDirError
+from lmforge.evaluate._fairness import render_fairness_markdown
+from lmforge.guard import SIGNATURE, GuardError, scan_texts, verify_run
+from lmforge.rundir import MANIFEST, RunDir, read_split
 
 __all__ = ["compliance_report"]
 
@@ -41,12 +43,7 @@ def _license(manifest: dict[str, Any]) -> str:
         return "not recorded (a user-supplied file: state its license here)"
     name = spec_data.get("dataset")
     if name:
-        try:
-            from lmforge.catalog import DATASETS
-
-            entry = DATASETS.get(name)
-        except Exception:  # the catalog is optional context here; the report must still render
-            entry = None
+        entry = DATASETS.get(name)
         if entry is not None:
             return str(entry.license)
     return "not recorded"
@@ -78,21 +75,13 @@ def _lineage(run: RunDir, manifest: dict[str, Any], max_files: int) -> list[Bloc
 
 
 def _pii(run: RunDir) -> list[Block]:
-    from lmforge.guard.pii import scan_texts
-
     path = run.split_path("train")
     if not path.is_file():
         return [("p", "No training split (data/train.jsonl); run `lmforge prepare`.")]
-    texts: list[str] = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    return [("p", f"{path} is damaged (a line is not JSON); no PII scan.")]
-                if isinstance(record, dict) and isinstance(record.get("text"), str):
-                    texts.append(record["text"])
+    try:
+        texts = [r["text"] for r in read_split(run, "train")]
+    except RunDirError:
+        return [("p", f"{path} is damaged (a line is not a text record); no PII scan.")]
     scan = scan_texts(texts)
     share = scan.texts_with_pii / scan.n_texts if scan.n_texts else 0.0
     blocks: list[Block] = [("p", f"{scan.texts_with_pii} of {scan.n_texts} training texts ({share:.1%}) contain "
@@ -128,8 +117,6 @@ def _evaluation(run: RunDir) -> list[Block]:
 
 
 def _signature(run: RunDir, public_key: Any) -> list[Block]:
-    from lmforge.guard._signing import SIGNATURE, verify_run
-
     signed = (run.root / SIGNATURE).is_file()
     try:
         result = verify_run(run, public_key, allow_unsigned=True)
@@ -221,7 +208,7 @@ def compliance_report(
     if fmt not in ("md", "html"):
         raise GuardError(f"Unknown report format {fmt!r}; use md or html.")
     run = run if isinstance(run, RunDir) else RunDir(run)
-    run.require("manifest.json", hint="Only a run directory made by lmforge has a compliance report.")
+    run.require(MANIFEST, hint="Only a run directory made by lmforge has a compliance report.")
     manifest = run.read_manifest()
     name = ((manifest.get("spec") or {}).get("name")) or run.root.name
     generated = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")

@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import REPO
 
 from lmforge.cli.__main__ import main
-from lmforge.guard import compliance_report, fairness_report, generate_signing_key, sign_run
+from lmforge.evaluate import compliance_report, fairness_report
+from lmforge.guard import generate_signing_key, sign_run
 from lmforge.rundir import RunDir, atomic_write_json
 
 

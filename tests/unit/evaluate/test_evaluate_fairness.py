@@ -10,7 +10,7 @@ import pytest
 
 from lmforge.cli.__main__ import main
 from lmforge.errors import ConfigError, DataError
-from lmforge.guard import (
+from lmforge.evaluate import (
     fairness_for_run,
     fairness_report,
     groups_from_field,

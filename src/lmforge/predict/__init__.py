@@ -1,0 +1,71 @@
+"""The inference layer: load a run's model, whatever runs it, behind one interface.
+
+- :class:`Predictor`: the Protocol of a text classifier (``labels``, ``max_length``,
+  ``predict_proba``, ``predict``); a causal-LM ``Generator`` Protocol goes beside it.
+- :func:`load_predictor`: a run's selected variant, a named one or ``fp32`` (its ``model/``);
+  :func:`resolve_variant`, :func:`read_selected` and :func:`available_variants` say which.
+- :func:`load_model_folder`: one folder, by the first backend of :data:`BACKENDS` that
+  recognizes it: ONNX Runtime (``tokenizers`` + ``onnxruntime`` only, never torch), then torch
+  (safetensors, or a PEFT adapter merged into its base model).
+- :class:`FastTokenizer`: ``tokenizer.json`` with per-batch padding, no transformers.
+- The torch variant format (:func:`load_torch_model` / :func:`save_torch_model`) and the
+  structured-pruning shapes it is rebuilt with (:func:`apply_pruning_shapes`).
+
+No backend unpickles: ONNX, safetensors and JSON. Importing this package is cheap (NumPy);
+torch, transformers and onnxruntime load when a model is loaded.
+"""
+
+from __future__ import annotations
+
+from lmforge.predict._meta import read_model_meta
+from lmforge.predict._onnx import OnnxPredictor, onnx_session
+from lmforge.predict._protocol import Predictor, batched_proba, softmax, to_predictions
+from lmforge.predict._pruning import (
+    PRUNABLE_TYPES,
+    apply_pruning_shapes,
+    check_prunable,
+    encoder_layers,
+    head_size,
+    prune_layer,
+    pruning_shapes,
+)
+from lmforge.predict._tokenizer import TOKENIZER_FILES, FastTokenizer
+from lmforge.predict._torch import TorchPredictor, load_torch_model, save_torch_model
+from lmforge.predict._variants import (
+    BACKENDS,
+    Backend,
+    available_variants,
+    load_model_folder,
+    load_predictor,
+    read_selected,
+    resolve_variant,
+)
+
+__all__ = [
+    "BACKENDS",
+    "PRUNABLE_TYPES",
+    "TOKENIZER_FILES",
+    "Backend",
+    "FastTokenizer",
+    "OnnxPredictor",
+    "Predictor",
+    "TorchPredictor",
+    "apply_pruning_shapes",
+    "available_variants",
+    "batched_proba",
+    "check_prunable",
+    "encoder_layers",
+    "head_size",
+    "load_model_folder",
+    "load_predictor",
+    "load_torch_model",
+    "onnx_session",
+    "prune_layer",
+    "pruning_shapes",
+    "read_model_meta",
+    "read_selected",
+    "resolve_variant",
+    "save_torch_model",
+    "softmax",
+    "to_predictions",
+]

@@ -1,0 +1,148 @@
+"""PyTorch backend: a run's trained model (full weights or a LoRA adapter) and torch variants.
+
+Weights load through safetensors only (no pickle). Three kinds of folder:
+
+- the run's ``model/`` with full weights (``save_pretrained``), loaded in float32;
+- the run's ``model/`` with a PEFT adapter: the base model is loaded from the catalog and
+  the adapter merged in;
+- a variant under ``compressed/`` saved by :func:`save_torch_model` (bf16, pruned, distilled,
+  merged), which keeps its dtype.
+  A pruned variant carries ``pruning.json`` with its per-layer sizes; the model is built
+  from the config, shrunk to those sizes, then filled from the safetensors with every key
+  and shape checked (``strict=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmforge._lazy import require
+from lmforge.catalog import resolve_model
+from lmforge.errors import RunDirError
+from lmforge.predict._meta import read_model_meta
+from lmforge.predict._protocol import batched_proba, to_predictions
+from lmforge.rundir import MODEL, MODEL_META, PRUNING, WEIGHTS, is_adapter_dir
+
+__all__ = ["TorchPredictor", "load", "load_torch_model", "save_torch_model"]
+
+
+class TorchPredictor:
+    """A fine-tuned classifier in PyTorch.
+
+    Texts are sorted by length before batching so each batch pads only to its own longest
+    text; results come back in input order.
+    """
+
+    backend = "torch"
+
+    def __init__(self, model: Any, tokenizer: Any, labels: list[str], max_length: int) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.max_length = max_length
+
+    def set_threads(self, threads: int, *, spinning: bool = True) -> None:
+        """Use ``threads`` intra-op threads (process-wide in torch; ``spinning`` has no meaning here)."""
+        torch = require("torch", extra="train", purpose="Prediction")
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Probabilities of shape (N, C), columns in ``self.labels`` order."""
+        torch = require("torch", extra="train", purpose="Prediction")
+        self.model.eval()
+
+        def run_batch(batch: list[str]) -> np.ndarray:
+            enc = self.tokenizer(batch, truncation=True, max_length=self.max_length, padding=True,
+                                 return_tensors="pt").to(self.model.device)
+            logits = self.model(**enc).logits.float()  # (B, C)
+            return np.asarray(torch.softmax(logits, dim=-1).cpu().numpy())
+
+        with torch.inference_mode():
+            return batched_proba(texts, len(self.labels), batch_size, progress, run_batch)
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> list[dict[str, Any]]:
+        """Per text: ``label``, ``score`` and ``scores`` (every label's probability)."""
+        return to_predictions(self.labels, self.predict_proba(texts, batch_size=batch_size, progress=progress))
+
+
+def _quiet(transformers: Any) -> None:
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def load_torch_model(folder: str | Path) -> Any:
+    """The ``AutoModelForSequenceClassification`` saved in a torch variant folder, in eval mode."""
+    torch = require("torch", extra="train", purpose="Loading a PyTorch variant")
+    transformers = require("transformers", extra="train", purpose="Loading a PyTorch variant")
+    safetensors_torch = require("safetensors.torch", extra="train", purpose="Loading a PyTorch variant")
+    folder = Path(folder)
+    meta = read_model_meta(folder)
+    dtype = torch.bfloat16 if meta.get("dtype") == "bfloat16" else torch.float32
+    _quiet(transformers)
+    config = transformers.AutoConfig.from_pretrained(folder)
+    model = transformers.AutoModelForSequenceClassification.from_config(config)
+    if (folder / PRUNING).is_file():
+        from lmforge.predict._pruning import apply_pruning_shapes
+
+        apply_pruning_shapes(model, json.loads((folder / PRUNING).read_text(encoding="utf-8")))
+    state = safetensors_torch.load_file(str(folder / WEIGHTS))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise RunDirError(f"{folder / WEIGHTS} does not match its config ({exc}); re-run `lmforge compress`.") from None
+    return model.to(dtype).eval()
+
+
+def save_torch_model(model: Any, out: Path) -> None:
+    """Weights as safetensors (no pickle) plus config.json: a folder :func:`load_torch_model` reads."""
+    safetensors_torch = require("safetensors.torch", extra="train", purpose="Saving a PyTorch variant")
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    safetensors_torch.save_file(state, str(out / WEIGHTS), metadata={"format": "pt"})
+    model.config.save_pretrained(out)
+
+
+def _load_trained(model_dir: Path, meta: dict[str, Any]) -> Any:
+    """The model ``lmforge train`` saved: full weights, or the base model with the adapter merged in."""
+    transformers = require("transformers", extra="train", purpose="Prediction")
+    labels = list(meta["labels"])
+    if is_adapter_dir(model_dir):
+        peft = require("peft", extra="train", purpose="Loading a LoRA adapter")
+        base = resolve_model(meta["base_model"])
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)}, use_safetensors=True,
+        )
+        return peft.PeftModel.from_pretrained(model, model_dir).merge_and_unload()
+    return transformers.AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+
+
+def load(folder: Path) -> TorchPredictor:
+    """The backend's entry point for :func:`lmforge.predict.load_model_folder`.
+
+    A run's ``model/`` (the layout names it so) or an adapter folder is the trained model,
+    loaded in float32 (on a CUDA GPU when torch sees one, unless ``LMFORGE_PREDICT_DEVICE=cpu``);
+    any other folder is a variant and keeps its dtype (bf16 stays bf16).
+    """
+    torch = require("torch", extra="train", purpose="Prediction")
+    transformers = require("transformers", extra="train", purpose="Prediction")
+    if not (folder / MODEL_META).is_file() and folder.name == "model":
+        raise RunDirError(
+            f"{folder.parent} has no trained model ({folder / MODEL_META} is missing). Run `lmforge train` first."
+        )
+    meta = read_model_meta(folder)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    _quiet(transformers)
+    max_length = int(meta.get("max_length", 128))
+    if folder.name != MODEL and not is_adapter_dir(folder):
+        return TorchPredictor(load_torch_model(folder), tokenizer, list(meta["labels"]), max_length)
+    model = _load_trained(folder, meta).to(torch.float32).eval()
+    if torch.cuda.is_available() and os.environ.get("LMFORGE_PREDICT_DEVICE", "auto") != "cpu":
+        model.to("cuda")
+    return TorchPredictor(model, tokenizer, list(meta["labels"]), max_length)
