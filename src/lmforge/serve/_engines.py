@@ -91,7 +91,8 @@ class LocalEngine:
         return check_output(proba, len(texts), len(self.labels))
 
     def _call(self, texts: list[str]) -> np.ndarray:
-        return self.predictor.predict_proba(texts, batch_size=max(self.batch_size, 1))
+        proba: np.ndarray = self.predictor.predict_proba(texts, batch_size=max(self.batch_size, 1))
+        return proba
 
     async def close(self) -> None:
         await asyncio.to_thread(self._pool.shutdown, wait=True)

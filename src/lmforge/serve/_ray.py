@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from lmforge._lazy import require
-from lmforge.serve._engines import check_output
+from lmforge.serve._engines import check_output, set_threads
 
 __all__ = ["RayBackend", "RayEngine"]
 
@@ -46,15 +46,14 @@ class PredictorReplica:
 
         self.predictor = load_predictor(run, variant=variant)
         if threads:
-            from lmforge.serve._engines import set_threads
-
             set_threads(self.predictor, threads)
 
     def labels(self) -> list[str]:
         return list(self.predictor.labels)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:  # Ray runs sync methods in a thread
-        return self.predictor.predict_proba(texts, batch_size=max(len(texts), 1))
+        proba: np.ndarray = self.predictor.predict_proba(texts, batch_size=max(len(texts), 1))
+        return proba
 
 
 class RayEngine:

@@ -8,115 +8,36 @@ is a row in ``serve_model_events`` and a record in the audit log.
 Rollback undoes the last change of what serves traffic: with a canary running, it stops the
 canary (the candidate is marked ``rolled_back``); otherwise it re-activates the most recent
 previously active version that was not itself rolled back.
+
+The reads are in :mod:`lmforge.serve._registry_queries`, what a version takes from its run in
+:mod:`lmforge.serve._runs`; this module holds the commands.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lmforge.errors import RunDirError
 from lmforge.serve._db import Tables, now
-from lmforge.serve._errors import ConflictError, NotFoundError, ServeError
+from lmforge.serve._errors import ConflictError, ServeError
 from lmforge.serve._names import name_problem
+from lmforge.serve._registry_queries import (
+    ModelInfo,
+    VersionInfo,
+    find_model,
+    find_version,
+    history,
+    list_models,
+    list_versions,
+    next_version,
+    require_active,
+    rollback_target,
+    version_from_row,
+)
+from lmforge.serve._runs import manifest_sha256, read_labels, resolve_variant, run_directory
 
-__all__ = ["ModelInfo", "ModelRegistry", "VersionInfo", "resolve_variant", "run_directory"]
-
-FP32 = "fp32"
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """One registered version of a model."""
-
-    model: str
-    version: int
-    run_path: str
-    variant: str
-    manifest_sha256: str
-    signed: bool
-    key_id: str | None
-    labels: list[str]
-    status: str
-    """``registered``, ``active``, ``canary``, ``retired`` (was active) or ``rolled_back``."""
-    registered_at: str
-    registered_by: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """A model's serving state."""
-
-    name: str
-    active_version: int | None
-    canary_version: int | None
-    canary_percent: float
-    versions: int
-    created_at: str
-    updated_at: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def resolve_variant(run: Path, variant: str | None) -> str:
-    """The variant a version pins: ``variant``, else the run's selected one, else fp32.
-
-    Raises:
-        RunDirError: the run has no trained model or no such variant (the message lists them).
-    """
-    from lmforge.compress._predictor import available_variants, read_selected
-
-    if variant is None:
-        selected = read_selected(run)
-        variant = selected["variant"] if selected else FP32
-    if variant == FP32:
-        if not (run / "model" / "lmforge_model.json").is_file():
-            raise RunDirError(
-                f"{run} has no trained model (model/lmforge_model.json); run `lmforge train` first."
-            )
-        return FP32
-    have = available_variants(run)
-    if variant not in have:
-        raise RunDirError(
-            f"{run} has no compressed variant {variant!r}. Available: {', '.join([FP32, *have])}."
-        )
-    return variant
-
-
-def _labels(run: Path, variant: str) -> list[str]:
-    folder = run / "model" if variant == FP32 else run / "compressed" / variant
-    try:
-        meta = json.loads((folder / "lmforge_model.json").read_text(encoding="utf-8"))
-        labels = meta["labels"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RunDirError(f"{folder} has no readable lmforge_model.json with a label list.") from None
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) or len(labels) < 2:
-        raise RunDirError(f"{folder}/lmforge_model.json must list at least two string labels.")
-    return labels
-
-
-def run_directory(path: str | Path) -> Path:
-    """``path`` as an existing run directory (absolute), or :class:`RunDirError` saying why not."""
-    try:
-        run = Path(path).expanduser().resolve()
-        exists = run.is_dir()
-    except (OSError, ValueError, RuntimeError) as exc:  # NUL bytes, ~unknown-user, names too long...
-        raise RunDirError(f"{str(path)[:200]!r} is not a usable path: {exc}") from None
-    if not exists:
-        raise RunDirError(f"Run directory {run} does not exist.")
-    return run
-
-
-def manifest_sha256(run: Path) -> str:
-    """SHA-256 of ``RUN/manifest.json`` (what a signature covers)."""
-    return hashlib.sha256((run / "manifest.json").read_bytes()).hexdigest()
+__all__ = ["ModelRegistry"]
 
 
 class ModelRegistry:
@@ -136,70 +57,40 @@ class ModelRegistry:
     # -- reading ---------------------------------------------------------------------------------
     def list_models(self) -> list[ModelInfo]:
         """Every model, by name."""
-        sa = _sa()
-        m, v = self.t.models, self.t.versions
-        counts = sa.select(v.c.model, sa.func.count().label("n")).group_by(v.c.model).subquery()
-        query = (
-            sa.select(m, counts.c.n)
-            .select_from(m.outerjoin(counts, m.c.name == counts.c.model))
-            .order_by(m.c.name)
-        )
         with self.engine.connect() as conn:
-            return [_model(r, r["n"] or 0) for r in conn.execute(query).mappings()]
+            return list_models(conn, self.t)
 
     def get_model(self, name: str) -> ModelInfo:
         """One model. Raises :class:`NotFoundError` (listing the names) when there is none."""
         with self.engine.connect() as conn:
-            return self._model(conn, name)
+            return find_model(conn, self.t, name)
 
     def list_versions(self, name: str) -> list[VersionInfo]:
         """Every version of ``name``, oldest first."""
-        v = self.t.versions
         with self.engine.connect() as conn:
-            self._model(conn, name)
-            rows = conn.execute(v.select().where(v.c.model == name).order_by(v.c.version)).mappings()
-            return [_version(r) for r in rows]
+            return list_versions(conn, self.t, name)
 
     def get_version(self, name: str, version: int) -> VersionInfo:
         with self.engine.connect() as conn:
-            self._model(conn, name)
-            return self._version(conn, name, version)
+            find_model(conn, self.t, name)
+            return find_version(conn, self.t, name, version)
 
     def history(self, name: str) -> list[dict[str, Any]]:
         """The model's events, oldest first."""
-        e = self.t.events
         with self.engine.connect() as conn:
-            self._model(conn, name)
-            rows = conn.execute(e.select().where(e.c.model == name).order_by(e.c.id)).mappings()
-            return [{**dict(r), "details": json.loads(r["details"])} for r in rows]
+            return history(conn, self.t, name)
 
-    def _model(self, conn: Any, name: str) -> ModelInfo:
-        m, v = self.t.models, self.t.versions
-        row = conn.execute(m.select().where(m.c.name == name)).mappings().first()
-        if row is None:
-            names = [r for (r,) in conn.execute(_sa().select(m.c.name).order_by(m.c.name))]
-            raise NotFoundError(f"No model named {name[:80]!r}. Registered: {', '.join(names) or 'none'}.")
-        n = conn.execute(
-            _sa().select(_sa().func.count()).select_from(v).where(v.c.model == name)
-        ).scalar_one()
-        return _model(row, n)
+    def rollback_target(self, name: str) -> int | None:
+        """The version :meth:`rollback` would activate now; None when it would only stop the canary.
 
-    def _version(self, conn: Any, name: str, version: int) -> VersionInfo:
-        v = self.t.versions
-        row = (
-            conn.execute(v.select().where((v.c.model == name) & (v.c.version == version))).mappings().first()
-        )
-        if row is None:
-            have = [
-                r
-                for (r,) in conn.execute(
-                    _sa().select(v.c.version).where(v.c.model == name).order_by(v.c.version)
-                )
-            ]
-            raise NotFoundError(
-                f"Model {name!r} has no version {version}. Versions: {', '.join(map(str, have)) or 'none'}."
-            )
-        return _version(row)
+        Raises:
+            ConflictError: nothing to roll back to.
+        """
+        with self.engine.connect() as conn:
+            info = find_model(conn, self.t, name)
+            if info.canary_version is not None:
+                return None
+            return rollback_target(conn, self.t, name, require_active(name, info.active_version))
 
     # -- writing ---------------------------------------------------------------------------------
     def register(
@@ -228,24 +119,13 @@ class ModelRegistry:
         run = run_directory(run_path)
         check = trust_run(run, public_key, allow_unsigned=allow_unsigned)
         pinned = resolve_variant(run, variant)
-        labels = _labels(run, pinned)
+        labels = read_labels(run, pinned)
         digest = manifest_sha256(run)
         m, v = self.t.models, self.t.versions
         stamp = now()
         with self.engine.begin() as conn:
-            if conn.execute(m.select().where(m.c.name == name)).first() is None:
-                conn.execute(
-                    m.insert().values(
-                        name=name,
-                        created_at=stamp,
-                        updated_at=stamp,
-                        active_version=None,
-                        canary_version=None,
-                        canary_percent=0.0,
-                    )
-                )
-            last = conn.execute(_sa().select(_sa().func.max(v.c.version)).where(v.c.model == name)).scalar()
-            number = int(last or 0) + 1
+            self._create_if_new(conn, name, stamp)
+            number = next_version(conn, self.t, name)
             row = {
                 "model": name,
                 "version": number,
@@ -282,14 +162,14 @@ class ModelRegistry:
                 "signer_key_id": check.key_id,
             },
         )
-        return _version(row)
+        return version_from_row(row)
 
     def activate(self, name: str, version: int, *, actor: str) -> ModelInfo:
         """Make ``version`` the one serving all traffic (a running canary of it is promoted)."""
         m, v = self.t.models, self.t.versions
         with self.engine.begin() as conn:
-            info = self._model(conn, name)
-            self._version(conn, name, version)
+            info = find_model(conn, self.t, name)
+            find_version(conn, self.t, name, version)
             previous = info.active_version
             values: dict[str, Any] = {"active_version": version, "updated_at": now()}
             if info.canary_version is not None:
@@ -303,7 +183,7 @@ class ModelRegistry:
                 v.update().where((v.c.model == name) & (v.c.version == version)).values(status="active")
             )
             self._event(conn, name, "activate", version, previous, actor, {})
-            info = self._model(conn, name)
+            info = find_model(conn, self.t, name)
         self._audit(actor, "model.activate", f"{name}:{version}", {"previous": previous})
         return info
 
@@ -318,13 +198,13 @@ class ModelRegistry:
             raise ServeError(f"Canary percent must be between 0 and 100, got {percent!r}.")
         m = self.t.models
         with self.engine.begin() as conn:
-            info = self._model(conn, name)
-            self._version(conn, name, version)
+            info = find_model(conn, self.t, name)
+            find_version(conn, self.t, name, version)
             if percent == 0:
                 self._end_canary(conn, name, info.canary_version, "registered")
                 self._event(conn, name, "canary_stop", info.canary_version, None, actor, {})
                 action_details: dict[str, Any] = {"stopped": info.canary_version}
-                info = self._model(conn, name)
+                info = find_model(conn, self.t, name)
             else:
                 if info.active_version is None:
                     raise ConflictError(
@@ -344,7 +224,7 @@ class ModelRegistry:
                 )
                 self._set_status(conn, name, version, "canary")
                 self._event(conn, name, "canary", version, info.active_version, actor, {"percent": percent})
-                info = self._model(conn, name)
+                info = find_model(conn, self.t, name)
                 action_details = {"percent": float(percent), "stable": info.active_version}
         self._audit(actor, "model.canary", f"{name}:{version}", action_details)
         return info
@@ -367,9 +247,10 @@ class ModelRegistry:
         """
         m = self.t.models
         with self.engine.begin() as conn:
-            info = self._model(conn, name)
+            info = find_model(conn, self.t, name)
             if only_canary is not None and info.canary_version != only_canary:
                 return None
+            done: dict[str, Any]
             if info.canary_version is not None:
                 self._end_canary(conn, name, info.canary_version, "rolled_back")
                 done = {
@@ -379,9 +260,9 @@ class ModelRegistry:
                     "reason": reason,
                 }
             else:
-                current = info.active_version
-                target = self._rollback_target(conn, name, current)
-                self._set_status(conn, name, current, "rolled_back")  # type: ignore[arg-type]
+                current = require_active(name, info.active_version)
+                target = rollback_target(conn, self.t, name, current)
+                self._set_status(conn, name, current, "rolled_back")
                 self._set_status(conn, name, target, "active")
                 conn.execute(
                     m.update().where(m.c.name == name).values(active_version=target, updated_at=now())
@@ -396,52 +277,25 @@ class ModelRegistry:
                 actor,
                 {"kind": done["action"], "reason": reason},
             )
-            info = self._model(conn, name)
+            info = find_model(conn, self.t, name)
         self._audit(actor, "model.rollback", f"{name}:{done['from_version']}", done)
         return info, done
 
-    def rollback_target(self, name: str) -> int | None:
-        """The version :meth:`rollback` would activate now; None when it would only stop the canary.
-
-        Raises:
-            ConflictError: nothing to roll back to.
-        """
-        with self.engine.connect() as conn:
-            info = self._model(conn, name)
-            if info.canary_version is not None:
-                return None
-            return self._rollback_target(conn, name, info.active_version)
-
-    def _rollback_target(self, conn: Any, name: str, current: int | None) -> int:
-        e = self.t.events
-        if current is None:
-            raise ConflictError(f"Model {name!r} has no active version to roll back.")
-        statuses = {ver.version: ver.status for ver in self._versions(conn, name)}
-        recent = (
+    # -- one transaction's steps -----------------------------------------------------------------
+    def _create_if_new(self, conn: Any, name: str, stamp: str) -> None:
+        """Add model ``name`` (no version active, no canary) unless it exists."""
+        m = self.t.models
+        if conn.execute(m.select().where(m.c.name == name)).first() is None:
             conn.execute(
-                _sa()
-                .select(e.c.version)
-                .where((e.c.model == name) & e.c.action.in_(("activate", "rollback")))
-                .order_by(e.c.id.desc())
+                m.insert().values(
+                    name=name,
+                    created_at=stamp,
+                    updated_at=stamp,
+                    active_version=None,
+                    canary_version=None,
+                    canary_percent=0.0,
+                )
             )
-            .scalars()
-            .all()
-        )
-        target = next(
-            (
-                ver
-                for ver in recent
-                if ver is not None and ver != current and statuses.get(ver) != "rolled_back"
-            ),
-            None,
-        )
-        if target is None:
-            raise ConflictError(f"Model {name!r} has no earlier version to roll back to (active: {current}).")
-        return int(target)
-
-    def _versions(self, conn: Any, name: str) -> list[VersionInfo]:
-        v = self.t.versions
-        return [_version(r) for r in conn.execute(v.select().where(v.c.model == name)).mappings()]
 
     def _end_canary(self, conn: Any, name: str, version: int | None, status: str) -> None:
         """No canary for ``name`` any more; the version that was one (if any) gets ``status``."""
@@ -449,7 +303,9 @@ class ModelRegistry:
             self._set_status(conn, name, version, status)
         m = self.t.models
         conn.execute(
-            m.update().where(m.c.name == name).values(canary_version=None, canary_percent=0.0, updated_at=now())
+            m.update()
+            .where(m.c.name == name)
+            .values(canary_version=None, canary_percent=0.0, updated_at=now())
         )
 
     def _set_status(self, conn: Any, name: str, version: int, status: str) -> None:
@@ -481,37 +337,3 @@ class ModelRegistry:
     def _audit(self, actor: str, action: str, target: str, details: dict[str, Any]) -> None:
         if self.audit is not None:
             self.audit.append(actor, action, target, details)
-
-
-def _sa() -> Any:
-    import sqlalchemy
-
-    return sqlalchemy
-
-
-def _model(row: Any, versions: int) -> ModelInfo:
-    return ModelInfo(
-        name=row["name"],
-        active_version=row["active_version"],
-        canary_version=row["canary_version"],
-        canary_percent=float(row["canary_percent"] or 0.0),
-        versions=int(versions),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _version(row: Any) -> VersionInfo:
-    return VersionInfo(
-        model=row["model"],
-        version=int(row["version"]),
-        run_path=row["run_path"],
-        variant=row["variant"],
-        manifest_sha256=row["manifest_sha256"],
-        signed=bool(row["signed"]),
-        key_id=row["key_id"],
-        labels=list(json.loads(row["labels"])),
-        status=row["status"],
-        registered_at=row["registered_at"],
-        registered_by=row["registered_by"],
-    )

@@ -1,8 +1,8 @@
-"""The serving runtime: loaded model versions, routing, hot swap, canary judgement, registry sync.
+"""The serving runtime: loaded model versions, routing and hot swap.
 
 One :class:`Runtime` per app, owned by the lifespan. For each served model it holds a
-:class:`Slot` with the stable version and an optional canary, each a :class:`Loaded` (engine
-+ micro-batcher + recent outcomes).
+:class:`~lmforge.serve._slots.Slot` with the stable version and an optional canary, each a
+:class:`~lmforge.serve._slots.Loaded` (engine + micro-batcher + recent outcomes).
 
 Hot swap: a new version is loaded and verified completely, then the slot's reference is
 replaced in one assignment; the old version's batcher is then closed, which finishes every
@@ -11,97 +11,43 @@ request already queued or running on it. Requests are routed and queued without 
 
 Canary: ``percent`` % of a model's requests go to the canary. A canary call that fails is
 retried on the stable version (the caller still gets an answer) and counted against the
-canary. Every ``canary.check_interval_s`` the canary is judged: error rate above the stable
-one's by ``canary.error_margin`` (after ``canary.min_requests``), or live accuracy from
-feedback labels below the stable one's by ``canary.accuracy_margin`` (after
-``canary.min_feedback``, via the monitoring hook), rolls it back in the registry.
+canary; :mod:`lmforge.serve._canary` judges it and this runtime rolls it back.
 
-The registry is the source of truth: every ``registry_poll_s`` the runtime reconciles with
-it, so ``lmforge registry activate`` (another process, or another server sharing a
-PostgreSQL registry) takes effect without a restart.
+The registry is the source of truth: :mod:`lmforge.serve._poller` has the runtime reconcile
+with it every ``registry_poll_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import random
-import time
-import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lmforge.errors import LmforgeError
 from lmforge.serve._admission import Admission
-from lmforge.serve._batcher import BatcherClosed, DeadlineExceeded, MicroBatcher
+from lmforge.serve._batcher import BatcherClosed, DeadlineExceeded
+from lmforge.serve._canary import CanaryJudge
 from lmforge.serve._engines import ModelOutputError
 from lmforge.serve._errors import ConflictError, NotFoundError, ServeError
-from lmforge.serve._registry import ModelInfo, ModelRegistry, VersionInfo, manifest_sha256
+from lmforge.serve._keys import KeyStore
+from lmforge.serve._loading import VersionLoader, free
+from lmforge.serve._metrics import ServeMetrics
+from lmforge.serve._poller import RegistryPoller
+from lmforge.serve._predictions import PredictOutcome
+from lmforge.serve._registry import ModelRegistry
+from lmforge.serve._registry_queries import ModelInfo, VersionInfo
+from lmforge.serve._settings import ServeSettings
+from lmforge.serve._slots import Loaded, Slot
 
-__all__ = ["Loaded", "ModelFailed", "PredictOutcome", "Runtime", "Slot"]
+__all__ = ["ModelFailed", "Runtime"]
 
 log = logging.getLogger("lmforge.serve")
-_RETRY_FAILED_LOAD_S = 60.0
 
 
 class ModelFailed(Exception):
     """The model call failed for a request (after the canary fallback, if any)."""
-
-
-@dataclass(eq=False)
-class Loaded:
-    """One model version ready to serve."""
-
-    info: VersionInfo
-    engine: Any
-    batcher: MicroBatcher
-    outcomes: collections.deque[bool]
-    """Recent request outcomes, True for a failed model call."""
-    loaded_at: float = field(default_factory=time.time)
-
-    @property
-    def model(self) -> str:
-        return self.info.model
-
-    @property
-    def version(self) -> int:
-        return self.info.version
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.engine.labels)
-
-    def error_rate(self) -> float:
-        return sum(self.outcomes) / len(self.outcomes) if self.outcomes else 0.0
-
-
-@dataclass(eq=False)
-class Slot:
-    """What serves one model name."""
-
-    name: str
-    stable: Loaded | None = None
-    canary: Loaded | None = None
-    percent: float = 0.0
-    load_error: str | None = None
-
-    def pick(self) -> Loaded | None:
-        if self.canary is not None and self.percent > 0 and random.random() * 100 < self.percent:
-            return self.canary
-        return self.stable
-
-
-@dataclass
-class PredictOutcome:
-    """What answered a predict request."""
-
-    loaded: Loaded
-    proba: np.ndarray
-    latency_ms: float
 
 
 class Runtime:
@@ -109,13 +55,13 @@ class Runtime:
 
     def __init__(
         self,
-        settings: Any,
+        settings: ServeSettings,
         *,
         engine: Any,
         registry: ModelRegistry,
-        keys: Any,
+        keys: KeyStore,
         backend: Any,
-        metrics: Any,
+        metrics: ServeMetrics,
         monitor: Any = None,
     ) -> None:
         self.settings = settings
@@ -129,9 +75,11 @@ class Runtime:
         self.admission = Admission(limits.max_in_flight, limits.max_queued_texts, limits.request_timeout_s)
         self.slots: dict[str, Slot] = {}
         self.draining = False
+        self._loader = VersionLoader(
+            settings, registry=registry, backend=backend, admission=self.admission, metrics=metrics
+        )
         self._lock = asyncio.Lock()
         self._spare: dict[tuple[str, int], Loaded] = {}
-        self._failed: dict[tuple[str, int], tuple[str, float]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -141,8 +89,10 @@ class Runtime:
         await self.reconcile()
         loop = asyncio.get_running_loop()
         if self.settings.registry_poll_s > 0:
-            self._tasks.append(loop.create_task(self._poll(), name="lmforge-registry-poll"))
-        self._tasks.append(loop.create_task(self._judge_canaries(), name="lmforge-canary-judge"))
+            poller = RegistryPoller(self.settings.registry_poll_s, self.reconcile)
+            self._tasks.append(loop.create_task(poller.run(), name="lmforge-registry-poll"))
+        judge = CanaryJudge(self.settings.canary, self)
+        self._tasks.append(loop.create_task(judge.run(), name="lmforge-canary-judge"))
 
     async def close(self) -> None:
         """Stop background tasks, then finish every queued request and free the models."""
@@ -158,7 +108,7 @@ class Runtime:
         loaded += list(self._spare.values())
         self.slots.clear()
         self._spare.clear()
-        await asyncio.gather(*(self._free(x) for x in loaded), *self._retiring)
+        await asyncio.gather(*(free(x) for x in loaded), *self._retiring)
         await asyncio.to_thread(self.backend.close)
         self.db.dispose()
 
@@ -266,51 +216,6 @@ class Runtime:
             "model %s version %d failed: %s: %s", target.model, target.version, type(exc).__name__, detail
         )
 
-    def record(self, outcome: PredictOutcome, texts: list[str], predictions: list[dict[str, Any]]) -> None:
-        """Hand the answered predictions to monitoring (non-blocking); never fails the request."""
-        if self.monitor is None:
-            return
-        try:
-            from lmforge.monitor import PredictionRecord
-
-            ts = time.time()
-            per_text = outcome.latency_ms
-            records = [
-                PredictionRecord(
-                    id=p["prediction_id"],
-                    ts=ts,
-                    model=outcome.loaded.model,
-                    version=str(outcome.loaded.version),
-                    text=text,
-                    label=p["label"],
-                    confidence=p["score"],
-                    scores=p["scores"],
-                    latency_ms=per_text,
-                )
-                for text, p in zip(texts, predictions, strict=True)
-            ]
-            self.monitor.record_many(records)
-        except Exception as exc:  # monitoring must never break serving; the text is not logged
-            log.warning("monitoring could not record %d predictions: %s", len(texts), type(exc).__name__)
-
-    @staticmethod
-    def to_predictions(loaded: Loaded, proba: np.ndarray) -> list[dict[str, Any]]:
-        labels = loaded.labels
-        out = []
-        for row in proba:
-            best = int(row.argmax())
-            out.append(
-                {
-                    "prediction_id": uuid.uuid4().hex,
-                    "label": labels[best],
-                    "score": float(row[best]),
-                    "scores": {label: float(p) for label, p in zip(labels, row, strict=True)},
-                    "model": loaded.model,
-                    "version": loaded.version,
-                }
-            )
-        return out
-
     # -- registry actions (admin API) -------------------------------------------------------------
     async def register(
         self, name: str, run: str, variant: str | None, *, activate: bool, actor: str
@@ -363,15 +268,32 @@ class Runtime:
             await self._apply(result[0])
             return result
 
+    async def rollback_canary(self, name: str, version: int, reason: str) -> None:
+        """Roll back canary ``version`` of ``name`` as the canary judge decided (unless it changed since)."""
+        async with self._lock:
+            result = await asyncio.to_thread(
+                self.registry.rollback,
+                name,
+                actor="lmforge-serve (automatic)",
+                reason=f"canary {version}: {reason}",
+                only_canary=version,
+            )
+            if result is None:
+                return
+            # Counted as soon as the registry has committed: that is when other readers see it.
+            self.metrics.canary_rollbacks.labels(name).inc()
+            await self._apply(result[0])
+        log.warning("rolled back canary %s version %d: %s", name, version, reason)
+
     async def _preload(self, name: str, version: int) -> None:
         slot = self.slots.get(name)
         have = [x for x in (slot.stable, slot.canary) if x is not None] if slot else []
         if any(x.version == version for x in have) or (name, version) in self._spare:
             return
-        self._failed.pop((name, version), None)  # an explicit request retries a failed load
-        self._spare[(name, version)] = await self._load(name, version)
+        self._loader.forget_failure(name, version)  # an explicit request retries a failed load
+        self._spare[(name, version)] = await self._loader.load(name, version)
 
-    # -- reconciliation with the registry ---------------------------------------------------------
+    # -- reconciliation with the registry (hot swap) ----------------------------------------------
     async def reconcile(self) -> None:
         """Bring the loaded versions in line with the registry (load, swap, unload)."""
         async with self._lock:
@@ -379,7 +301,7 @@ class Runtime:
             for info in models:
                 await self._apply(info)
             for stale in set(self._spare):  # preloaded for an action that then failed
-                await self._free(self._spare.pop(stale))
+                await free(self._spare.pop(stale))
 
     async def _apply(self, info: ModelInfo) -> None:
         slot = self.slots.setdefault(info.name, Slot(info.name))
@@ -415,69 +337,15 @@ class Runtime:
             if candidate is not None and candidate.version == version:
                 return candidate
         spare = self._spare.pop((slot.name, version), None)
-        return spare if spare is not None else await self._load(slot.name, version)
-
-    async def _load(self, name: str, version: int) -> Loaded:
-        """Verify and load one version (in a worker thread), and start its batcher."""
-        failed = self._failed.get((name, version))
-        if failed is not None and time.monotonic() - failed[1] < _RETRY_FAILED_LOAD_S:
-            raise ServeError(failed[0])
-        info = await asyncio.to_thread(self.registry.get_version, name, version)
-        try:
-            engine = await asyncio.to_thread(self._load_blocking, info)
-        except LmforgeError as exc:
-            self._failed[(name, version)] = (f"version {version} failed to load: {exc}", time.monotonic())
-            raise ServeError(self._failed[(name, version)][0]) from None
-        b = self.settings.batching
-        holder: dict[str, Loaded] = {}
-        batcher = MicroBatcher(
-            engine.infer,
-            max_batch_size=b.max_batch_size,
-            max_wait_s=b.max_wait_ms / 1e3,
-            concurrency=engine.concurrency,
-            on_batch=lambda n, r, sec, err: self._on_batch(holder["x"], n, sec, err),
-        )
-        window = max(self.settings.canary.window, self.settings.canary.min_requests)
-        loaded = Loaded(info, engine, batcher, collections.deque(maxlen=window))
-        holder["x"] = loaded
-        batcher.start()
-        log.info("loaded model %s version %d (%s, variant %s)", name, version, info.run_path, info.variant)
-        return loaded
-
-    def _load_blocking(self, info: VersionInfo) -> Any:
-        from lmforge.guard import IntegrityError, trust_run
-
-        s = self.settings
-        run = Path(info.run_path)
-        trust_run(run, s.public_key, allow_unsigned=s.allow_unsigned)
-        if manifest_sha256(run) != info.manifest_sha256:
-            raise IntegrityError(
-                f"{run} changed since it was registered as {info.model} version {info.version} "
-                "(its manifest differs); register it again as a new version."
-            )
-        return self.backend.load(info.model, info.version, run, info.variant)
-
-    def _on_batch(self, loaded: Loaded, texts: int, seconds: float, error: BaseException | None) -> None:
-        self.metrics.batch_size.labels(loaded.model).observe(texts)
-        self.metrics.batch_seconds.labels(loaded.model).observe(seconds)
-        if error is None:
-            self.admission.observe(texts, seconds, loaded.engine.concurrency)
+        return spare if spare is not None else await self._loader.load(slot.name, version)
 
     def _retire(self, old: Loaded | None, slot: Slot) -> None:
         """Free a version the slot no longer uses, once its queued requests are answered."""
         if old is None or old is slot.stable or old is slot.canary:
             return
-        task = asyncio.get_running_loop().create_task(self._free(old))
+        task = asyncio.get_running_loop().create_task(free(old))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
-
-    async def _free(self, loaded: Loaded) -> None:
-        await loaded.batcher.close()  # finishes every request queued on the old version
-        try:
-            await loaded.engine.close()
-        except Exception as exc:  # freeing must not fail the swap
-            log.warning("closing model %s version %d: %s", loaded.model, loaded.version, exc)
-        log.info("unloaded model %s version %d", loaded.model, loaded.version)
 
     def _publish_loaded(self) -> None:
         gauge = self.metrics.models_loaded
@@ -486,77 +354,3 @@ class Runtime:
             for role, x in (("stable", slot.stable), ("canary", slot.canary)):
                 if x is not None:
                     gauge.labels(slot.name, str(x.version), role).set(1)
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.registry_poll_s)
-            try:
-                await self.reconcile()
-            except Exception as exc:  # a database hiccup must not stop the poller
-                log.warning("registry sync failed: %s", str(exc).splitlines()[0][:200])
-
-    # -- canary judgement -------------------------------------------------------------------------
-    async def _judge_canaries(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.canary.check_interval_s)
-            for slot in list(self.slots.values()):
-                canary = slot.canary
-                if canary is None or slot.stable is None:
-                    continue
-                try:
-                    reason = await self.canary_verdict(slot)
-                    if reason is not None:
-                        await self._auto_rollback(slot.name, canary.version, reason)
-                except Exception as exc:
-                    log.warning("judging the canary of %s failed: %s", slot.name, str(exc)[:200])
-
-    async def canary_verdict(self, slot: Slot) -> str | None:
-        """Why the slot's canary should be rolled back, or None while it does well enough."""
-        c, s = slot.canary, slot.stable
-        if c is None or s is None:
-            return None
-        cfg = self.settings.canary
-        if len(c.outcomes) >= cfg.min_requests:
-            # A stable version without enough recent traffic (canary at 100 %) is held to 0 errors.
-            stable_rate = s.error_rate() if len(s.outcomes) >= cfg.min_requests else 0.0
-            if c.error_rate() > stable_rate + cfg.error_margin:
-                return (
-                    f"error rate {c.error_rate():.1%} over {len(c.outcomes)} requests vs stable "
-                    f"{stable_rate:.1%} (margin {cfg.error_margin:.1%})"
-                )
-        if self.monitor is not None:
-            live_c = await asyncio.to_thread(
-                self.monitor.live_metrics, slot.name, str(c.version), window=cfg.window
-            )
-            live_s = await asyncio.to_thread(
-                self.monitor.live_metrics, slot.name, str(s.version), window=cfg.window
-            )
-            acc_c, acc_s = live_c.get("accuracy"), live_s.get("accuracy")
-            if (
-                acc_c is not None
-                and acc_s is not None
-                and live_c.get("n", 0) >= cfg.min_feedback
-                and live_s.get("n", 0) >= cfg.min_feedback
-                and acc_c < acc_s - cfg.accuracy_margin
-            ):
-                return (
-                    f"live accuracy {acc_c:.3f} over {live_c['n']} feedback labels vs stable {acc_s:.3f} "
-                    f"(margin {cfg.accuracy_margin:.3f})"
-                )
-        return None
-
-    async def _auto_rollback(self, name: str, version: int, reason: str) -> None:
-        async with self._lock:
-            result = await asyncio.to_thread(
-                self.registry.rollback,
-                name,
-                actor="lmforge-serve (automatic)",
-                reason=f"canary {version}: {reason}",
-                only_canary=version,
-            )
-            if result is None:
-                return
-            # Counted as soon as the registry has committed: that is when other readers see it.
-            self.metrics.canary_rollbacks.labels(name).inc()
-            await self._apply(result[0])
-        log.warning("rolled back canary %s version %d: %s", name, version, reason)

@@ -21,6 +21,7 @@ __all__ = [
     "KeyOut",
     "ModelOut",
     "ModelsResponse",
+    "PredictRequestBase",
     "PredictResponse",
     "Prediction",
     "ReadyResponse",
@@ -50,17 +51,24 @@ class ErrorResponse(BaseModel):
     error: ErrorInfo
 
 
-def predict_request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
+class PredictRequestBase(BaseModel):
+    """What every app's predict request holds; :func:`predict_request_model` adds the app's limits."""
+
+    texts: list[str]
+    model: str | None = None
+
+
+def predict_request_model(max_texts: int, max_chars: int) -> type[PredictRequestBase]:
     """The predict request with this app's limits built into its schema."""
     text = Annotated[str, StringConstraints(max_length=max_chars)]
 
-    class PredictRequest(BaseModel):
+    class PredictRequest(PredictRequestBase):
         model_config = ConfigDict(
             extra="forbid",
             json_schema_extra={"examples": [{"texts": ["@united lost my bag again", "on time, thanks"]}]},
         )
 
-        texts: list[text] = Field(  # type: ignore[valid-type]
+        texts: list[text] = Field(
             min_length=1,
             max_length=max_texts,
             description=f"Texts to classify: 1 to {max_texts} per request, each at most {max_chars} characters.",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.errors import ConfigError
+from lmforge.serve._names import name_problem
 
 __all__ = [
     "AuthSettings",
@@ -38,6 +39,7 @@ __all__ = [
 
 BACKENDS = ("local", "ray")
 REGISTRY_DB = "registry.db"
+_STATE_DIR = ".lmforge"
 
 
 def _positive(problems: list[str], key: str, value: float, *, allow_zero: bool = False) -> None:
@@ -185,7 +187,7 @@ class ServeSettings:
     """Name a served run is registered under (default: the run directory's name)."""
     variant: str | None = None
     """Compressed variant of a served run (default: its selected one, else fp32)."""
-    state_dir: str = ".lmforge"
+    state_dir: str = _STATE_DIR
     """Folder of the registry database (models, versions, API keys) and the default audit log."""
     registry_url: str | None = None
     """SQLAlchemy URL of the registry database (default ``sqlite:///STATE_DIR/registry.db``);
@@ -247,8 +249,6 @@ class ServeSettings:
             _positive(problems, name, getattr(self, name), allow_zero=True)
         _positive(problems, "graceful_timeout_s", self.graceful_timeout_s)
         if self.model_name is not None:
-            from lmforge.serve._names import name_problem
-
             if (problem := name_problem(self.model_name)) is not None:
                 problems.append(f"model_name: {problem}")
         _check(problems)
@@ -337,7 +337,7 @@ def settings_from_dict(data: dict[str, Any]) -> ServeSettings:
     _check(problems)
     monitor = kwargs.get("monitor")
     if isinstance(monitor, dict) and "url" not in monitor:  # the store lives in the state folder
-        state = kwargs.get("state_dir") or ServeSettings.__dataclass_fields__["state_dir"].default
+        state = kwargs.get("state_dir") or _STATE_DIR
         kwargs["monitor"] = {**monitor, "url": _state_monitor_url(state)}
     try:
         kwargs["monitor"] = _monitor_settings(kwargs.get("monitor"))

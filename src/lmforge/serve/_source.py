@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.errors import ConfigError
-from lmforge.serve._registry import ModelRegistry, manifest_sha256, resolve_variant, run_directory
+from lmforge.serve._errors import NotFoundError
+from lmforge.serve._registry import ModelRegistry
+from lmforge.serve._runs import manifest_sha256, resolve_variant, run_directory
 from lmforge.serve._settings import REGISTRY_DB
 
 __all__ = ["ensure_source", "model_name_for", "source_overrides"]
@@ -60,7 +62,6 @@ def ensure_source(settings: Any, registry: ModelRegistry, actor: str) -> str:
         The model name the run is served under.
     """
     from lmforge.guard import trust_run
-    from lmforge.serve._errors import NotFoundError
 
     run = run_directory(settings.source)
     name = settings.model_name or model_name_for(run)

@@ -1,0 +1,75 @@
+"""What answered a predict request, and what becomes of its answer: response rows and monitoring records."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lmforge.serve._slots import Loaded
+
+__all__ = ["PredictOutcome", "record", "to_predictions"]
+
+log = logging.getLogger("lmforge.serve")
+
+
+@dataclass
+class PredictOutcome:
+    """What answered a predict request."""
+
+    loaded: Loaded
+    proba: np.ndarray
+    latency_ms: float
+
+
+def to_predictions(loaded: Loaded, proba: np.ndarray) -> list[dict[str, Any]]:
+    """One response row per text: a fresh prediction id, the best label and every label's score."""
+    labels = loaded.labels
+    out = []
+    for row in proba:
+        best = int(row.argmax())
+        out.append(
+            {
+                "prediction_id": uuid.uuid4().hex,
+                "label": labels[best],
+                "score": float(row[best]),
+                "scores": {label: float(p) for label, p in zip(labels, row, strict=True)},
+                "model": loaded.model,
+                "version": loaded.version,
+            }
+        )
+    return out
+
+
+def record(
+    monitor: Any, outcome: PredictOutcome, texts: list[str], predictions: list[dict[str, Any]]
+) -> None:
+    """Hand the answered predictions to monitoring (non-blocking); never fails the request."""
+    if monitor is None:
+        return
+    try:
+        from lmforge.monitor import PredictionRecord
+
+        ts = time.time()
+        per_text = outcome.latency_ms
+        records = [
+            PredictionRecord(
+                id=p["prediction_id"],
+                ts=ts,
+                model=outcome.loaded.model,
+                version=str(outcome.loaded.version),
+                text=text,
+                label=p["label"],
+                confidence=p["score"],
+                scores=p["scores"],
+                latency_ms=per_text,
+            )
+            for text, p in zip(texts, predictions, strict=True)
+        ]
+        monitor.record_many(records)
+    except Exception as exc:  # monitoring must never break serving; the text is not logged
+        log.warning("monitoring could not record %d predictions: %s", len(texts), type(exc).__name__)
