@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.errors import ConfigError, MissingExtraError
 
 __all__ = ["open_engine"]

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.errors import LmforgeError
 
 __all__ = ["API_KEY_ENV", "ApiError", "Client", "ConnectError"]

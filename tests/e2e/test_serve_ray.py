@@ -23,7 +23,7 @@ CONFIG = {
 
 def test_ray_backend_round_trip(trained_full: Path, tmp_path: Path) -> None:
     from lmforge.client import Client
-    from lmforge.compress import load_predictor
+    from lmforge.predict import load_predictor
 
     run = copy_run(trained_full, tmp_path / "sentiment").root
     tokens = create_keys(tmp_path / "state")

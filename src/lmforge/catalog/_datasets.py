@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.catalog._locate import locate
 from lmforge.errors import ConfigError, MissingExtraError
 

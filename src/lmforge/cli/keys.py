@@ -79,8 +79,7 @@ def _settings(args: argparse.Namespace) -> ServeSettings:
 
 def create(args: argparse.Namespace) -> int:
     from lmforge.guard import default_actor
-    from lmforge.serve import open_stores
-    from lmforge.serve._admin import create_key
+    from lmforge.serve import create_key, open_stores
 
     with open_stores(_settings(args)) as stores:
         token, key = create_key(stores, args.name, args.role, actor=default_actor(), rate_per_s=args.rate)
@@ -103,8 +102,7 @@ def list_keys(args: argparse.Namespace) -> int:
 
 def revoke(args: argparse.Namespace) -> int:
     from lmforge.guard import default_actor
-    from lmforge.serve import open_stores
-    from lmforge.serve._admin import revoke_key
+    from lmforge.serve import open_stores, revoke_key
 
     with open_stores(_settings(args)) as stores:
         key = revoke_key(stores, args.key_id, actor=default_actor())

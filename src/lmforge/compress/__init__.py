@@ -14,7 +14,8 @@ from typing import Any
 
 from lmforge.compress._context import CompressContext
 from lmforge.compress._options import MIN_CALIBRATION, CompressOptions, parse_budget, parse_only
-from lmforge.compress._registry import COMPRESSORS, Compressor, get_compressor, register_compressor
+from lmforge.compress._register import COMPRESSORS, Compressor, register_compressor
+from lmforge.compress._registry import get_compressor, resolve_names
 from lmforge.compress._select import select_variant
 
 __all__ = [
@@ -42,6 +43,4 @@ def compress(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 def registered() -> list[str]:
     """Names of every registered compressor, in default build order."""
-    from lmforge.compress._registry import resolve_names
-
     return resolve_names(None)

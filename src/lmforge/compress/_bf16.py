@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmforge.compress._build import flops_per_example, param_count, write_sidecars
-from lmforge.compress._registry import register_compressor
+from lmforge.compress._register import register_compressor
 from lmforge.predict import save_torch_model
 from lmforge.rundir import FP32
 from lmforge.train import fast_bf16

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.predict import TOKENIZER_FILES, FastTokenizer
 from lmforge.rundir import LABELS, MODEL_META, atomic_write_json
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from lmforge.compress._int8_dynamic import OnnxInt8Dynamic
 from lmforge.compress._pruned import Pruned
-from lmforge.compress._registry import register_compressor
+from lmforge.compress._register import register_compressor
 
 
 @register_compressor("distilled-int8")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from lmforge._lazy import require
+from lmforge._extras import require
 
 __all__ = ["distill", "logits_of"]
 

@@ -13,7 +13,7 @@ from lmforge.compress._build import (
     write_sidecars,
 )
 from lmforge.compress._onnx_fp32 import OnnxFp32
-from lmforge.compress._registry import register_compressor
+from lmforge.compress._register import register_compressor
 
 if TYPE_CHECKING:
     from lmforge.compress._context import CompressContext

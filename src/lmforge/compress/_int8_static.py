@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.compress._build import flops_per_example, param_count, write_sidecars
 from lmforge.compress._onnx_fp32 import ONNX_EXTRAS
 from lmforge.compress._options import MIN_CALIBRATION
-from lmforge.compress._registry import register_compressor
+from lmforge.compress._register import register_compressor
 from lmforge.errors import DataError
 from lmforge.predict import FastTokenizer
 from lmforge.rundir import FP32

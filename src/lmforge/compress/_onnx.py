@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.errors import ConfigError
 from lmforge.predict import onnx_session
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmforge.compress._build import flops_per_example, onnx_from_torch, param_count, write_sidecars
-from lmforge.compress._registry import register_compressor
+from lmforge.compress._register import register_compressor
 from lmforge.rundir import FP32
 
 if TYPE_CHECKING:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.compress._build import flops_per_example, param_count, write_sidecars
-from lmforge.compress._registry import register_compressor
+from lmforge.compress._register import register_compressor
 from lmforge.predict import (
     check_prunable,
     encoder_layers,

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lmforge._lazy import require
+from lmforge._extras import require
 
 __all__ = ["plot_tradeoff", "render_report"]
 

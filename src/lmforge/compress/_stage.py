@@ -15,12 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.compress._build import flops_per_example
 from lmforge.compress._context import CompressContext
 from lmforge.compress._measure import latency, measure
 from lmforge.compress._options import CompressOptions
-from lmforge.compress._registry import Compressor, get_compressor, resolve_names
+from lmforge.compress._register import Compressor
+from lmforge.compress._registry import get_compressor, resolve_names
 from lmforge.compress._report import plot_tradeoff, render_report
 from lmforge.compress._select import select_variant
 from lmforge.predict import load_model_folder

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.catalog import load_dataset
 from lmforge.errors import ConfigError, DataError
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.rundir import SPLITS
 
 __all__ = ["class_counts", "length_stats", "plot_class_balance", "plot_text_length"]

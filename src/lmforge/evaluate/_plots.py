@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lmforge._lazy import require
+from lmforge._extras import require
 
 __all__ = ["plot_calibration", "plot_confusion"]
 

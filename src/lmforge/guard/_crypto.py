@@ -24,7 +24,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.guard._errors import CryptoKeyError, GuardError, IntegrityError
 
 __all__ = [

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.errors import RunDirError
 from lmforge.guard._crypto import write_private
 from lmforge.guard._errors import CryptoKeyError, IntegrityError, UnsafeModelError

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lmforge._lazy import require
+from lmforge._extras import require
 
 __all__ = ["cross_val_scores", "fit_logistic"]
 

@@ -112,8 +112,9 @@ class DriftResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DriftResult:
+        fields: dict[str, Any] = {k: data.get(k) for k in ("name", "statistic", "p_value", "threshold", "drift")}
         return cls(
-            **{k: data.get(k) for k in ("name", "statistic", "p_value", "threshold", "drift")},
+            **fields,
             detail=dict(data.get("detail") or {}),
             reason=str(data.get("reason") or ""),
         )
@@ -176,6 +177,8 @@ class DriftDetector:
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
     """``(module, extra)`` pairs the detector imports when it runs."""
     description: ClassVar[str] = ""
+    classes_: list[str]
+    """Set by ``fit`` on detectors that need outputs: the label columns of the reference."""
     min_samples: int = 30
 
     # -- parameters ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.catalog import resolve_model
 
 __all__ = ["SentenceEncoder", "get_encoder"]

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge._sql import open_engine
 
 __all__ = ["Store", "redact_url"]
@@ -127,12 +127,14 @@ class Store:
     def _insert(self, table: Any) -> Any:
         dialect = self.engine.dialect.name
         if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        elif dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            return self.sa.insert(table)
-        return insert(table)
+            from sqlalchemy.dialects import sqlite
+
+            return sqlite.insert(table)
+        if dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            return postgresql.insert(table)
+        return self.sa.insert(table)
 
     def insert_predictions(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert predictions; an id already stored (a retried request) is skipped, not an error."""

@@ -234,7 +234,9 @@ class StoreWriter:
                     recent.append(item)
                 except Exception as exc:  # one malformed record must not sink the batch
                     self.invalid += 1
-                    self.pending.pop(getattr(item, "id", None), None)
+                    item_id = getattr(item, "id", None)
+                    if isinstance(item_id, str):
+                        self.pending.pop(item_id, None)
                     log.warning("monitor: invalid prediction record dropped (%s)", exc)
         if rows:
             self._insert_with_retry(rows)

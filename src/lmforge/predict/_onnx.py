@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.predict._meta import read_model_meta
 from lmforge.predict._protocol import batched_proba, softmax, to_predictions
 from lmforge.predict._tokenizer import FastTokenizer

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.errors import ConfigError
 
 __all__ = [

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.errors import RunDirError
 
 __all__ = ["TOKENIZER_FILES", "FastTokenizer"]

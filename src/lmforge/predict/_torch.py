@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.catalog import resolve_model
 from lmforge.errors import RunDirError
 from lmforge.predict._meta import read_model_meta
@@ -132,7 +132,7 @@ def load(folder: Path) -> TorchPredictor:
     """
     torch = require("torch", extra="train", purpose="Prediction")
     transformers = require("transformers", extra="train", purpose="Prediction")
-    if not (folder / MODEL_META).is_file() and folder.name == "model":
+    if not (folder / MODEL_META).is_file() and folder.name == MODEL:
         raise RunDirError(
             f"{folder.parent} has no trained model ({folder / MODEL_META} is missing). Run `lmforge train` first."
         )

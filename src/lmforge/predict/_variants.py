@@ -139,5 +139,9 @@ def load_predictor(run: RunDir | str | Path, variant: str | None = None) -> Pred
     Raises:
         RunDirError: the run or the variant does not exist (the message lists the variants).
     """
-    _name, folder = resolve_variant(run, variant)
+    name, folder = resolve_variant(run, variant)
+    if name == FP32:  # the trained model is a PyTorch one: its backend says what is missing
+        torch_backend = next(b for b in BACKENDS if b.name == "torch")
+        predictor: Predictor = importlib.import_module(torch_backend.module).load(folder)
+        return predictor
     return load_model_folder(folder)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from lmforge._extras import require
 from lmforge.serve._settings import (
     AuthSettings,
     BatchingSettings,
@@ -36,8 +37,10 @@ __all__ = [
     "LimitSettings",
     "ServeSettings",
     "create_app",
+    "create_key",
     "load_settings",
     "open_stores",
+    "revoke_key",
     "run_server",
     "settings_from_dict",
     "source_overrides",
@@ -47,8 +50,6 @@ __all__ = [
 
 def create_app(settings: ServeSettings) -> FastAPI:
     """See :func:`lmforge.serve._app.create_app`."""
-    from lmforge._lazy import require
-
     require("fastapi", extra="serve", purpose="lmforge serve")
     from lmforge.serve._app import create_app as _create_app
 
@@ -74,3 +75,17 @@ def source_overrides(target: str) -> dict[str, Any]:
     from lmforge.serve._source import source_overrides as _source_overrides
 
     return _source_overrides(target)
+
+
+def create_key(stores: Any, name: str, role: str, *, actor: str, rate_per_s: float | None = None) -> tuple[str, Any]:
+    """See :func:`lmforge.serve._admin.create_key`: ``(token, ApiKey)``; the token is shown only once."""
+    from lmforge.serve._admin import create_key as _create_key
+
+    return _create_key(stores, name, role, actor=actor, rate_per_s=rate_per_s)
+
+
+def revoke_key(stores: Any, key_id: str, *, actor: str) -> Any:
+    """See :func:`lmforge.serve._admin.revoke_key`."""
+    from lmforge.serve._admin import revoke_key as _revoke_key
+
+    return _revoke_key(stores, key_id, actor=actor)

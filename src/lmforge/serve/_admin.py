@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from lmforge.guard import audit_log_from_env
 from lmforge.serve._db import connect
 from lmforge.serve._keys import ApiKey, KeyStore
 from lmforge.serve._registry import ModelRegistry
@@ -31,8 +32,6 @@ class Stores:
 @contextlib.contextmanager
 def open_stores(settings: ServeSettings) -> Iterator[Stores]:
     """Open the registry database named by ``settings`` (created if missing); closed on exit."""
-    from lmforge.guard import audit_log_from_env
-
     engine, tables = connect(settings.database_url)
     audit = audit_log_from_env(settings.audit_log_path)
     try:

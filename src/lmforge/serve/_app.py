@@ -20,6 +20,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from lmforge import __version__
+from lmforge._extras import require
+from lmforge.guard import audit_log_from_env
 from lmforge.serve._auth import Authenticator
 from lmforge.serve._db import connect
 from lmforge.serve._dependencies import key_checks
@@ -41,8 +43,6 @@ __all__ = ["build_runtime", "create_app"]
 
 def build_runtime(settings: ServeSettings, metrics: ServeMetrics) -> Runtime:
     """Open the registry database and the audit log, and start the inference backend."""
-    from lmforge.guard import audit_log_from_env
-
     engine, tables = connect(settings.database_url)
     audit = audit_log_from_env(settings.audit_log_path)
     registry = ModelRegistry(engine, tables, audit)
@@ -118,8 +118,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
 def _start_monitor(app: FastAPI, settings: ServeSettings, runtime: Runtime, metrics: ServeMetrics) -> Any:
     """Start monitoring, mount its routes (once per app) and register its collector."""
-    from lmforge._lazy import require
-
     monitor_mod = require("lmforge.monitor", extra="serve", purpose="Monitoring predictions")
     labels: list[str] = []
     for slot in sorted(runtime.slots.values(), key=lambda s: s.name != settings.default_model):

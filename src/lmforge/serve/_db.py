@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge._sql import open_engine
 from lmforge.errors import ConfigError
 

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from lmforge.predict import load_predictor
+
 __all__ = ["Engine", "LocalBackend", "LocalEngine", "ModelOutputError", "build_backend"]
 
 
@@ -68,11 +70,8 @@ def set_threads(predictor: Any, threads: int) -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    if getattr(predictor, "backend", None) == "onnxruntime" and hasattr(predictor, "folder"):
-        # load_predictor takes no thread count; rebuild the session with one (same options otherwise).
-        from lmforge.compress._onnx_backend import session
-
-        predictor.session = session(Path(predictor.folder) / "model.onnx", threads, spinning=False)
+    if hasattr(predictor, "set_threads"):
+        predictor.set_threads(threads, spinning=False)
 
 
 class LocalEngine:
@@ -109,8 +108,6 @@ class LocalBackend:
 
     def load(self, model: str, version: int, run: Path, variant: str) -> LocalEngine:
         """Load (blocking; call from a worker thread)."""
-        from lmforge.compress import load_predictor
-
         predictor = load_predictor(run, variant=variant)
         b = self.settings.batching
         backend = getattr(predictor, "backend", None)

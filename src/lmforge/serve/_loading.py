@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.errors import LmforgeError
+from lmforge.guard import IntegrityError, trust_run
 from lmforge.serve._admission import Admission
 from lmforge.serve._batcher import MicroBatcher
 from lmforge.serve._errors import ServeError
@@ -82,8 +83,6 @@ class VersionLoader:
         return loaded
 
     def _load_blocking(self, info: VersionInfo) -> Any:
-        from lmforge.guard import IntegrityError, trust_run
-
         s = self.settings
         run = Path(info.run_path)
         trust_run(run, s.public_key, allow_unsigned=s.allow_unsigned)

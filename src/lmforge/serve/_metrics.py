@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmforge._lazy import require
+from lmforge._extras import require
 
 __all__ = ["ServeMetrics"]
 

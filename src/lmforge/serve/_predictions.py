@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from lmforge.monitor import PredictionRecord
 from lmforge.serve._slots import Loaded
 
 __all__ = ["PredictOutcome", "record", "to_predictions"]
@@ -52,8 +53,6 @@ def record(
     if monitor is None:
         return
     try:
-        from lmforge.monitor import PredictionRecord
-
         ts = time.time()
         per_text = outcome.latency_ms
         records = [

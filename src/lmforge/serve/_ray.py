@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from lmforge._lazy import require
+from lmforge._extras import require
+from lmforge.predict import load_predictor
 from lmforge.serve._engines import check_output, set_threads
 
 __all__ = ["RayBackend", "RayEngine"]
@@ -42,8 +43,6 @@ class PredictorReplica:
     """One Ray Serve replica: a predictor loaded from a run directory."""
 
     def __init__(self, run: str, variant: str, threads: int | None) -> None:
-        from lmforge.compress import load_predictor
-
         self.predictor = load_predictor(run, variant=variant)
         if threads:
             set_threads(self.predictor, threads)

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lmforge.guard import trust_run
 from lmforge.serve._db import Tables, now
 from lmforge.serve._errors import ConflictError, ServeError
 from lmforge.serve._names import name_problem
@@ -112,8 +113,6 @@ class ModelRegistry:
                 (see :func:`lmforge.guard.trust_run`: ``public_key``, else ``$LMFORGE_PUBLIC_KEY``, else the
                 user's own key checks a signature).
         """
-        from lmforge.guard import trust_run
-
         if (problem := name_problem(name)) is not None:
             raise ServeError(problem)
         run = run_directory(run_path)

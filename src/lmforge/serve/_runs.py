@@ -4,14 +4,14 @@ manifest's SHA-256 (compared again at every load, so a run that changed since is
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
+from lmforge import predict
 from lmforge.errors import RunDirError
+from lmforge.predict import read_model_meta
+from lmforge.rundir import FP32, MANIFEST, MODEL_META, RunDir
 
 __all__ = ["FP32", "manifest_sha256", "read_labels", "resolve_variant", "run_directory"]
-
-FP32 = "fp32"
 
 
 def resolve_variant(run: Path, variant: str | None) -> str:
@@ -20,35 +20,16 @@ def resolve_variant(run: Path, variant: str | None) -> str:
     Raises:
         RunDirError: the run has no trained model or no such variant (the message lists them).
     """
-    from lmforge.compress._predictor import available_variants, read_selected
-
-    if variant is None:
-        selected = read_selected(run)
-        variant = selected["variant"] if selected else FP32
-    if variant == FP32:
-        if not (run / "model" / "lmforge_model.json").is_file():
-            raise RunDirError(
-                f"{run} has no trained model (model/lmforge_model.json); run `lmforge train` first."
-            )
-        return FP32
-    have = available_variants(run)
-    if variant not in have:
-        raise RunDirError(
-            f"{run} has no compressed variant {variant!r}. Available: {', '.join([FP32, *have])}."
-        )
-    return variant
+    name, _folder = predict.resolve_variant(run, variant)
+    return name
 
 
 def read_labels(run: Path, variant: str) -> list[str]:
     """The label list of ``run``'s ``variant``, or :class:`RunDirError` saying what is missing."""
-    folder = run / "model" if variant == FP32 else run / "compressed" / variant
-    try:
-        meta = json.loads((folder / "lmforge_model.json").read_text(encoding="utf-8"))
-        labels = meta["labels"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RunDirError(f"{folder} has no readable lmforge_model.json with a label list.") from None
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) or len(labels) < 2:
-        raise RunDirError(f"{folder}/lmforge_model.json must list at least two string labels.")
+    folder = RunDir(run).variant_dir(variant)
+    labels: list[str] = read_model_meta(folder)["labels"]
+    if len(labels) < 2:
+        raise RunDirError(f"{folder / MODEL_META} must list at least two labels.")
     return labels
 
 
@@ -66,4 +47,4 @@ def run_directory(path: str | Path) -> Path:
 
 def manifest_sha256(run: Path) -> str:
     """SHA-256 of ``RUN/manifest.json`` (what a signature covers)."""
-    return hashlib.sha256((run / "manifest.json").read_bytes()).hexdigest()
+    return hashlib.sha256((run / MANIFEST).read_bytes()).hexdigest()

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from lmforge._lazy import require
+from lmforge._extras import require
+from lmforge.guard import audit_log_from_env
 from lmforge.serve._db import connect
 from lmforge.serve._registry import ModelRegistry
 from lmforge.serve._settings import ServeSettings
@@ -33,8 +34,6 @@ def prepare(settings: ServeSettings) -> ServeSettings:
     """
     if settings.source is None:
         return settings
-    from lmforge.guard import audit_log_from_env
-
     engine, tables = connect(settings.database_url)
     try:
         registry = ModelRegistry(engine, tables, audit_log_from_env(settings.audit_log_path))

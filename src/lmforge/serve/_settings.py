@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmforge._extras import require
 from lmforge.errors import ConfigError
+from lmforge.guard import AUDIT_LOG_ENV
 from lmforge.serve._names import name_problem
 
 __all__ = [
@@ -264,8 +266,6 @@ class ServeSettings:
     @property
     def audit_log_path(self) -> Path:
         """``audit_log``, else ``$LMFORGE_AUDIT_LOG``, else ``STATE_DIR/audit.jsonl``."""
-        from lmforge.guard import AUDIT_LOG_ENV
-
         return Path(self.audit_log or os.environ.get(AUDIT_LOG_ENV) or Path(self.state_dir) / "audit.jsonl")
 
     def to_dict(self) -> dict[str, Any]:
@@ -294,8 +294,6 @@ def _check(problems: list[str]) -> None:
 def _monitor_settings(value: Any) -> Any:
     if value is None or not isinstance(value, dict):
         return value
-    from lmforge._lazy import require
-
     module = require("lmforge.monitor", extra="serve", purpose="Monitoring predictions")
     return module.MonitorSettings(**value)
 
@@ -350,8 +348,6 @@ def with_monitor(settings: ServeSettings) -> ServeSettings:
     """``settings`` with monitoring on, its store in ``STATE_DIR/monitor.db``, unless it is on already."""
     if settings.monitor is not None:
         return settings
-    from lmforge._lazy import require
-
     module = require("lmforge.monitor", extra="serve", purpose="Monitoring predictions")
     return dataclasses.replace(settings, monitor=module.MonitorSettings(url=_state_monitor_url(settings.state_dir)))
 

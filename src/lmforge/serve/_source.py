@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.errors import ConfigError
+from lmforge.guard import trust_run
 from lmforge.serve._errors import NotFoundError
 from lmforge.serve._registry import ModelRegistry
 from lmforge.serve._runs import manifest_sha256, resolve_variant, run_directory
@@ -61,8 +62,6 @@ def ensure_source(settings: Any, registry: ModelRegistry, actor: str) -> str:
     Returns:
         The model name the run is served under.
     """
-    from lmforge.guard import trust_run
-
     run = run_directory(settings.source)
     name = settings.model_name or model_name_for(run)
     variant = resolve_variant(run, settings.variant)

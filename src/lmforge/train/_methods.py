@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.errors import ConfigError
 
 if TYPE_CHECKING:

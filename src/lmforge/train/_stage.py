@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lmforge._lazy import require
+from lmforge._extras import require
 from lmforge.catalog import resolve_model
 from lmforge.config import Spec
 from lmforge.errors import ConfigError, DataError, RunDirError

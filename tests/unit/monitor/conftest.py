@@ -125,8 +125,8 @@ def drift_corpus(trained_full: Path, tmp_path_factory: pytest.TempPathFactory) -
     """Reference fitted on airline tweets; 300 held-out tweets and 100 Chinese reviews, scored by the model."""
     _datasets_or_skip()
     torch = pytest.importorskip("torch")
-    from lmforge.compress import load_predictor
     from lmforge.monitor import fit_reference
+    from lmforge.predict import load_predictor
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -70,7 +70,7 @@ def assert_error(response: Any, status: int, code: str | None = None, fragment: 
 
 
 def test_predict_round_trip_matches_the_model(api: dict[str, Any], serve_run: Path) -> None:
-    from lmforge.compress import load_predictor
+    from lmforge.predict import load_predictor
 
     texts = ["great flight, thank you", "lost my bag again, terrible"]
     r = api["client"].post("/v1/predict", json={"texts": texts}, headers=auth(api["tokens"]["predict"]))

@@ -1,4 +1,4 @@
-"""Import optional dependencies lazily, with an install hint when they are missing."""
+"""Optional extras: import a dependency when it is needed, with the install command when it is missing."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import importlib
 from types import ModuleType
 
 from lmforge.errors import MissingExtraError
+
+__all__ = ["require"]
 
 
 def require(module: str, *, extra: str, purpose: str) -> ModuleType:

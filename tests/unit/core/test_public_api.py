@@ -1,0 +1,127 @@
+"""Each package's public surface, pinned: a name added to or dropped from an ``__all__`` is a decision.
+
+The other floors may import exactly these names (``tests/unit/core/test_architecture.py``
+refuses private ones), so a change here is a change of contract: update the list, the
+README or ``docs/architecture.md`` where they name it, and say so in the commit.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = {
+    "lmforge": [
+        "ConfigError", "DataError", "LmforgeError", "MissingExtraError", "NotFittedError",
+        "RunDirError", "Spec", "__version__", "load_spec",
+    ],
+    "lmforge.errors": [
+        "ConfigError", "DataError", "LmforgeError", "MissingExtraError", "NotFittedError", "RunDirError",
+    ],
+    "lmforge.config": [
+        "AugmentConfig", "DataConfig", "EvalConfig", "LoraConfig", "ModelConfig", "Spec", "TrainConfig",
+        "apply_overrides", "load_spec", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
+    ],
+    "lmforge.rundir": [
+        "ADAPTER_CONFIG", "BASELINE", "COMPRESSED", "FP32", "LABELS", "MANIFEST", "MODEL", "MODEL_META",
+        "ONNX_FILE", "PRUNING", "SELECTED", "SPLITS", "VARIANT_META", "WEIGHTS", "RunDir",
+        "atomic_open", "atomic_write_json", "atomic_write_text", "fsync_tree", "is_adapter_dir",
+        "read_json", "read_labels", "read_split", "sha256_file",
+    ],
+    "lmforge.metrics": [
+        "class_indices", "confusion_matrix", "macro_f1", "per_class_scores", "safe_divide",
+    ],
+    "lmforge._extras": [
+        "require",
+    ],
+    "lmforge._jsonl": [
+        "iter_text_records",
+    ],
+    "lmforge._sql": [
+        "open_engine",
+    ],
+    "lmforge.guard": [
+        "ACTIONS", "AUDIT_KEY_ENV", "AUDIT_LOG_ENV", "AUTO_SIGN_ENV", "KEY_ENV", "PUBLIC_KEY_ENV",
+        "SIGNATURE", "SIGNING_KEY_ENV", "AuditLog", "AuditVerification", "CryptoKeyError", "Encryptor",
+        "GuardError", "IntegrityError", "KeyRing", "ModelFileReport", "PrivacyPolicy",
+        "RedactionResult", "RunVerification", "UnsafeModelError", "audit_log_from_env", "auto_sign",
+        "decrypt_file", "default_actor", "default_signing_key", "detect", "encrypt_file",
+        "generate_signing_key", "key_id", "load_encryptor", "load_private_key", "load_public_key",
+        "public_key_id", "redact", "redact_texts", "scan_model_dir", "scan_model_file", "scan_texts",
+        "sign_run", "trust_run", "trusted_public_key", "verify_run",
+    ],
+    "lmforge.guard.pii": [
+        "RECOGNIZERS", "Entity", "PiiScan", "PrivacyPolicy", "Recognizer", "RedactFileSummary",
+        "RedactionResult", "RegexRecognizer", "detect", "entity_types", "get_recognizer", "redact",
+        "redact_file", "redact_texts", "register_recognizer", "scan_texts",
+    ],
+    "lmforge.catalog": [
+        "DATASETS", "MODELS", "DatasetEntry", "ModelEntry", "load_dataset", "resolve_model",
+    ],
+    "lmforge.data": [
+        "augment", "clean_text", "eda", "find_duplicates", "find_leakage", "load_frame",
+        "minhash_signatures", "near_duplicate_pairs", "prepare", "stratified_sample", "stratified_split",
+    ],
+    "lmforge.predict": [
+        "BACKENDS", "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend", "FastTokenizer", "OnnxPredictor",
+        "Predictor", "TorchPredictor", "apply_pruning_shapes", "available_variants", "batched_proba",
+        "check_prunable", "encoder_layers", "head_size", "load_model_folder", "load_predictor",
+        "load_torch_model", "onnx_session", "prune_layer", "pruning_shapes", "read_model_meta",
+        "read_selected", "resolve_variant", "save_torch_model", "softmax", "to_predictions",
+    ],
+    "lmforge.train": [
+        "METHODS", "Method", "fast_bf16", "get_method", "per_process_batch", "register_method",
+        "resolve_precision", "train",
+    ],
+    "lmforge.evaluate": [
+        "collect_errors", "compliance_report", "compute_metrics", "error_rate_by_length", "evaluate",
+        "fairness_for_run", "fairness_report", "groups_from_field", "groups_from_handles",
+        "groups_from_keywords", "load_labels", "load_test_split", "macro_f1", "most_confused",
+        "render_fairness_markdown", "weak_classes",
+    ],
+    "lmforge.compress": [
+        "COMPRESSORS", "MIN_CALIBRATION", "CompressContext", "CompressOptions", "Compressor",
+        "compress", "get_compressor", "parse_budget", "parse_only", "register_compressor", "registered",
+        "select_variant",
+    ],
+    "lmforge.monitor": [
+        "ALERT_METRICS", "DETECTORS", "TEXT_POLICIES", "AlertRule", "DriftData", "DriftDetector",
+        "DriftResult", "InvalidLabelError", "Monitor", "MonitorError", "MonitorSettings",
+        "PredictionRecord", "ReferenceState", "UnknownPredictionError", "available_detectors",
+        "classification_metrics", "detector_from_json", "detector_names", "drift_report",
+        "fit_detectors", "fit_reference", "get_detector", "new_prediction_id", "read_current",
+        "register_detector",
+    ],
+    "lmforge.serve": [
+        "AuthSettings", "BatchingSettings", "CanarySettings", "LimitSettings", "ServeSettings",
+        "create_app", "create_key", "load_settings", "open_stores", "revoke_key", "run_server",
+        "settings_from_dict", "source_overrides", "with_monitor",
+    ],
+    "lmforge.client": [
+        "API_KEY_ENV", "ApiError", "Client", "ConnectError",
+    ],
+    "lmforge.pipeline": [
+        "check_spec", "init_run", "load_run_spec", "run_all", "versions",
+    ],
+}
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC))
+def test_public_names_are_pinned(package: str) -> None:
+    module = importlib.import_module(package)
+    assert list(module.__all__) == PUBLIC[package]
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC))
+def test_every_public_name_exists(package: str) -> None:
+    module = importlib.import_module(package)
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert missing == []
+
+
+def test_every_package_declares_its_public_names() -> None:
+    from tests.unit.core.test_architecture import _modules
+
+    packages = {name for name, path in _modules() if path.name == "__init__.py"}
+    assert packages - set(PUBLIC) <= {"lmforge.cli"}  # the CLI is a program, not a library
