@@ -10,6 +10,7 @@ import difflib
 import importlib.metadata as md
 import logging
 import platform
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from lmforge.train import METHODS, train
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["check_spec", "init_run", "load_run_spec", "run_all", "versions"]
+__all__ = ["check_spec", "init_run", "load_run_spec", "prepare_run", "run_all", "versions"]
 
 _VERSIONED = ("lmforge", "torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors",
               "numpy", "pandas", "pyarrow")
@@ -83,6 +84,36 @@ def init_run(spec: Spec, out: str | Path) -> RunDir:
     return run
 
 
+def prepare_run(spec: Spec, out: str | Path) -> tuple[RunDir, dict[str, Any]]:
+    """Create the run directory and prepare its data, or leave nothing behind.
+
+    The spec is checked first (nothing is written when it is wrong). When preparing fails, a
+    folder this call created is removed, and a run that was already there gets its
+    ``spec.yaml`` and ``manifest.json`` back as they were (its ``data/`` is replaced only when
+    the new one is complete), so the same command can run again into the same folder.
+
+    Returns:
+        The run directory and the data report.
+    """
+    check_spec(spec)
+    run = RunDir(out)
+    created = not run.root.exists() or not any(run.root.iterdir())
+    saved = {path: path.read_bytes() for path in (run.spec_path, run.manifest_path) if path.is_file()}
+    try:
+        init_run(spec, run.root)
+        return run, prepare(spec, run)
+    except BaseException:
+        if created:
+            shutil.rmtree(run.root, ignore_errors=True)
+        else:
+            for path in (run.spec_path, run.manifest_path):
+                if path in saved:
+                    path.write_bytes(saved[path])
+                else:
+                    path.unlink(missing_ok=True)
+        raise
+
+
 def load_run_spec(run: RunDir, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
     """The spec a run was prepared with (``RUN/spec.yaml``), with optional overrides."""
     run.require("spec.yaml", hint="Run `lmforge prepare SPEC --out DIR` (or `lmforge run`) first.")
@@ -95,10 +126,8 @@ def load_run_spec(run: RunDir, overrides: list[str] | tuple[str, ...] = ()) -> S
 
 def run_all(spec: Spec, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """prepare -> train -> evaluate into ``out``; returns the final metrics."""
-    check_spec(spec)
-    run = init_run(spec, out)
-    logger.info("prepare -> %s", run.data_dir)
-    prepare(spec, run)
+    logger.info("prepare -> %s", Path(out) / "data")
+    run, _report = prepare_run(spec, out)
     logger.info("train (%s, %s)", spec.train.method, spec.model.name)
     train(spec, run, progress=progress)
     logger.info("evaluate -> %s", run.eval_dir)

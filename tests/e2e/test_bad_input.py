@@ -58,6 +58,26 @@ def test_missing_columns_lists_columns_found(tmp_path: Path) -> None:
     assert not (out / "data").exists()
 
 
+def test_a_failed_prepare_leaves_no_run_directory(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "d.csv", good_rows(), header="sentence,label")
+    for verb in ("prepare", "run"):
+        out = tmp_path / f"run-{verb}"
+        proc = run_cli(tmp_path, verb, "--out", str(out), "--set", f"data.path={data}")
+        assert_user_error(proc, "sentence", "data.text_column")
+        assert not out.exists(), sorted(p.name for p in out.iterdir())
+
+
+def test_a_failed_prepare_leaves_an_existing_run_as_it_was(tmp_path: Path) -> None:
+    ok, out = prepare(tmp_path, write_csv(tmp_path / "good.csv", good_rows(30)))
+    assert ok.returncode == 0, ok.stderr
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in files}
+    proc, _ = prepare(tmp_path, write_csv(tmp_path / "bad.csv", good_rows(), header="sentence,label"))
+    assert_user_error(proc, "data.text_column")
+    assert sorted(p for p in out.rglob("*") if p.is_file()) == files
+    assert {p: p.read_bytes() for p in files} == before
+
+
 def test_undecodable_bytes_name_the_encoding(tmp_path: Path) -> None:
     data = tmp_path / "latin.csv"
     data.write_bytes(b"text,label\n" + "caf\xe9 au lait,a\n".encode("latin-1") * 6

@@ -74,13 +74,11 @@ def run(args: argparse.Namespace) -> int:
 
 def prepare(args: argparse.Namespace) -> int:
     from lmforge.config import load_spec
-    from lmforge.data import prepare as prepare_data
-    from lmforge.pipeline import check_spec, init_run
+    from lmforge.pipeline import prepare_run
 
     spec = load_spec(args.spec, args.overrides)
-    check_spec(spec)
     out = Path(args.out) if args.out else _default_out(spec.name)
-    report = prepare_data(spec, init_run(spec, out))
+    _run, report = prepare_run(spec, out)
     sign_after(out)
     counts = report["counts"]
     say(f"prepared {out / 'data'}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

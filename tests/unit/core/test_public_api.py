@@ -102,7 +102,7 @@ PUBLIC = {
         "API_KEY_ENV", "ApiError", "Client", "ConnectError",
     ],
     "lmforge.pipeline": [
-        "check_spec", "init_run", "load_run_spec", "run_all", "versions",
+        "check_spec", "init_run", "load_run_spec", "prepare_run", "run_all", "versions",
     ],
 }
 
