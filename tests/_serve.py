@@ -59,8 +59,7 @@ def labeled_texts() -> list[tuple[str, str]]:
 
 def create_keys(state_dir: Path) -> dict[str, str]:
     """An admin and a predict token in the registry of ``state_dir``."""
-    from lmforge.serve import ServeSettings, open_stores
-    from lmforge.serve._admin import create_key
+    from lmforge.serve import ServeSettings, create_key, open_stores
 
     with open_stores(ServeSettings(state_dir=str(state_dir))) as stores:
         admin, _ = create_key(stores, "test-admin", "admin", actor="tests")

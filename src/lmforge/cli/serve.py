@@ -62,6 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--audit-log", default=None, help="audit log of admin actions (default: STATE/audit.jsonl)"
     )
     p.add_argument("--access-log", action="store_true", default=None, help="log every request (never bodies)")
+    p.add_argument("--docs", action="store_true", default=None,
+                   help="serve /docs (Swagger UI, assets served locally: works offline)")
     p.add_argument(
         "--monitor",
         action="store_true",
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             "public_key",
             "audit_log",
             "access_log",
+            "docs",
         )
     }
     settings = load_settings(args.config, **source_overrides(args.target), **flags)

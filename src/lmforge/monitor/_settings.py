@@ -149,7 +149,8 @@ class MonitorSettings:
     key_file: str | None = None
     """Key-ring file of the ``encrypt`` policies (default: ``$LMFORGE_ENCRYPTION_KEY``)."""
     reference_run: str | None = None
-    """Run directory whose data and model are the drift reference (None: no drift checks)."""
+    """Run directory whose data and model are the drift reference. None: under ``lmforge serve``,
+    the run it serves (the default model's active version); elsewhere, no drift checks."""
     reference_state: str | None = None
     """JSON file caching the fitted reference (default: next to the SQLite file, else ``.lmforge/``)."""
     reference_size: int = 1000

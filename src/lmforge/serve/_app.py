@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,6 +41,8 @@ from lmforge.serve._settings import ServeSettings
 from lmforge.serve._source import ensure_source
 
 __all__ = ["build_runtime", "create_app"]
+
+log = logging.getLogger(__name__)
 
 
 def build_runtime(settings: ServeSettings, metrics: ServeMetrics) -> Runtime:
@@ -119,12 +123,20 @@ def create_app(settings: ServeSettings) -> FastAPI:
 def _start_monitor(app: FastAPI, settings: ServeSettings, runtime: Runtime, metrics: ServeMetrics) -> Any:
     """Start monitoring, mount its routes (once per app) and register its collector."""
     monitor_mod = require("lmforge.monitor", extra="serve", purpose="Monitoring predictions")
-    labels: list[str] = []
-    for slot in sorted(runtime.slots.values(), key=lambda s: s.name != settings.default_model):
-        if slot.stable is not None:
-            labels = slot.stable.labels
-            break
-    monitor = monitor_mod.Monitor(settings.monitor, labels=labels)
+    served = next((slot.stable for slot in sorted(runtime.slots.values(), key=lambda s: s.name != settings.default_model)
+                   if slot.stable is not None), None)
+    labels: list[str] = served.labels if served is not None else []
+    monitor_settings = settings.monitor
+    if monitor_settings.reference_run is None and served is not None:
+        # A served run is its own natural reference: its training data and model outputs.
+        monitor_settings = dataclasses.replace(monitor_settings, reference_run=served.info.run_path)
+        log.info("monitor: drift reference is the served run %s (model %s version %d); set monitor.reference_run "
+                 "to use another", served.info.run_path, served.model, served.version)
+    elif monitor_settings.reference_run is not None:
+        log.info("monitor: drift reference is %s (monitor.reference_run)", monitor_settings.reference_run)
+    else:
+        log.warning("monitor: no model is loaded, so there is no drift reference; drift checks are off")
+    monitor = monitor_mod.Monitor(monitor_settings, labels=labels)
     monitor.start()
     if app.state.monitor_router is None:
         app.state.monitor_router = monitor.router(

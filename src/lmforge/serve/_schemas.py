@@ -101,7 +101,9 @@ class HealthResponse(BaseModel):
 
 class ReadyResponse(BaseModel):
     status: str = Field(examples=["ready"])
-    models: dict[str, dict[str, Any]] = Field(description="Loaded versions per model.")
+    models: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="Loaded versions per model (only for a caller with a valid API key)."
+    )
 
 
 class LoadedOut(BaseModel):

@@ -15,6 +15,7 @@ with status 0 after a graceful shutdown.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from lmforge._extras import require
 from lmforge.guard import audit_log_from_env
@@ -50,6 +51,10 @@ def run_server(settings: ServeSettings) -> None:
     from lmforge.serve._app import create_app
     from lmforge.serve._draining import DrainingServer
 
+    lmforge_log = logging.getLogger("lmforge")
+    if lmforge_log.getEffectiveLevel() > logging.INFO:
+        # A server's log says what it loaded and what it monitors against, beside uvicorn's own lines.
+        lmforge_log.setLevel(logging.INFO)
     settings = prepare(settings)
     app = create_app(settings)
     config = uvicorn.Config(

@@ -130,7 +130,8 @@ class AuthSettings:
     metrics_auth: bool = True
     """``/metrics`` needs a key (any role). False exposes it to whoever reaches the port."""
     docs_auth: bool = False
-    """``/docs`` and ``/openapi.json`` need a key (any role). The schema holds no secrets, so public by default."""
+    """``/docs`` (when on) and ``/openapi.json`` need a key (any role). The schema holds no secrets, so
+    public by default."""
     key_cache_s: float = 2.0
     """How long a key looked up in the database is trusted before it is read again: a revoked key
     stops working within this many seconds."""
@@ -226,6 +227,10 @@ class ServeSettings:
     """After the drain, longest wait for in-flight requests before they are cancelled."""
     access_log: bool = False
     """uvicorn's access log (method, path, status; never bodies or headers)."""
+    docs: bool = False
+    """Serve ``/docs`` (Swagger UI). Its script and stylesheet come from the ``swagger-ui-bundle``
+    package (the ``serve`` extra) under ``/docs/assets/``, never from a CDN, so the page works
+    offline. ``/openapi.json`` is served either way."""
     batching: BatchingSettings = field(default_factory=BatchingSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
