@@ -292,10 +292,11 @@ def main() -> int:
         with open_stores(ServeSettings(state_dir=str(state))) as stores:
             token, _ = create_key(stores, "bench", "predict", actor="bench")
         config = workdir / "serve.yaml"
-        # room for every client: the benchmark measures batching, not refusals
+        # room for every client, and no per-key rate (all clients share one key): the benchmark
+        # measures batching, not refusals
         config.write_text(
             f"limits:\n  max_in_flight: {max(256, 4 * p['clients'])}\n  request_timeout_s: 30\n"
-            "registry_poll_s: 0\n" + (f"batching:\n  threads: {args.threads}\n" if args.threads else ""),
+            "registry_poll_s: 0\nauth:\n  rate_per_s: null\n" + (f"batching:\n  threads: {args.threads}\n" if args.threads else ""),
             encoding="utf-8",
         )
         lm_port, peer_port = _free_port(), _free_port()

@@ -31,6 +31,7 @@ CONFIG = {
     "batching": {"threads": 1},
     "registry_poll_s": 0,
     "drain_s": 1.0,
+    "auth": {"rate_per_s": None},  # these tests measure admission control, not the per-key rate
 }
 
 

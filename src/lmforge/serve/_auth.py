@@ -2,8 +2,11 @@
 
 A key is accepted from ``Authorization: Bearer <token>`` or ``X-API-Key: <token>``. Unknown,
 malformed or revoked keys get 401, a key without the route's role 403, a key over its rate
-429 with ``Retry-After``. Looked-up keys are cached for ``auth.key_cache_s`` seconds (so a
-revoked key stops working within that time) and the database is read off the event loop.
+429 with ``Retry-After``. A token that is not of the ``lmf_<id>_<secret>`` form is refused
+before any database work; looked-up ids (unknown ones too) are kept in a bounded LRU for
+``auth.key_cache_s`` seconds (so a revoked key stops working within that time, and a flood of
+made-up ids evicts the least recently used entries, not every key at once), and the database
+is read off the event loop.
 Tokens never reach a log or an error message; keys are named by their public id.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import OrderedDict
 from typing import Any
 
 from lmforge.serve._admission import TokenBucket
@@ -29,7 +33,7 @@ class Authenticator:
     def __init__(self, keys: KeyStore, settings: Any) -> None:
         self.keys = keys
         self.settings = settings
-        self._cache: dict[str, tuple[float, ApiKey | None, str | None]] = {}
+        self._cache: OrderedDict[str, tuple[float, ApiKey | None, str | None]] = OrderedDict()
         self._buckets: dict[str, TokenBucket] = {}
 
     async def authenticate(self, token: str | None) -> ApiKey:
@@ -82,12 +86,14 @@ class Authenticator:
         now = time.monotonic()
         cached = self._cache.get(key_id)
         if cached is not None and cached[0] > now:
+            self._cache.move_to_end(key_id)
             return cached[1], cached[2]
         found = await asyncio.to_thread(self.keys.lookup, key_id)
         key, digest = found if found is not None else (None, None)
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
         self._cache[key_id] = (now + self.settings.key_cache_s, key, digest)
+        self._cache.move_to_end(key_id)
+        while len(self._cache) > _CACHE_LIMIT:
+            self._cache.popitem(last=False)  # the least recently used id
         return key, digest
 
 

@@ -65,6 +65,8 @@ def run_server(settings: ServeSettings) -> None:
         access_log=settings.access_log,
         lifespan="on",
         timeout_graceful_shutdown=settings.graceful_timeout_s,
+        limit_concurrency=settings.limits.max_connections,
+        timeout_keep_alive=settings.limits.keep_alive_s,
     )
     server = DrainingServer(config, app, settings.drain_s)
     server.run()

@@ -102,14 +102,21 @@ class LimitSettings:
     """Most texts in one predict request (422 beyond)."""
     max_text_chars: int = 2000
     """Longest text, in characters (422 beyond). The model truncates to its max_length tokens anyway."""
+    max_connections: int = 1000
+    """Open connections (and running requests) the server holds; the next one gets 503 at once
+    (uvicorn's ``limit_concurrency``), so idle or slow clients cannot exhaust the process."""
+    keep_alive_s: float = 5.0
+    """An idle keep-alive connection is closed after this many seconds."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        for name in ("max_in_flight", "max_queued_texts", "max_body_bytes", "max_texts", "max_text_chars"):
+        for name in ("max_in_flight", "max_queued_texts", "max_body_bytes", "max_texts", "max_text_chars",
+                     "max_connections"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"limits.{name} must be an integer >= 1, got {value!r}.")
         _positive(problems, "limits.request_timeout_s", self.request_timeout_s)
+        _positive(problems, "limits.keep_alive_s", self.keep_alive_s)
         if not problems and self.max_queued_texts < self.max_texts:
             problems.append(
                 f"limits.max_queued_texts ({self.max_queued_texts}) must be at least limits.max_texts "
@@ -122,9 +129,10 @@ class LimitSettings:
 class AuthSettings:
     """API keys (stored hashed in the registry database) and per-key rate limits."""
 
-    rate_per_s: float | None = None
-    """Requests per second each key may make (token bucket); None: unlimited. A key's own rate,
-    set with ``lmforge keys create --rate``, takes precedence."""
+    rate_per_s: float | None = 100.0
+    """Requests per second each key may make (token bucket; on by default, so one key cannot take
+    the whole server); None: unlimited. A key's own rate, set with ``lmforge keys create --rate``,
+    takes precedence."""
     burst: int | None = None
     """Bucket size: requests a key may make at once after being idle (default: 2 x rate, at least 1)."""
     metrics_auth: bool = True
