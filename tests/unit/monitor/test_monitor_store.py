@@ -1,4 +1,5 @@
-"""The Monitor's store on real SQLite: writes off the request path, text policies, restart, feedback, live metrics."""
+"""The Monitor's store on real SQLite and PostgreSQL: writes off the request path, text policies, restart,
+feedback, live metrics. ``store_url`` (tests/unit/monitor/conftest.py) runs each store test on both."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests._postgres import postgres_rows_text
 
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.monitor import (
@@ -23,19 +25,23 @@ CANARIES = ("jane.doe@example.com", "13812345678", "11010519491231002X")
 PII_TEXT = f"refund to {CANARIES[0]}, call {CANARIES[1]}, ID {CANARIES[2]} — flight was late"
 
 
-def settings(tmp_path: Path, **kw) -> MonitorSettings:
+def settings(url: str, **kw) -> MonitorSettings:
     kw.setdefault("flush_interval_s", 0.05)
-    return MonitorSettings(url=f"sqlite:///{tmp_path / 'db' / 'monitor.db'}", **kw)
+    return MonitorSettings(url=url, **kw)
 
 
-def db_bytes(tmp_path: Path) -> bytes:
-    """Every byte SQLite keeps on disk for the store (main file, WAL, shared memory)."""
-    return b"".join(p.read_bytes() for p in (tmp_path / "db").iterdir() if p.name.startswith("monitor.db"))
+def stored_bytes(url: str) -> bytes:
+    """What the database keeps: on SQLite every byte on disk (main file, WAL, shared memory), on
+    PostgreSQL every row of every table in its text form."""
+    if url.startswith("sqlite:///"):
+        db = Path(url.removeprefix("sqlite:///"))
+        return b"".join(p.read_bytes() for p in db.parent.iterdir() if p.name.startswith(db.name))
+    return postgres_rows_text(url).encode()
 
 
-def test_records_are_written_in_batches_with_every_field(tmp_path: Path, make_records) -> None:
+def test_records_are_written_in_batches_with_every_field(store_url: str, make_records) -> None:
     records = make_records(250)
-    with Monitor(settings(tmp_path, batch_size=100), LABELS) as monitor:
+    with Monitor(settings(store_url, batch_size=100), LABELS) as monitor:
         monitor.record_many(records)  # only enqueues: see the close test, where nothing is written yet
         monitor.flush()
         rows = {r["id"]: r for r in monitor.store.rows("predictions")}
@@ -51,15 +57,15 @@ def test_records_are_written_in_batches_with_every_field(tmp_path: Path, make_re
 
 
 def test_sqlite_store_uses_wal(tmp_path: Path) -> None:
-    with Monitor(settings(tmp_path), LABELS):
+    with Monitor(settings(f"sqlite:///{tmp_path / 'db' / 'monitor.db'}"), LABELS):
         pass
     with sqlite3.connect(tmp_path / "db" / "monitor.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_close_flushes_what_is_still_queued_and_a_restart_loses_nothing(tmp_path: Path, make_records) -> None:
+def test_close_flushes_what_is_still_queued_and_a_restart_loses_nothing(store_url: str, make_records) -> None:
     first, second = make_records(120), make_records(30, t0=time.time())
-    slow = settings(tmp_path, flush_interval_s=30.0, batch_size=10_000)  # the writer would wait 30 s
+    slow = settings(store_url, flush_interval_s=30.0, batch_size=10_000)  # the writer would wait 30 s
     monitor = Monitor(slow, LABELS)
     monitor.start()
     monitor.record_many(first)
@@ -67,7 +73,7 @@ def test_close_flushes_what_is_still_queued_and_a_restart_loses_nothing(tmp_path
     assert monitor.store.count() == 0  # still queued: only close() can have written them
     monitor.close()
     assert monitor.written == 120
-    with Monitor(settings(tmp_path), LABELS) as again:  # a restart on the same database
+    with Monitor(settings(store_url), LABELS) as again:  # a restart on the same database
         assert again.store.count() == 120
         again.record_many(second)
         feedback = again.add_feedback(first[0].id, first[0].label)  # a prediction from before the restart
@@ -76,30 +82,33 @@ def test_close_flushes_what_is_still_queued_and_a_restart_loses_nothing(tmp_path
     assert feedback == {"prediction_id": first[0].id, "label": first[0].label, "correct": True}
 
 
-def test_default_policy_never_stores_pii_in_clear(tmp_path: Path, make_records) -> None:
+def test_default_policy_never_stores_pii_in_clear(store_url: str, make_records) -> None:
     records = make_records(20, texts=[f"{PII_TEXT} #{i}" for i in range(20)])
-    with Monitor(settings(tmp_path), LABELS) as monitor:
+    with Monitor(settings(store_url), LABELS) as monitor:
         monitor.record_many(records)
         monitor.flush()
         stored = monitor.store.rows("predictions")[0]["text"]
-    raw = db_bytes(tmp_path)
+    raw = stored_bytes(store_url)
+    assert b"flight was late" in raw  # what was read is the store's own data
     for canary in CANARIES:
         assert canary.encode() not in raw, canary
     assert "[EMAIL]" in stored and "[PHONE]" in stored and "[CN_ID]" in stored and "flight was late" in stored
 
 
 @pytest.mark.parametrize("policy", ["encrypt", "redact+encrypt", "hash"])
-def test_other_policies_keep_pii_out_of_the_file(
-    policy: str, tmp_path: Path, make_records, monkeypatch: pytest.MonkeyPatch
+def test_other_policies_keep_pii_out_of_the_database(
+    policy: str, store_url: str, make_records, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("cryptography")
     monkeypatch.setenv("LMFORGE_ENCRYPTION_KEY", os.urandom(32).hex())
-    with Monitor(settings(tmp_path, text_policy=policy), LABELS) as monitor:
+    monkeypatch.setenv("LMFORGE_PII_SALT", "a-long-enough-secret-salt")  # the key of the hash policy's HMAC
+    with Monitor(settings(store_url, text_policy=policy), LABELS) as monitor:
         monitor.record_many(make_records(5, texts=[PII_TEXT] * 5))
         monitor.flush()
         row = monitor.store.rows("predictions")[0]
         revealed = monitor._policy.reveal(row["text"])
-    raw = db_bytes(tmp_path)
+    raw = stored_bytes(store_url)
+    assert row["text_hash"].encode() in raw  # what was read is the store's own data
     assert not any(c.encode() in raw for c in CANARIES)
     if policy == "hash":
         assert row["text"] is None and len(row["text_hash"]) == 64
@@ -110,17 +119,17 @@ def test_other_policies_keep_pii_out_of_the_file(
 
 
 def test_encrypt_policy_without_a_key_fails_at_start_not_on_the_request_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("cryptography")
     monkeypatch.delenv("LMFORGE_ENCRYPTION_KEY", raising=False)
-    monitor = Monitor(settings(tmp_path, text_policy="encrypt"), LABELS)
+    monitor = Monitor(settings(store_url, text_policy="encrypt"), LABELS)
     with pytest.raises(LmforgeError, match="LMFORGE_ENCRYPTION_KEY"):
         monitor.start()
 
 
-def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path, make_records) -> None:
-    monitor = Monitor(settings(tmp_path, queue_size=10), LABELS)  # not started: nothing drains the queue
+def test_full_queue_drops_and_counts_without_blocking(store_url: str, make_records) -> None:
+    monitor = Monitor(settings(store_url, queue_size=10), LABELS)  # not started: nothing drains the queue
     start = time.perf_counter()
     monitor.record_many(make_records(25))
     assert time.perf_counter() - start < 1.0  # a blocking put would wait forever here (nothing drains)
@@ -135,18 +144,18 @@ def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path, make_recor
     assert monitor.dropped == 17
 
 
-def test_a_malformed_record_is_dropped_alone(tmp_path: Path, make_records) -> None:
+def test_a_malformed_record_is_dropped_alone(store_url: str, make_records) -> None:
     good = make_records(3)
     bad = good[0].__class__(**{**good[0].__dict__, "id": "bad", "confidence": float("nan")})
-    with Monitor(settings(tmp_path), LABELS) as monitor:
+    with Monitor(settings(store_url), LABELS) as monitor:
         monitor.record_many([good[0], bad, good[1], "not a record", good[2]])  # type: ignore[list-item]
         monitor.flush()
         assert monitor.store.count() == 3 and monitor.invalid == 2
 
 
-def test_feedback_errors_are_user_errors(tmp_path: Path, make_records) -> None:
+def test_feedback_errors_are_user_errors(store_url: str, make_records) -> None:
     records = make_records(2)
-    with Monitor(settings(tmp_path, flush_interval_s=30.0), LABELS) as monitor:
+    with Monitor(settings(store_url, flush_interval_s=30.0), LABELS) as monitor:
         monitor.record_many(records)
         # Not written yet (the writer waits 30 s), and still accepted: the id is known at once.
         assert monitor.add_feedback(records[1].id, "negative")["correct"] is (records[1].label == "negative")
@@ -159,7 +168,7 @@ def test_feedback_errors_are_user_errors(tmp_path: Path, make_records) -> None:
     assert issubclass(UnknownPredictionError, LmforgeError) and issubclass(InvalidLabelError, LmforgeError)
 
 
-def test_live_metrics_match_a_hand_computation(tmp_path: Path, make_records) -> None:
+def test_live_metrics_match_a_hand_computation(store_url: str, make_records) -> None:
     predicted = [
         "positive",
         "positive",
@@ -172,7 +181,7 @@ def test_live_metrics_match_a_hand_computation(tmp_path: Path, make_records) -> 
     ]
     truth = ["positive", "negative", "negative", "negative", "positive", "positive", "positive", "negative"]
     records = make_records(10, labels=predicted + ["positive", "negative"])
-    with Monitor(settings(tmp_path), LABELS) as monitor:
+    with Monitor(settings(store_url), LABELS) as monitor:
         monitor.record_many(records)
         monitor.flush()
         assert monitor.live_metrics("m", "1") == {"n": 0, "accuracy": None, "macro_f1": None}

@@ -1,5 +1,6 @@
 """Fixtures of the serving tests: a copy of the tiny trained run, a state folder with API keys,
-and apps run in-process (their lifespan included) with one inference thread."""
+the registry's database (SQLite and PostgreSQL), and apps run in-process (their lifespan
+included) with one inference thread."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests._postgres import BACKENDS, fresh_postgres_database, server_url
 from tests._runs import copy_run
 from tests._serve import create_keys
 
@@ -25,6 +27,16 @@ def _hermetic(_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def serve_run(trained_full: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private copy of the tiny run (unsigned) for one test module."""
     return copy_run(trained_full, tmp_path_factory.mktemp("serve") / "sentiment").root
+
+
+@pytest.fixture(params=BACKENDS)
+def registry_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The registry's URL: None (SQLite in the state folder, the default) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+    else:
+        with fresh_postgres_database(server_url()) as url:
+            yield url
 
 
 def settings_for(state: Path, run: Path | None = None, **overrides: Any) -> Any:

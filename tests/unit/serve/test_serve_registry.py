@@ -1,4 +1,8 @@
-"""The registry and the key store on a real SQLite database, through the library and the CLI."""
+"""The registry and the key store on real SQLite and PostgreSQL databases, through the library and the CLI.
+
+``registry_url`` (tests/unit/serve/conftest.py) runs each test on both: None is the default SQLite
+file in the state folder, else a fresh PostgreSQL database.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tests._postgres import postgres_rows_text
 from tests._runs import copy_run
 
 from lmforge.cli.__main__ import main
@@ -18,8 +23,15 @@ from lmforge.serve._keys import key_id_of, token_matches
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> ServeSettings:
-    return ServeSettings(state_dir=str(tmp_path / "state"))
+def settings(tmp_path: Path, registry_url: str | None) -> ServeSettings:
+    return ServeSettings(state_dir=str(tmp_path / "state"), registry_url=registry_url)
+
+
+def stored_text(settings: ServeSettings) -> str:
+    """Everything the registry database holds: SQLite's dump, or every PostgreSQL row as text."""
+    if settings.registry_url is None:
+        return "\n".join(sqlite3.connect(Path(settings.state_dir) / "registry.db").iterdump())
+    return postgres_rows_text(settings.registry_url)
 
 
 def test_unsigned_run_is_refused_unless_allowed(settings: ServeSettings, serve_run: Path) -> None:
@@ -50,14 +62,14 @@ def test_signed_run_verifies_and_tampering_is_refused(
 
 
 def test_serving_a_registered_run_reuses_its_version_and_still_refuses_it_tampered(
-    serve_run: Path, tmp_path: Path
+    serve_run: Path, tmp_path: Path, registry_url: str | None
 ) -> None:
     from tests.unit.serve.conftest import settings_for
 
     from lmforge.serve._source import ensure_source
 
     run = copy_run(serve_run, tmp_path / "served").root
-    settings = settings_for(tmp_path / "state", run)
+    settings = settings_for(tmp_path / "state", run, registry_url=registry_url)
     with open_stores(settings) as stores:
         name = ensure_source(settings, stores.registry, actor="t")
         assert ensure_source(settings, stores.registry, actor="t") == name  # a restart: the same version
@@ -125,53 +137,43 @@ def test_keys_are_stored_hashed_and_revocable(settings: ServeSettings) -> None:
         assert not revoked.active
         with pytest.raises(Exception, match="No API key with id 'ffffffffffff'"):
             stores.keys.revoke("ffffffffffff")
-    db = Path(settings.state_dir) / "registry.db"
-    dumped = "\n".join(sqlite3.connect(db).iterdump())
+    dumped = stored_text(settings)
+    assert key.key_id in dumped  # the dump does show what is stored
     assert token not in dumped and token.split("_")[-1] not in dumped  # only the digest is stored
     audit = Path(settings.state_dir) / "audit.jsonl"
     text = audit.read_text(encoding="utf-8")
     assert '"key.create"' in text and '"key.revoke"' in text and token not in text
 
 
-def test_cli_keys_and_registry(tmp_path: Path, serve_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    state = str(tmp_path / "state")
-    assert main(["keys", "create", "ops", "--role", "admin", "--state", state]) == 0
+def test_cli_keys_and_registry(
+    tmp_path: Path, serve_run: Path, registry_url: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every command names the same database: the state folder's SQLite file, or the PostgreSQL URL.
+    db = ["--state", str(tmp_path / "state")]
+    if registry_url is not None:
+        db += ["--registry-url", registry_url]
+    assert main(["keys", "create", "ops", "--role", "admin", *db]) == 0
     out = capsys.readouterr()
     token = out.out.strip()
     assert key_id_of(token) is not None and "shown only this once" in out.err
-    assert main(["keys", "list", "--state", state]) == 0
+    assert main(["keys", "list", *db]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [k["name"] for k in listed] == ["ops"] and token not in json.dumps(listed)
 
-    assert main(["registry", "register", "sentiment", str(serve_run), "--state", state]) == 2
+    assert main(["registry", "register", "sentiment", str(serve_run), *db]) == 2
     assert "unsigned" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "registry",
-                "register",
-                "sentiment",
-                str(serve_run),
-                "--state",
-                state,
-                "--allow-unsigned",
-                "--activate",
-            ]
-        )
-        == 0
-    )
+    register = ["registry", "register", "sentiment", str(serve_run), *db, "--allow-unsigned"]
+    assert main([*register, "--activate"]) == 0
     assert "version 1" in capsys.readouterr().out
-    assert (
-        main(["registry", "register", "sentiment", str(serve_run), "--state", state, "--allow-unsigned"]) == 0
-    )
-    assert main(["registry", "canary", "sentiment", "2", "10", "--state", state]) == 0
+    assert main(register) == 0
+    assert main(["registry", "canary", "sentiment", "2", "10", *db]) == 0
     assert "10 % of traffic to version 2" in capsys.readouterr().out.splitlines()[-1]
-    assert main(["registry", "activate", "sentiment", "2", "--state", state]) == 0
-    assert main(["registry", "rollback", "sentiment", "--state", state]) == 0
+    assert main(["registry", "activate", "sentiment", "2", *db]) == 0
+    assert main(["registry", "rollback", "sentiment", *db]) == 0
     assert "version 2 -> 1" in capsys.readouterr().out.splitlines()[-1]
-    assert main(["registry", "list", "--state", state]) == 0
+    assert main(["registry", "list", *db]) == 0
     models = json.loads(capsys.readouterr().out)
     assert models[0]["name"] == "sentiment" and models[0]["active_version"] == 1
-    assert main(["registry", "activate", "nope", "1", "--state", state]) == 2
+    assert main(["registry", "activate", "nope", "1", *db]) == 2
     assert "No model named 'nope'" in capsys.readouterr().err
-    assert main(["keys", "revoke", listed[0]["key_id"], "--state", state]) == 0
+    assert main(["keys", "revoke", listed[0]["key_id"], *db]) == 0
