@@ -1,13 +1,16 @@
 """One way to open the SQLAlchemy databases lmforge keeps: the serving registry and the monitor store.
 
 SQLite by default (its folder is created; WAL journal, so readers never block the writer and
-the writer never blocks them; a 30 s busy timeout; usable from worker threads), PostgreSQL
-by URL with the ``postgres`` extra (``postgresql://`` means psycopg 3, which that extra
-installs), any other SQLAlchemy URL as given.
+the writer never blocks them; a 30 s busy timeout; usable from worker threads). A new SQLite
+file is created readable by its owner only (0600), since the stores hold predictions and
+input texts; SQLite gives the -wal and -shm files the database file's mode, and an existing
+file keeps the mode it has. PostgreSQL by URL with the ``postgres`` extra (``postgresql://``
+means psycopg 3, which that extra installs), any other SQLAlchemy URL as given.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,16 @@ from lmforge._extras import require
 from lmforge.errors import ConfigError, MissingExtraError
 
 __all__ = ["open_engine"]
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty SQLite file with mode 0600 unless it exists (SQLite reads 0 bytes as a new database)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # its owner chose its mode; it is not changed behind their back
+    os.close(fd)
 
 
 def open_engine(url: str, *, what: str, example: str, purpose: str, foreign_keys: bool = False) -> Any:
@@ -43,7 +56,7 @@ def open_engine(url: str, *, what: str, example: str, purpose: str, foreign_keys
     if backend == "sqlite":
         db = parsed.database or ""
         if db and db != ":memory:" and not db.startswith("file:"):
-            Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(db).expanduser())
         # Worker threads use the pool's connections; sqlite3's own thread check is for shared
         # connections, which the pool never makes (except the one in-memory database below).
         kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}

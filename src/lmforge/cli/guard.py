@@ -8,6 +8,7 @@ changes, signing, redaction runs) are recorded in the audit log named by ``--aud
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,10 @@ def _register_signing(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = sub.add_parser("audit", help="audit log tools", formatter_class=_RAW,
                        epilog="example: lmforge audit verify /var/log/lmforge/audit.jsonl")
     audit_sub = p.add_subparsers(dest="audit_verb", metavar="ACTION", required=True)
-    q = audit_sub.add_parser("verify", help="check the hash chain of an audit log",
-                             epilog="example: lmforge audit verify audit.jsonl   (keyed logs need $LMFORGE_AUDIT_KEY)")
+    q = audit_sub.add_parser("verify", help="check the hash chain of an audit log", formatter_class=_RAW,
+                             epilog="example: lmforge audit verify audit.jsonl   (keyed logs need $LMFORGE_AUDIT_KEY)\n"
+                             "exit 0: intact; 1: head missing, forged or behind (records cut off the end); "
+                             "2: a broken chain or an error")
     q.add_argument("log", nargs="?", help="the log (default: $LMFORGE_AUDIT_LOG)")
     q.set_defaults(func=audit_verify)
 
@@ -168,13 +171,26 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def audit_verify(args: argparse.Namespace) -> int:
-    from lmforge.guard import AUDIT_LOG_ENV, audit_log_from_env
+    """Exit 0: intact; 1: the records check out but the head is missing, forged or behind (the log
+    may have been cut short); 2 (an error): a record was edited, removed or reordered, or no key."""
+    from lmforge.guard import AUDIT_KEY_ENV, AUDIT_LOG_ENV, IntegrityError, audit_log_from_env
 
     log = audit_log_from_env(args.log)
     if log is None:
         raise ConfigError(f"Name the audit log: `lmforge audit verify LOG.jsonl`, or set ${AUDIT_LOG_ENV}.")
-    result = log.verify()
-    head = "head matches" if result.head_checked else "no head file (a removed tail would not show)"
+    try:
+        result = log.verify()
+    except IntegrityError as exc:
+        if not exc.tail:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if result.keyed:
+        head = "head matches"
+    elif result.head_checked:
+        head = f"head matches, but unkeyed: a truncated log with a rewritten head would pass; set ${AUDIT_KEY_ENV}"
+    else:
+        head = f"no head file and unkeyed: records removed from the end cannot be detected; set ${AUDIT_KEY_ENV}"
     say(f"{result.path}: {result.records} records, chain intact ({'HMAC-keyed' if result.keyed else 'sha256'}), "
         f"{head}")
     return 0

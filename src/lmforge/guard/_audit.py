@@ -11,8 +11,15 @@ finds an edited record (its hash no longer matches), a removed, inserted or reor
 (seq or prev breaks) and a removed tail (the head no longer matches).
 
 A plain hash chain only shows careless tampering: whoever can write the file can recompute
-every hash. With a key (``$LMFORGE_AUDIT_KEY``) the hashes are HMAC-SHA256, and a forged
-chain needs the key too. Keep the key away from the machine's ordinary users.
+every hash, and cut records off the end and rewrite (or delete) the head to match, so
+**without a key, truncation cannot be detected**. With a key (``$LMFORGE_AUDIT_KEY``) the
+hashes are HMAC-SHA256 and the head carries an HMAC of its own (``mac``): a forged chain or a
+rewritten head needs the key, and verifying a keyed log requires the head. What a key cannot
+show is a rollback to an older copy of both files; keep copies elsewhere (ship the log to
+another machine) for that. Keep the key away from the machine's ordinary users.
+
+The log and its head are created readable by their owner only (0600); a log that exists
+keeps its mode, and the head follows the log's mode.
 """
 
 from __future__ import annotations
@@ -29,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from lmforge.guard._crypto import write_atomic
 from lmforge.guard._errors import CryptoKeyError, GuardError, IntegrityError
-from lmforge.rundir import atomic_write_json
 
 try:  # POSIX advisory locks keep concurrent appenders from forking the chain
     import fcntl
@@ -50,6 +57,7 @@ __all__ = [
 AUDIT_LOG_ENV = "LMFORGE_AUDIT_LOG"
 AUDIT_KEY_ENV = "LMFORGE_AUDIT_KEY"
 GENESIS = "0" * 64
+_HEAD_DOMAIN = b"lmforge-audit-head\0"  # a head MAC can never pass for a record hash, nor one for the other
 
 ACTIONS = (
     "model.register",
@@ -99,6 +107,10 @@ def _canonical(record: Mapping[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def _head_mac(key: bytes, seq: int, last_hash: str) -> str:
+    return hmac.new(key, _HEAD_DOMAIN + f"{seq}\0{last_hash}".encode(), hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True)
 class AuditVerification:
     """Outcome of a successful :meth:`AuditLog.verify`."""
@@ -109,7 +121,8 @@ class AuditVerification:
     keyed: bool
     """The chain is HMAC-keyed (forging it needs the key)."""
     head_checked: bool
-    """``PATH.head`` was present and matched the last record (a removed tail would show)."""
+    """``PATH.head`` was present and matched the last record (a removed tail would show).
+    Always True for a keyed log, whose head is required and checked with the key."""
 
 
 class AuditLog:
@@ -141,6 +154,14 @@ class AuditLog:
             return hmac.new(self._key, body, hashlib.sha256).hexdigest()
         return hashlib.sha256(body).hexdigest()
 
+    def _write_head(self, fd: int, seq: int, last_hash: str) -> None:
+        head: dict[str, Any] = {"seq": seq, "hash": last_hash}
+        if self._key is not None:
+            head["mac"] = _head_mac(self._key, seq, last_hash)
+        # Readable by whoever may read the log, no more (0600 for a log lmforge created).
+        mode = os.fstat(fd).st_mode & 0o777
+        write_atomic(self.head_path, (json.dumps(head, indent=2) + "\n").encode("utf-8"), mode)
+
     # -- writing ---------------------------------------------------------------------------------
     def append(self, actor: str | None, action: str, target: str, details: Mapping[str, Any] | None = None
                ) -> dict[str, Any]:
@@ -160,7 +181,9 @@ class AuditLog:
             raise GuardError(f"Audit action {action!r} must be a dotted lower-case name such as 'model.activate'.")
         actor = actor or default_actor()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+b") as fh:
+        # Created 0600 (an existing log keeps its mode): the log says who touched which key.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a+b") as fh:
             if fcntl is not None:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
@@ -180,7 +203,7 @@ class AuditLog:
                 fh.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-                atomic_write_json(self.head_path, {"seq": record["seq"], "hash": record["hash"]})
+                self._write_head(fh.fileno(), record["seq"], record["hash"])
             finally:
                 if fcntl is not None:
                     fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
@@ -221,11 +244,17 @@ class AuditLog:
             return [json.loads(line) for line in fh if line.strip()]
 
     def verify(self) -> AuditVerification:
-        """Check every record and the chain between them.
+        """Check every record, the chain between them and the head.
+
+        With a key, the head is required and its MAC checked, so records cut off the end show
+        even when the head was deleted or rewritten. Without a key a missing head is accepted
+        (``head_checked`` is False) and a head can be forged: truncation cannot be detected.
 
         Raises:
             IntegrityError: naming the first bad record (its seq and line) and what is wrong
-                with it: edited, removed, inserted, reordered, or a removed tail.
+                with it: edited, removed, inserted, reordered; or a head that is missing (keyed
+                log), forged or does not match the last record. Head problems carry
+                ``tail=True``: the records verified, but the log may have been cut short.
             CryptoKeyError: the log is keyed and this object has no key.
         """
         if not self.path.is_file():
@@ -270,27 +299,47 @@ class AuditLog:
                     )
                 prev, expected_seq = record["hash"], expected_seq + 1
                 count += 1
-        head_checked = False
-        if self.head_path.is_file():
-            try:
-                head = json.loads(self.head_path.read_text(encoding="utf-8"))
-                head_seq, head_hash = int(head["seq"]), str(head["hash"])
-            except (ValueError, KeyError, TypeError):
-                raise IntegrityError(f"{self.head_path} is damaged; it should hold the last seq and hash.") from None
-            if head_seq > count:
-                raise IntegrityError(
-                    f"{self.path}: the head records seq {head_seq} but the log ends at seq {count}: "
-                    f"record(s) {count + 1}..{head_seq} were removed from the end."
-                )
-            if head_seq < count:
-                raise IntegrityError(
-                    f"{self.path}: record seq {head_seq + 1} and later are not in the head file: they were appended "
-                    "by something other than lmforge, or the head was rolled back."
-                )
-            if not hmac.compare_digest(head_hash, prev):
-                raise IntegrityError(f"{self.path}: the last record does not match the head hash; it was replaced.")
-            head_checked = True
+        head_checked = self._check_head(count, prev)
         return AuditVerification(str(self.path), count, prev, bool(keyed), head_checked)
+
+    def _check_head(self, count: int, last_hash: str) -> bool:
+        """True when the head matched; False when an unkeyed log has none. Raises on a bad head."""
+        head_path = self.head_path
+        if not head_path.is_file():
+            if self._key is None:
+                return False
+            raise IntegrityError(
+                f"{self.path}: its head file {head_path.name} is missing; a keyed log needs it to show that no "
+                "records were cut off the end. Restore both files from a backup.", tail=True
+            )
+        try:
+            head = json.loads(head_path.read_text(encoding="utf-8"))
+            head_seq, head_hash = int(head["seq"]), str(head["hash"])
+            head_mac = head.get("mac")
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+            raise IntegrityError(f"{head_path} is damaged; it should hold the last seq and hash.", tail=True) from None
+        if self._key is not None and not (
+            isinstance(head_mac, str) and hmac.compare_digest(head_mac, _head_mac(self._key, head_seq, head_hash))
+        ):
+            what = "has no MAC" if head_mac is None else "has a MAC that does not match the key"
+            raise IntegrityError(
+                f"{self.path}: its head file {head_path.name} {what}: it was rewritten without the key "
+                "(or by an older lmforge), so the end of the log cannot be trusted.", tail=True
+            )
+        if head_seq > count:
+            raise IntegrityError(
+                f"{self.path}: the head records seq {head_seq} but the log ends at seq {count}: "
+                f"record(s) {count + 1}..{head_seq} were removed from the end.", tail=True
+            )
+        if head_seq < count:
+            raise IntegrityError(
+                f"{self.path}: record seq {head_seq + 1} and later are not in the head file: they were appended "
+                "by something other than lmforge, or the head was rolled back.", tail=True
+            )
+        if not hmac.compare_digest(head_hash, last_hash):
+            raise IntegrityError(f"{self.path}: the last record does not match the head hash; it was replaced.",
+                                 tail=True)
+        return True
 
 
 def audit_log_from_env(path: str | Path | None = None) -> AuditLog | None:

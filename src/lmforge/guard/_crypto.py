@@ -8,7 +8,8 @@ token bound to other associated data fails with :class:`CryptoKeyError` or
 
 Keys come from an environment variable (``LMFORGE_ENCRYPTION_KEY``: base64 or hex keys,
 comma-separated, the first encrypts) or a key-ring file made by ``lmforge key encryption``
-(JSON, mode 0600). Key material never appears in a message, a log line or a ``repr``.
+(JSON, mode 0600). A key file that group or other users can access is refused, not read
+(:func:`read_private`). Key material never appears in a message, a log line or a ``repr``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import binascii
 import datetime as _dt
 import hashlib
 import json
-import logging
 import os
 import secrets
 from pathlib import Path
@@ -35,10 +35,10 @@ __all__ = [
     "encrypt_file",
     "key_id",
     "load_encryptor",
+    "read_private",
+    "write_atomic",
     "write_private",
 ]
-
-logger = logging.getLogger(__name__)
 
 KEY_ENV = "LMFORGE_ENCRYPTION_KEY"
 _MAGIC = b"LMFE"
@@ -175,14 +175,16 @@ class KeyRing:
 
     @classmethod
     def load(cls, path: str | Path) -> KeyRing:
-        """Read a ring written by :meth:`save`."""
+        """Read a ring written by :meth:`save`.
+
+        Raises:
+            CryptoKeyError: the file is missing, damaged, or group or other users can access it.
+        """
         path = Path(path)
         if not path.is_file():
             raise CryptoKeyError(f"Key file not found: {path}. {_CREATE_HINT}")
-        if os.name == "posix" and path.stat().st_mode & 0o077:
-            logger.warning("key file %s is readable by other users; run `chmod 600 %s`", path, path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_private(path, "Key file").decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise CryptoKeyError(f"Key file {path} is not a JSON key ring; it is damaged. {_CREATE_HINT}") from None
         if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("keys"), list):
@@ -312,7 +314,7 @@ def load_encryptor(key_file: str | Path | None = None, *, env: str = KEY_ENV) ->
 def encrypt_file(src: str | Path, dst: str | Path, encryptor: Encryptor) -> None:
     """Encrypt a whole file (e.g. a prepared split) into ``dst``, atomically. Reads it into memory."""
     data = Path(src).read_bytes()
-    _write_bytes(Path(dst), encryptor.encrypt(data, b"lmforge-file"))
+    write_atomic(Path(dst), encryptor.encrypt(data, b"lmforge-file"))
 
 
 def decrypt_file(src: str | Path, dst: str | Path, encryptor: Encryptor) -> None:
@@ -322,11 +324,16 @@ def decrypt_file(src: str | Path, dst: str | Path, encryptor: Encryptor) -> None
         plain = encryptor.decrypt(token, b"lmforge-file")
     except GuardError as exc:
         raise type(exc)(f"{src}: {exc}") from None
-    _write_bytes(Path(dst), plain)
+    write_atomic(Path(dst), plain)
 
 
-def _write_bytes(path: Path, data: bytes, mode: int = 0o666) -> None:
-    """Write ``data`` through a temporary file created with ``mode`` (less the umask), fsync, rename."""
+def write_atomic(path: str | Path, data: bytes, mode: int = 0o666) -> None:
+    """Write ``data`` through a temporary file created with ``mode`` (less the umask), fsync, rename.
+
+    The file is never readable with a looser mode than ``mode``, not even for a moment (a
+    ``chmod`` after writing would leave a window).
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -344,5 +351,30 @@ def _write_bytes(path: Path, data: bytes, mode: int = 0o666) -> None:
 def write_private(path: str | Path, data: bytes) -> None:
     """Write a secret (a key file) atomically, readable and writable by its owner only (0600)."""
     path = Path(path)
-    _write_bytes(path, data, 0o600)
+    write_atomic(path, data, 0o600)
     os.chmod(path, 0o600)  # in case the umask was stricter than needed, make the mode exact
+
+
+def read_private(path: str | Path, what: str = "Key file") -> bytes:
+    """The bytes of a secret file, refused when its owner is not the only one who can access it.
+
+    A key that group or other users can read may already be copied, so it is not used quietly:
+    the mode is checked on the opened file (no window between the check and the read).
+
+    Args:
+        path: The key file.
+        what: What it is, for the message (e.g. "Signing key").
+
+    Raises:
+        CryptoKeyError: the mode gives group or others any access; the message names the path,
+            the mode and the fix.
+    """
+    path = Path(path)
+    with open(path, "rb") as fh:
+        mode = os.fstat(fh.fileno()).st_mode & 0o777
+        if os.name == "posix" and mode & 0o077:
+            raise CryptoKeyError(
+                f"{what} {path} has mode {mode:04o}: group or other users can access it, so it is refused. "
+                f"Run `chmod 600 {path}`, and rotate the key if someone else may have read it."
+            )
+        return fh.read()

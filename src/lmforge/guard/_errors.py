@@ -16,7 +16,17 @@ class GuardError(LmforgeError):
 
 
 class IntegrityError(GuardError):
-    """Data failed an integrity check: a tampered file, a bad signature, a broken audit chain."""
+    """Data failed an integrity check: a tampered file, a bad signature, a broken audit chain.
+
+    Args:
+        message: What is wrong, naming the file or record.
+        tail: What was there checked out, but its end could not be confirmed, so data may
+            have been cut off (an audit log whose head is missing, forged or behind).
+    """
+
+    def __init__(self, message: str, *, tail: bool = False) -> None:
+        super().__init__(message)
+        self.tail = tail
 
 
 class CryptoKeyError(GuardError):

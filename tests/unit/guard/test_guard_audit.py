@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -191,3 +193,108 @@ def test_cli_audit_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str], mo
     monkeypatch.delenv("LMFORGE_AUDIT_LOG", raising=False)
     assert main(["audit", "verify"]) == 2
     assert "LMFORGE_AUDIT_LOG" in capsys.readouterr().err
+
+
+KEY = b"k" * 32
+
+
+def truncate(log: AuditLog, keep: int) -> None:
+    write(log, lines(log)[:keep])
+
+
+def test_keyed_log_truncated_with_its_head_deleted_fails(tmp_path: Path) -> None:
+    log = make_log(tmp_path, key=KEY)
+    truncate(log, 3)
+    log.head_path.unlink()
+    with pytest.raises(IntegrityError, match="head file audit.jsonl.head is missing") as exc:
+        log.verify()
+    assert exc.value.tail
+    # The same cut on an unkeyed log cannot be detected: today's behaviour, said in the result.
+    plain = make_log(tmp_path / "plain")
+    truncate(plain, 3)
+    plain.head_path.unlink()
+    assert (plain.verify().records, plain.verify().head_checked) == (3, False)
+
+
+def test_keyed_log_truncated_with_a_forged_head_fails(tmp_path: Path) -> None:
+    """Whoever cuts the log can read the new last hash; without the key the head's MAC cannot follow."""
+    log = make_log(tmp_path, key=KEY)
+    truncate(log, 3)
+    last = log.records()[-1]
+    for forged in ({"seq": 3, "hash": last["hash"]},  # an unkeyed head, as lmforge wrote before
+                   {"seq": 3, "hash": last["hash"], "mac": "0" * 64},
+                   {"seq": 3, "hash": last["hash"], "mac": last["hash"]}):  # a record hash is no head MAC
+        log.head_path.write_text(json.dumps(forged), encoding="utf-8")
+        with pytest.raises(IntegrityError, match="head file audit.jsonl.head has") as exc:
+            log.verify()
+        assert exc.value.tail, forged
+    # A head keyed with another key is no better.
+    other = make_log(tmp_path / "other", n=3, key=b"o" * 32)
+    other.head_path.replace(log.head_path)
+    with pytest.raises(IntegrityError, match="does not match the key"):
+        log.verify()
+
+
+def test_keyed_log_intact_verifies_and_its_head_follows_the_chain(tmp_path: Path) -> None:
+    log = make_log(tmp_path, key=KEY)
+    result = log.verify()
+    assert (result.records, result.keyed, result.head_checked) == (5, True, True)
+    head = json.loads(log.head_path.read_text(encoding="utf-8"))
+    assert set(head) == {"seq", "hash", "mac"} and head["seq"] == 5
+    assert "mac" not in json.loads(make_log(tmp_path / "plain").head_path.read_text(encoding="utf-8"))
+    # A keyed head kept from before the last records (a cut made by restoring it) is behind.
+    old_head = log.head_path.read_bytes()
+    log.append("ana", "model.activate", "runs/r9")
+    log.head_path.write_bytes(old_head)
+    with pytest.raises(IntegrityError, match="seq 6 and later are not in the head"):
+        log.verify()
+
+
+def test_cli_audit_verify_exits_1_on_a_missing_or_forged_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LMFORGE_AUDIT_KEY", KEY.decode())
+    log = make_log(tmp_path, key=KEY)
+    assert main(["audit", "verify", str(log.path)]) == 0
+    assert "5 records, chain intact (HMAC-keyed), head matches" in capsys.readouterr().out
+    truncate(log, 3)
+    assert main(["audit", "verify", str(log.path)]) == 1  # the head still says 5
+    err = capsys.readouterr().err
+    assert "record(s) 4..5 were removed from the end" in err
+    log.head_path.unlink()
+    assert main(["audit", "verify", str(log.path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "head file audit.jsonl.head is missing" in err
+    log.head_path.write_text(json.dumps({"seq": 3, "hash": log.records()[-1]["hash"]}), encoding="utf-8")
+    assert main(["audit", "verify", str(log.path)]) == 1
+    assert "has no MAC" in capsys.readouterr().err
+    # A broken chain stays an error (exit 2), as before.
+    delete(0)(log)
+    assert main(["audit", "verify", str(log.path)]) == 2
+
+
+def test_cli_audit_verify_says_an_unkeyed_log_cannot_show_truncation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LMFORGE_AUDIT_KEY", raising=False)
+    log = make_log(tmp_path)
+    truncate(log, 3)
+    log.head_path.unlink()
+    assert main(["audit", "verify", str(log.path)]) == 0
+    out = capsys.readouterr().out
+    assert "3 records" in out and "cannot be detected" in out and "LMFORGE_AUDIT_KEY" in out
+
+
+def test_log_and_head_are_created_owner_only(tmp_path: Path) -> None:
+    log = make_log(tmp_path, n=2)
+    assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log.head_path.stat().st_mode) == 0o600
+    # An existing log keeps the mode its admin chose, and the head follows it.
+    shared = tmp_path / "shared.jsonl"
+    shared.touch()
+    os.chmod(shared, 0o640)
+    AuditLog(shared).append("ana", "model.activate", "x")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o640
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(AuditLog(shared).head_path.stat().st_mode) == 0o640 & ~umask

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -107,11 +107,12 @@ def test_keyring_file_round_trip_and_permissions(tmp_path: Path) -> None:
     assert "key" not in repr(loaded).replace("KeyRing", "")  # ids only, no key material
 
 
-def test_damaged_or_missing_key_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_damaged_or_missing_key_file(tmp_path: Path) -> None:
     with pytest.raises(CryptoKeyError, match="Key file not found.*lmforge key encryption"):
         KeyRing.load(tmp_path / "none.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json", encoding="utf-8")
+    os.chmod(bad, 0o600)  # a key file others can read is refused before it is parsed
     with pytest.raises(CryptoKeyError, match="not a JSON key ring"):
         KeyRing.load(bad)
     ring = KeyRing.generate()
@@ -125,9 +126,10 @@ def test_damaged_or_missing_key_file(tmp_path: Path, caplog: pytest.LogCaptureFi
     assert secret not in str(exc.value) and data["keys"][0]["key"] not in str(exc.value)
     ring.save(bad)
     os.chmod(bad, 0o644)
-    with caplog.at_level(logging.WARNING):
+    # A key ring others can read is refused (it used to load with a warning): the fix is in the message.
+    with pytest.raises(CryptoKeyError, match=rf"{re.escape(str(bad))} has mode 0644: group or other users.*"
+                       rf"`chmod 600 {re.escape(str(bad))}`"):
         KeyRing.load(bad)
-    assert "chmod 600" in caplog.text
 
 
 def test_keys_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -138,6 +138,77 @@ def test_near_miss_is_not_pii(text: str) -> None:
     assert detect(text) == [], found(text)
 
 
+# Recall before validity: after a contact cue a phone-shaped number is masked even when no
+# operator has that range (a typo of a real number is still personal data); the same number
+# without the cue is left to the strict validator.
+CUED = [
+    # (template with the cue, value, the same number without a cue)
+    ("call me at {}", "+86 154 1234 5678", None),  # +CC set apart: masked with or without a cue
+    ("call me at {}", "15412345678", "batch {} arrived"),  # 154: no operator yet
+    ("电话{}", "15412345678", "批次{}已到"),
+    ("请拨打{}", "154 1234 5678", "编码{}"),
+    ("手机：{}", "+86 154-1234-5678", None),
+    ("请拨打{}", "010-01234567", "北京 {}"),  # Beijing, local part starts with 0
+    ("电话：{}", "021-01234567", "上海{}"),  # Shanghai, local part starts with 0
+    ("联系我们 {} 转 8", "(021)01234567", "区号 {}"),
+    ("call me at {}", "415-911-0000", "us {}"),  # N11 exchange
+    ("call me at {}", "(415) 911-0000", "sign: {}"),
+    ("reach me on my cell at {} anytime", "212.911.1234", "ratio {}"),
+    ("Tel. {}", "0755-01234567", "code {}"),
+    ("whatsapp {}", "+44 7700 900123", None),
+]
+UNCUED_SHAPE = [  # a country code set apart from grouped digits: a phone number without a cue
+    ("London {}", "+86 154 1234 5678"),
+    ("SF: {}", "+1 (415) 911-0000"),
+    ("{} (office)", "+1 415-911-0000"),
+    ("номер {}", "+7 912 345 67 89"),
+]
+
+
+@pytest.mark.parametrize(("template", "value", "uncued"), CUED, ids=[f"{t}|{v}" for t, v, _ in CUED])
+def test_phone_shaped_number_after_a_contact_cue_is_masked(template: str, value: str, uncued: str | None) -> None:
+    text = template.format(value)
+    assert_exact(text, "PHONE", value)
+    assert value not in redact(text).text
+    if uncued is not None:  # without the cue the strict validator still decides: not a valid number
+        assert detect(uncued.format(value)) == [], found(uncued.format(value))
+
+
+@pytest.mark.parametrize(("template", "value"), UNCUED_SHAPE, ids=[v for _, v in UNCUED_SHAPE])
+def test_plus_country_code_with_grouped_digits_is_masked_without_a_cue(template: str, value: str) -> None:
+    assert_exact(template.format(value), "PHONE", value)
+
+
+CUED_NEAR_MISSES = [
+    # a cue nearby, but the number is labeled, is a date or an amount, or has no phone shape
+    "call me about order 13812345678 shipped",
+    "order 13812345678 shipped, call me",
+    "电话联系过了，订单号15412345678",
+    "请拨打客服，运单号 02101234567",
+    "call me on 2024-01-15 at 10:30",
+    "电话预约 2024-01-15 下午",
+    "联系日期 20240115",
+    "请拨打热线，金额 ¥1,234,567",
+    "call me, I paid ¥1,234,567 already",
+    "phone bill $415-911-0000",  # currency label
+    "致电后退款 1,234,567 元",
+    "call about flight CA1234 on 2024-01-15",
+    "联系航班MU5101，座位 12A",
+    "phone 12345678901",  # 123 is no mobile shape (13x-19x)
+    "call me at 1381234567",  # 10 digits
+    "call +1234567",  # ungrouped and invalid
+    "call me +1.23 2.50 3.00",  # decimals, not groups
+    "hotel 15412345678 and recall 15412345678 and telling 15412345678",  # cue letters inside words
+    "call me tomorrow, the parcel code is 15412345678",  # the cue is too far away
+    "landline 010-12345678",
+]
+
+
+@pytest.mark.parametrize("text", CUED_NEAR_MISSES)
+def test_contact_cue_does_not_mask_near_misses(text: str) -> None:
+    assert detect(text) == [], found(text)
+
+
 def test_validators_directly() -> None:
     assert valid_cn_id(VALID_ID) and VALID_ID == "11010519491231002X"
     assert valid_cn_id(VALID_ID.lower())
@@ -249,6 +320,7 @@ def test_gates_never_hide_a_match() -> None:
 
     rng = random.Random(20261128)
     pieces = [value for _, value, _ in POSITIVES] + [VALID_ID[:17], "passport", "护照", "order #", "@united"]
+    pieces += [value for _, value, _ in CUED] + ["call me at ", "电话", "请拨打", "tel "]
     noise = "0123456789 -.:()+@/<Xx订单号EGabc\n"
 
     def text() -> str:

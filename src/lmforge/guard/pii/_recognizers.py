@@ -4,15 +4,23 @@ Numbers must stand alone: a digit or an ASCII letter right before or after a can
 rules it out, so a phone number is never cut out of a longer order number, and Chinese
 text (no spaces between words) still matches. Numeric recognizers also drop numbers that
 are labeled as an order number or an amount ("订单号", "order #", "$", "元"...).
+
+Phone numbers put recall before validity: after a contact cue ("call me at", "电话",
+"请拨打"...) a number with the shape of a phone number is one, in an allocated range or not,
+and a ``+`` country code set apart from grouped digits is one without a cue. Without either,
+the strict validators decide (allocated prefixes, no N11 exchange...).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from lmforge.guard.pii._registry import RegexRecognizer, labeled_as_non_pii, register_recognizer
 from lmforge.guard.pii._validators import (
+    grouped_international_phone,
+    plausible_cn_landline,
+    plausible_nanp,
     valid_bank_card,
     valid_cn_id,
     valid_cn_landline,
@@ -123,38 +131,57 @@ register_recognizer(
     )
 )
 
+# Words that say the number after them is a phone number. English ones stand as words
+# ("tel" is not "hotel" or "telling"); "landline" and "number" are left out on purpose: they
+# also label ids ("order number"), and a labeled order number or amount is never a phone.
+CONTACT_CUE = re.compile(
+    r"(?<![A-Za-z])(?:call(?:s|ed|ing)?|(?:tele|cell|mobile\s?|smart)?phone(?:s|d)?|tel|mobile|mob|cell"
+    r"|text(?:ed)?\s+(?:me|us)|reach\s+(?:me|us)|ring\s+(?:me|us)|contact(?:s|ed|ing)?|whats\s?app|dial(?:ed|ing)?"
+    r"|sms|fax)(?![A-Za-z])"
+    r"|电话|手机|拨打|联系|致电|微信|来电|打给|短信|热线|座机|传真",
+    re.IGNORECASE,
+)
+
 register_recognizer(
     RegexRecognizer(
         "phone_cn_mobile", "PHONE",
+        # The shape (11 digits from 13x to 19x); the validator wants an allocated prefix (not 154...).
         re.compile(r"(?<![0-9A-Za-z+])(?P<pii>(?:(?:\+|00)86[ -]?)?1[3-9]\d(?P<sep>[ -]?)\d{4}(?P=sep)\d{4})"
                    + _ALONE_AFTER),
         valid_cn_mobile,
         priority=62,
         reject_labeled=True,
         min_digits=4,
+        cue=CONTACT_CUE,
     )
 )
 register_recognizer(
     RegexRecognizer(
         "phone_cn_landline", "PHONE",
+        # The shape: an area code and 7-8 digits; the validator wants a local number from 2-9.
         re.compile(_ALONE_BEFORE + r"(?P<pii>(?:\((?:010|02\d|0[3-9]\d{2})\)|(?:010|02\d|0[3-9]\d{2}))"
-                   r"[ -]?[2-9]\d{6,7})" + _ALONE_AFTER),
+                   r"[ -]?\d{7,8})" + _ALONE_AFTER),
         valid_cn_landline,
         priority=61,
         reject_labeled=True,
         min_digits=7,
+        cue=CONTACT_CUE,
+        validate_cued=plausible_cn_landline,
     )
 )
 register_recognizer(
     RegexRecognizer(
         "phone_nanp", "PHONE",
         # Separators between the groups are required: ten bare digits are more often an id.
+        # The shape allows any exchange; the validator refuses N11 and 0/1 exchanges.
         re.compile(r"(?<![0-9A-Za-z+])(?P<pii>(?:\+?1[ .-]?)?(?:\([2-9]\d{2}\)[ .-]?|[2-9]\d{2}[ .-])"
-                   r"[2-9]\d{2}[ .-]\d{4})" + _ALONE_AFTER),
+                   r"\d{3}[ .-]\d{4})" + _ALONE_AFTER),
         valid_nanp,
         priority=60,
         reject_labeled=True,
         min_digits=4,
+        cue=CONTACT_CUE,
+        validate_cued=plausible_nanp,
     )
 )
 
@@ -164,7 +191,10 @@ class InternationalPhoneRecognizer:
 
     The pattern takes the longest run of digits and separators after the plus; the validator
     then tries it, and each shorter prefix that ends at a group boundary, longest first, so a
-    number followed by another number ("+44 20 7946 0958 2023") is still found.
+    number followed by another number ("+44 20 7946 0958 2023") is still found. When no prefix
+    is a valid number, one whose country code is set apart from grouped digits
+    (``+86 154 1234 5678``, ``+1 (415) 911-0000``) still counts: that shape is a phone number
+    whether or not its range is allocated. An ungrouped invalid one (``+1234567``) does not.
     """
 
     name = "phone_e164"
@@ -181,15 +211,24 @@ class InternationalPhoneRecognizer:
             return
         for match in self.pattern.finditer(text):
             start, end = match.span()
-            # Candidate ends: the full match, then each position before a separator, longest first.
-            ends = [end] + [start + i for i in range(len(match.group()) - 1, 1, -1)
-                            if not match.group()[i].isdigit() and match.group()[i - 1].isdigit()]
-            for stop in ends:
-                if stop < len(text) and (text[stop].isalnum() and text[stop].isascii()):
-                    continue  # would cut a longer token
-                if valid_international_phone(text[start:stop]) and not labeled_as_non_pii(text, start, stop):
-                    yield start, stop
-                    break
+            # Candidate ends: the full match, then each position before a separator, longest first,
+            # leaving out those that would cut a longer token.
+            ends = [stop for stop in [end] + [start + i for i in range(len(match.group()) - 1, 1, -1)
+                                              if not match.group()[i].isdigit() and match.group()[i - 1].isdigit()]
+                    if not (stop < len(text) and text[stop].isalnum() and text[stop].isascii())]
+            stop = self._first(text, start, ends, valid_international_phone)
+            if stop is None:
+                stop = self._first(text, start, ends, grouped_international_phone)
+            if stop is not None:
+                yield start, stop
+
+    @staticmethod
+    def _first(text: str, start: int, ends: list[int], check: Callable[[str], bool]) -> int | None:
+        """The longest end whose number passes ``check`` and is not labeled as an amount or order number."""
+        for stop in ends:
+            if check(text[start:stop]) and not labeled_as_non_pii(text, start, stop):
+                return stop
+        return None
 
 
 register_recognizer(InternationalPhoneRecognizer())

@@ -2,7 +2,10 @@
 
 A recognizer proposes candidate spans with a regular expression and keeps only those its
 validator accepts (a check digit, a birth date, a Luhn sum, a parsed address...), so near
-misses such as order numbers, amounts and dates are not reported. Recognizers register
+misses such as order numbers, amounts and dates are not reported. Where the words just
+before a candidate say what it is (a contact cue such as "call me at" or "请拨打" before a
+phone number), a looser check of its shape is enough: a mistyped number is still personal
+data, and recall matters more than validity there. Recognizers register
 themselves by name in :mod:`lmforge.guard.pii._recognizers`; more can be added with
 :func:`register_recognizer`.
 """
@@ -130,6 +133,11 @@ class RegexRecognizer:
             are missed.
         trim: Shortens a candidate before validation (returns a prefix of it), e.g. to drop
             the sentence's full stop after a URL.
+        cue: When this expression matches the ``cue_window`` characters before a candidate
+            that ``validate`` rejects (e.g. "call me at", "电话"), ``validate_cued`` decides
+            instead: the context says what the number is, so its shape is enough.
+        cue_window: How many characters before a candidate the cue must lie within.
+        validate_cued: The check of a cued candidate; None accepts every cued match.
     """
 
     def __init__(
@@ -147,6 +155,9 @@ class RegexRecognizer:
         min_digits: int = 0,
         gate: re.Pattern[str] | None = None,
         trim: Callable[[str], str] | None = None,
+        cue: re.Pattern[str] | None = None,
+        cue_window: int = 24,
+        validate_cued: Callable[[str], bool] | None = None,
     ) -> None:
         self.name = name
         self.entity_type = entity_type
@@ -160,6 +171,9 @@ class RegexRecognizer:
         self.min_digits = min_digits
         self.gate = gate
         self.trim = trim
+        self.cue = cue
+        self.cue_window = cue_window
+        self.validate_cued = validate_cued
 
     def __repr__(self) -> str:
         return f"RegexRecognizer({self.name!r}, {self.entity_type!r})"
@@ -180,7 +194,7 @@ class RegexRecognizer:
                 end = start + len(self.trim(text[start:end]))
             if end <= start:
                 continue
-            if self.validate is not None and not self.validate(text[start:end]):
+            if self.validate is not None and not self.validate(text[start:end]) and not self._cued(text, start, end):
                 continue
             if self.reject_labeled and labeled_as_non_pii(text, start, end):
                 continue
@@ -189,6 +203,13 @@ class RegexRecognizer:
                 if not self.require_before.search(before):
                     continue
             yield start, end
+
+
+    def _cued(self, text: str, start: int, end: int) -> bool:
+        """A contact cue precedes the candidate and its shape passes ``validate_cued``."""
+        if self.cue is None or not self.cue.search(text, max(0, start - self.cue_window), start):
+            return False
+        return self.validate_cued is None or self.validate_cued(text[start:end])
 
 
 RECOGNIZERS: dict[str, Recognizer] = {}

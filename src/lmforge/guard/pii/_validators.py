@@ -3,6 +3,11 @@
 Each takes the candidate text a pattern matched and returns True when it is a valid
 identifier of its kind. Pure functions of the string, no I/O, no imports of optional packages
 except :func:`valid_international_phone`, which uses ``phonenumbers`` when it is installed.
+
+The ``plausible_*`` and :func:`grouped_international_phone` checks are looser: they ask for
+the shape of a phone number, not a number in an allocated range. A mistyped or not yet
+allocated number is still someone's personal data, so they decide where the context says
+it is a phone number (a contact cue, or a ``+`` country code set apart from grouped digits).
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ from types import ModuleType
 from urllib.parse import urlsplit
 
 __all__ = [
+    "grouped_international_phone",
     "luhn_ok",
     "mrz_check_digit",
+    "plausible_cn_landline",
+    "plausible_nanp",
     "valid_bank_card",
     "valid_cn_id",
     "valid_cn_landline",
@@ -138,6 +146,13 @@ def valid_cn_landline(candidate: str) -> bool:
     return len(local) == 8 if area == 3 else len(local) in (7, 8)
 
 
+def plausible_cn_landline(candidate: str) -> bool:
+    """The shape of a landline (area code, 7 or 8 more digits, balanced brackets), in any range."""
+    digits = _NON_DIGIT.sub("", candidate)
+    area = 3 if digits.startswith(("010", "02")) else 4
+    return candidate.count("(") == candidate.count(")") and len(digits) - area in (7, 8)
+
+
 def _nanp_part_ok(part: str) -> bool:
     # Area codes and exchanges start with 2-9; N11 codes (411, 911...) are service numbers.
     return part[0] in "23456789" and part[1:] != "11"
@@ -154,6 +169,14 @@ def valid_nanp(candidate: str) -> bool:
         return False
     area, exchange = digits[:3], digits[3:6]
     return _nanp_part_ok(area) and area[1] != "9" and _nanp_part_ok(exchange)
+
+
+def plausible_nanp(candidate: str) -> bool:
+    """The shape of a North American number (ten digits, or 1 and ten), N11 and unassigned ranges included."""
+    digits = _NON_DIGIT.sub("", candidate)
+    return candidate.count("(") == candidate.count(")") and (
+        len(digits) == 10 or (len(digits) == 11 and digits[0] == "1")
+    )
 
 
 # Country calling codes assigned by the ITU (as in the phonenumbers metadata); the fallback
@@ -199,6 +222,32 @@ def valid_international_phone(candidate: str) -> bool:
     except Exception:  # phonenumbers raises NumberParseException for any unparsable input
         return False
     return bool(lib.is_valid_number(number))
+
+
+_GROUP_SEPARATORS = frozenset({" ", "-", ".", "(", ")", " (", ") ", ")-", ")."})
+_DIGIT_GROUPS = re.compile(r"(\d+)")
+
+
+def grouped_international_phone(candidate: str) -> bool:
+    """``+CC`` set apart from grouped digits (``+86 154 1234 5678``, ``+1 (415) 911-0000``), valid or not.
+
+    The country calling code must be assigned and followed by a separator, the whole number
+    must have 8 to 15 digits, one bracket pair at most, and dots may not mix with other
+    separators (``+1.23 2.50`` is two decimals, not a number).
+    """
+    if not candidate.startswith("+") or candidate.count("(") != candidate.count(")") or candidate.count("(") > 1:
+        return False
+    if candidate.find("(") > candidate.find(")"):
+        return False
+    parts = _DIGIT_GROUPS.split(candidate[1:])  # "", digits, separator, digits, ..., ""
+    groups, separators = parts[1::2], parts[2:-1:2]
+    if len(groups) < 2 or parts[0] or parts[-1] or groups[0] not in _CALLING_CODES:
+        return False
+    if not all(sep in _GROUP_SEPARATORS for sep in separators):
+        return False
+    if any("." in sep for sep in separators) and not all(sep == "." for sep in separators):
+        return False
+    return 8 <= sum(map(len, groups)) <= 15
 
 
 # --- e-mail, URL, IP ----------------------------------------------------------------------------
