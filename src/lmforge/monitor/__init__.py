@@ -14,7 +14,13 @@ Importing this package needs NumPy only; SQLAlchemy, FastAPI, prometheus-client 
 """
 
 from lmforge.monitor._drift import DriftData, DriftDetector, DriftResult
-from lmforge.monitor._errors import InvalidLabelError, MonitorError, UnknownPredictionError
+from lmforge.monitor._errors import (
+    FeedbackConflictError,
+    FeedbackForbiddenError,
+    InvalidLabelError,
+    MonitorError,
+    UnknownPredictionError,
+)
 from lmforge.monitor._live import classification_metrics
 from lmforge.monitor._monitor import Monitor
 from lmforge.monitor._records import PredictionRecord, new_prediction_id
@@ -38,6 +44,8 @@ __all__ = [
     "DriftData",
     "DriftDetector",
     "DriftResult",
+    "FeedbackConflictError",
+    "FeedbackForbiddenError",
     "InvalidLabelError",
     "Monitor",
     "MonitorError",

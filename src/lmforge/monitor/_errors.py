@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from lmforge.errors import LmforgeError
 
-__all__ = ["InvalidLabelError", "MonitorError", "UnknownPredictionError"]
+__all__ = [
+    "FeedbackConflictError",
+    "FeedbackForbiddenError",
+    "InvalidLabelError",
+    "MonitorError",
+    "UnknownPredictionError",
+]
 
 
 class MonitorError(LmforgeError):
@@ -23,3 +29,15 @@ class InvalidLabelError(MonitorError, ValueError):
     """Feedback gives a label that is not one of the model's labels (HTTP 422)."""
 
     code = "invalid_label"
+
+
+class FeedbackForbiddenError(MonitorError):
+    """Feedback on a prediction another API key asked for (HTTP 403): only that key, or an admin, labels it."""
+
+    code = "forbidden"
+
+
+class FeedbackConflictError(MonitorError):
+    """A prediction already has a different label (HTTP 409): it is final unless an admin overrides it."""
+
+    code = "feedback_conflict"

@@ -1,7 +1,9 @@
 """The monitor's HTTP routes (FastAPI): feedback, summary and dashboard.
 
-Errors are answered as ``{"error": {"code", "message"}}`` with 404 (unknown prediction) or
-422 (label not one of the model's); both are documented in the OpenAPI schema.
+Errors are answered as ``{"error": {"code", "message"}}`` with 403 (a prediction of another key),
+404 (unknown prediction), 409 (already labeled otherwise) or 422 (label not one of the model's);
+all are documented in the OpenAPI schema. Feedback goes through its own key check
+(``require_feedback``, by default ``require_predict``), which a server uses to rate-limit it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from lmforge.monitor._errors import InvalidLabelError, MonitorError, UnknownPredictionError
+from lmforge.monitor._errors import (
+    FeedbackConflictError,
+    FeedbackForbiddenError,
+    InvalidLabelError,
+    MonitorError,
+    UnknownPredictionError,
+)
 from lmforge.monitor._protocol import MonitorLike
 
 __all__ = ["ErrorBody", "ErrorDetail", "FeedbackRequest", "FeedbackResponse", "build_router"]
@@ -49,26 +57,43 @@ def error_response(status: int, exc: MonitorError) -> JSONResponse:
 
 
 def build_router(
-    monitor: MonitorLike, require_predict: Callable[..., Any], require_admin: Callable[..., Any]
+    monitor: MonitorLike,
+    require_predict: Callable[..., Any],
+    require_admin: Callable[..., Any],
+    require_feedback: Callable[..., Any] | None = None,
 ) -> APIRouter:
-    """Routes bound to ``monitor``; the two dependencies decide who may call them."""
+    """Routes bound to ``monitor``; the dependencies decide who may call them.
+
+    ``require_feedback`` (default ``require_predict``) answers the caller's key: an object with
+    ``key_id`` and ``role`` (``admin`` may override a label), or None where there are no keys.
+    """
     router = APIRouter(tags=["monitor"])
+    feedback_key = Depends(require_feedback or require_predict)
 
     @router.post(
         "/v1/feedback",
         response_model=FeedbackResponse,
-        dependencies=[Depends(require_predict)],
         summary="Send the true label of a prediction",
+        description="Only the key that asked for the prediction (or an admin key) may label it, and a label is "
+        "final: sending it again is answered as before, another label needs an admin key.",
         responses={
+            403: {"model": ErrorBody, "description": "The prediction was made for another API key."},
             404: {"model": ErrorBody, "description": "No prediction has this id."},
+            409: {"model": ErrorBody, "description": "The prediction already has another label."},
             422: {"model": ErrorBody, "description": "The label is not one of the model's labels."},
         },
     )
-    def feedback(body: FeedbackRequest) -> Any:
+    def feedback(body: FeedbackRequest, key: Any = feedback_key) -> Any:
+        key_id = getattr(key, "key_id", None)
+        admin = getattr(key, "role", None) == "admin"
         try:
-            return monitor.add_feedback(body.prediction_id, body.label)
+            return monitor.add_feedback(body.prediction_id, body.label, key_id=key_id, admin=admin)
+        except FeedbackForbiddenError as exc:
+            return error_response(403, exc)
         except UnknownPredictionError as exc:
             return error_response(404, exc)
+        except FeedbackConflictError as exc:
+            return error_response(409, exc)
         except InvalidLabelError as exc:
             return error_response(422, exc)
 

@@ -19,7 +19,13 @@ from lmforge.monitor._alerts import WebhookNotifier
 from lmforge.monitor._dashboard import render_dashboard
 from lmforge.monitor._drift import DriftResult
 from lmforge.monitor._drift_runner import DriftRunner
-from lmforge.monitor._errors import InvalidLabelError, MonitorError, UnknownPredictionError
+from lmforge.monitor._errors import (
+    FeedbackConflictError,
+    FeedbackForbiddenError,
+    InvalidLabelError,
+    MonitorError,
+    UnknownPredictionError,
+)
 from lmforge.monitor._live import Windows, classification_metrics, window_stats
 from lmforge.monitor._records import PredictionRecord
 from lmforge.monitor._settings import MonitorSettings
@@ -122,12 +128,21 @@ class Monitor:
         """Count a failed request (for the error rate). Never blocks, never raises."""
         self._writer.record_error(model, version, status)
 
-    def add_feedback(self, prediction_id: str, label: str) -> dict[str, Any]:
+    def add_feedback(
+        self, prediction_id: str, label: str, *, key_id: str | None = None, admin: bool = False
+    ) -> dict[str, Any]:
         """Store the true label of a prediction; returns ``{"prediction_id", "label", "correct"}``.
+
+        Feedback cannot be used to steer a rollout: a prediction is labeled by the key that asked
+        for it (``key_id``; predictions recorded without a key may be labeled by any key), and a
+        label, once given, is final: the same label again is an idempotent retry, another one
+        needs ``admin`` (an override, recorded under the admin's key).
 
         Raises:
             InvalidLabelError: ``label`` is not one of the model's labels.
             UnknownPredictionError: no prediction has this id.
+            FeedbackForbiddenError: the prediction was made for another key, and this is no admin.
+            FeedbackConflictError: it already has another label, and this is no admin.
         """
         if self.store is None:
             raise MonitorError("The monitor is not started; call start() first.")
@@ -137,14 +152,27 @@ class Monitor:
         if found is None and isinstance(prediction_id, str) and len(prediction_id) <= 64:
             row = self.store.get_prediction(prediction_id)
             if row is not None:
-                found = (row["model"], row["version"], row["label"], row["ts"])
+                found = (row["model"], row["version"], row["label"], row["ts"], row["key_id"])
         if found is None:
             raise UnknownPredictionError(
                 f"No prediction with id {prediction_id!r} (ids come from the predict "
                 "response; predictions dropped under overload are not stored)."
             )
-        model, version, predicted, pred_ts = found
+        model, version, predicted, pred_ts, asked_by = found
         correct = predicted == label
+        if not admin and asked_by is not None and key_id != asked_by:
+            raise FeedbackForbiddenError(
+                f"Prediction {prediction_id!r} was made for another API key; only that key, or an admin, "
+                "may label it."
+            )
+        previous = self.store.get_feedback(prediction_id)
+        if previous is not None and not admin:
+            if previous["label"] == label:
+                return {"prediction_id": prediction_id, "label": label, "correct": correct}
+            raise FeedbackConflictError(
+                f"Prediction {prediction_id!r} already has the label {previous['label']!r}; a label is final "
+                "unless an admin key overrides it."
+            )
         self.store.upsert_feedback(
             {
                 "prediction_id": prediction_id,
@@ -155,6 +183,7 @@ class Monitor:
                 "model": model,
                 "version": version,
                 "prediction_ts": pred_ts,
+                "key_id": key_id,
             }
         )
         self._feedback_keys.add((model, version))
@@ -205,6 +234,10 @@ class Monitor:
         if self.store is None:
             return classification_metrics([])
         return classification_metrics(self.store.labeled(model, version, window))
+
+    def feedback_keys(self, model: str, version: str, window: int = 100) -> int:
+        """How many distinct API keys gave the last ``window`` feedback labels of a version."""
+        return 0 if self.store is None else self.store.feedback_keys(model, version, window)
 
     def cached_live_metrics(self, model: str, version: str, window: int, ttl: float = 2.0) -> dict[str, Any]:
         """:meth:`live_metrics`, reused for ``ttl`` seconds (scrapes and dashboards poll often)."""
@@ -286,11 +319,19 @@ class Monitor:
         return self._alerts.notifier
 
     # -- HTTP, Prometheus, views -----------------------------------------------------------
-    def router(self, require_predict: Callable[..., Any], require_admin: Callable[..., Any]) -> Any:
-        """FastAPI router: ``POST /v1/feedback``, ``GET /v1/monitor/summary``, ``GET /dashboard``."""
+    def router(
+        self,
+        require_predict: Callable[..., Any],
+        require_admin: Callable[..., Any],
+        require_feedback: Callable[..., Any] | None = None,
+    ) -> Any:
+        """FastAPI router: ``POST /v1/feedback``, ``GET /v1/monitor/summary``, ``GET /dashboard``.
+
+        ``require_feedback`` checks the key of a feedback request (default: ``require_predict``).
+        """
         from lmforge.monitor._http import build_router  # FastAPI: the serve extra
 
-        return build_router(self, require_predict, require_admin)
+        return build_router(self, require_predict, require_admin, require_feedback)
 
     def collector(self) -> Any:
         """A ``prometheus_client`` collector of this monitor's metrics (register it on a registry)."""

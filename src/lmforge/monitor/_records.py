@@ -35,3 +35,5 @@ class PredictionRecord:
     """Probability of every label."""
     latency_ms: float = 0.0
     """Time the request spent in the model (or end to end, as the server measures it)."""
+    key_id: str | None = None
+    """Public id of the API key that asked (never the key): only that key, or an admin, may label it."""

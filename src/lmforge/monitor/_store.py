@@ -46,6 +46,7 @@ def _tables(sa: Any) -> tuple[Any, dict[str, Any]]:
             sa.Column("confidence", sa.Float, nullable=False),
             sa.Column("scores", sa.JSON, nullable=False),
             sa.Column("latency_ms", sa.Float, nullable=False),
+            sa.Column("key_id", sa.String(32), nullable=True),
             sa.Index("ix_predictions_model_version_ts", "model", "version", "ts"),
             sa.Index("ix_predictions_ts", "ts"),
         ),
@@ -61,6 +62,7 @@ def _tables(sa: Any) -> tuple[Any, dict[str, Any]]:
             sa.Column("model", name, nullable=False),
             sa.Column("version", name, nullable=False),
             sa.Column("prediction_ts", sa.Float, nullable=False),
+            sa.Column("key_id", sa.String(32), nullable=True),
             sa.Index("ix_feedback_model_version_pts", "model", "version", "prediction_ts"),
         ),
         "drift": sa.Table(
@@ -119,6 +121,20 @@ class Store:
         )
         self.metadata, self.t = _tables(self.sa)
         self.metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since a store was created (``key_id``), added to its tables in place."""
+        inspector = self.sa.inspect(self.engine)
+        for table_name, column in (("predictions", "key_id"), ("feedback", "key_id")):
+            have = {c["name"] for c in inspector.get_columns(table_name)}
+            if column in have:
+                continue
+            col = self.t[table_name].c[column]
+            ddl = f"ALTER TABLE {table_name} ADD COLUMN {column} {col.type.compile(self.engine.dialect)}"
+            with self.engine.begin() as conn:
+                conn.execute(self.sa.text(ddl))
+            log.info("monitor store: added column %s.%s", table_name, column)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -174,9 +190,32 @@ class Store:
         p = self.t["predictions"]
         with self.engine.connect() as conn:
             row = conn.execute(
-                self.sa.select(p.c.model, p.c.version, p.c.label, p.c.ts).where(p.c.id == prediction_id)
+                self.sa.select(p.c.model, p.c.version, p.c.label, p.c.ts, p.c.key_id).where(p.c.id == prediction_id)
             ).first()
         return dict(row._mapping) if row else None
+
+    def get_feedback(self, prediction_id: str) -> dict[str, Any] | None:
+        """The stored feedback of a prediction (``label``, ``key_id``), or None."""
+        f = self.t["feedback"]
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                self.sa.select(f.c.label, f.c.key_id).where(f.c.prediction_id == prediction_id)
+            ).first()
+        return dict(row._mapping) if row else None
+
+    def feedback_keys(self, model: str, version: str, window: int) -> int:
+        """Distinct API keys among the last ``window`` feedback labels of a version (unknown keys count once)."""
+        f = self.t["feedback"]
+        recent = (
+            self.sa.select(f.c.key_id)
+            .where(f.c.model == model, f.c.version == version)
+            .order_by(f.c.prediction_ts.desc())
+            .limit(window)
+            .subquery()
+        )
+        q = self.sa.select(self.sa.func.count(self.sa.distinct(self.sa.func.coalesce(recent.c.key_id, ""))))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar() or 0)
 
     def labeled(self, model: str, version: str, window: int) -> list[tuple[str, str]]:
         """``(predicted, true)`` label pairs of the last ``window`` predictions with feedback (newest first)."""

@@ -55,7 +55,7 @@ class StoreWriter:
         self.settings = settings
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=settings.queue_size)
         # id -> (model, version, label, ts) of each queued prediction, until it is written
-        self.pending: dict[str, tuple[str, str, str, float]] = {}
+        self.pending: dict[str, tuple[str, str, str, float, str | None]] = {}
         self.dropped = 0
         self.written = 0
         self.failed = 0
@@ -144,7 +144,7 @@ class StoreWriter:
             for i, rec in enumerate(records):
                 try:
                     # Known before the writer can see it, so feedback can follow at once.
-                    pending[rec.id] = (rec.model, rec.version, rec.label, rec.ts)
+                    pending[rec.id] = (rec.model, rec.version, rec.label, rec.ts, rec.key_id)
                 except Exception:  # not a PredictionRecord: skip it, keep the others
                     self.invalid += 1
                     continue
@@ -284,6 +284,7 @@ class StoreWriter:
             "confidence": confidence,
             "scores": {str(k): float(v) for k, v in dict(rec.scores).items()},
             "latency_ms": latency,
+            "key_id": None if rec.key_id is None else str(rec.key_id)[:32],
         }
 
     def _insert_with_retry(self, rows: list[dict[str, Any]]) -> None:

@@ -3,8 +3,8 @@
 Every ``canary.check_interval_s`` each running canary is judged: its error rate above the
 stable one's by ``canary.error_margin`` (after ``canary.min_requests``), or its live accuracy
 from feedback labels below the stable one's by ``canary.accuracy_margin`` (after
-``canary.min_feedback`` on both, with monitoring on), and the runtime rolls it back in the
-registry.
+``canary.min_feedback`` labels from at least ``canary.min_feedback_keys`` distinct API keys on
+both, with monitoring on), and the runtime rolls it back in the registry.
 """
 
 from __future__ import annotations
@@ -75,15 +75,19 @@ class CanaryJudge:
                 monitor.live_metrics, slot.name, str(s.version), window=cfg.window
             )
             acc_c, acc_s = live_c.get("accuracy"), live_s.get("accuracy")
+            keys_c = await asyncio.to_thread(monitor.feedback_keys, slot.name, str(c.version), window=cfg.window)
+            keys_s = await asyncio.to_thread(monitor.feedback_keys, slot.name, str(s.version), window=cfg.window)
             if (
                 acc_c is not None
                 and acc_s is not None
                 and live_c.get("n", 0) >= cfg.min_feedback
                 and live_s.get("n", 0) >= cfg.min_feedback
+                and keys_c >= cfg.min_feedback_keys
+                and keys_s >= cfg.min_feedback_keys
                 and acc_c < acc_s - cfg.accuracy_margin
             ):
                 return (
-                    f"live accuracy {acc_c:.3f} over {live_c['n']} feedback labels vs stable {acc_s:.3f} "
-                    f"(margin {cfg.accuracy_margin:.3f})"
+                    f"live accuracy {acc_c:.3f} over {live_c['n']} feedback labels from {keys_c} keys vs "
+                    f"stable {acc_s:.3f} (margin {cfg.accuracy_margin:.3f})"
                 )
         return None

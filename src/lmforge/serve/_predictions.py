@@ -47,7 +47,8 @@ def to_predictions(loaded: Loaded, proba: np.ndarray) -> list[dict[str, Any]]:
 
 
 def record(
-    monitor: Any, outcome: PredictOutcome, texts: list[str], predictions: list[dict[str, Any]]
+    monitor: Any, outcome: PredictOutcome, texts: list[str], predictions: list[dict[str, Any]],
+    key_id: str | None = None,
 ) -> None:
     """Hand the answered predictions to monitoring (non-blocking); never fails the request."""
     if monitor is None:
@@ -66,6 +67,7 @@ def record(
                 confidence=p["score"],
                 scores=p["scores"],
                 latency_ms=per_text,
+                key_id=key_id,
             )
             for text, p in zip(texts, predictions, strict=True)
         ]

@@ -81,7 +81,7 @@ def predict_router(settings: ServeSettings, metrics: ServeMetrics, require_predi
         finally:
             runtime.admission.release(slot)
         predictions = to_predictions(outcome.loaded, outcome.proba)
-        record(runtime.monitor, outcome, texts, predictions)
+        record(runtime.monitor, outcome, texts, predictions, key.key_id)
         payload = {
             "model": outcome.loaded.model,
             "version": outcome.loaded.version,

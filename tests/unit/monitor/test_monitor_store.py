@@ -187,7 +187,7 @@ def test_live_metrics_match_a_hand_computation(store_url: str, make_records) -> 
         assert monitor.live_metrics("m", "1") == {"n": 0, "accuracy": None, "macro_f1": None}
         for rec, label in zip(records[:8], truth, strict=True):
             monitor.add_feedback(rec.id, label)
-        monitor.add_feedback(records[1].id, "positive")  # a correction replaces the first feedback
+        monitor.add_feedback(records[1].id, "positive", admin=True)  # an admin's correction replaces the first
         last6 = monitor.live_metrics("m", "1", window=6)  # the 6 newest labeled predictions: records 2..7
         everything = monitor.live_metrics("m", "1", window=100)
         other = monitor.live_metrics("m", "2", window=100)

@@ -75,9 +75,31 @@ def test_failing_canary_is_rolled_back_and_no_request_fails(
     assert 'lmforge_model_errors_total{model="sentiment",version="2"}' in errors
 
 
-def test_canary_with_worse_feedback_accuracy_is_rolled_back(
-    serve_run: Path, tmp_path: Path, make_client: Any
-) -> None:
+def predict_keys(state: Path, n: int) -> list[str]:
+    """``n`` more predict tokens: the clients whose feedback the canary judge counts."""
+    from lmforge.serve import ServeSettings, create_key, open_stores
+
+    with open_stores(ServeSettings(state_dir=str(state))) as stores:
+        return [create_key(stores, f"client-{i}", "predict", actor="tests")[0] for i in range(n)]
+
+
+def label_through_the_canary(client: Any, tokens: list[str]) -> tuple[dict[int, int], dict[int, int], bool]:
+    """Predict and label every text (keys taking turns) until the canary is gone or the texts run out."""
+    seen = {1: 0, 2: 0}
+    correct = {1: 0, 2: 0}
+    for i, (text, truth) in enumerate(labeled_texts() * 3):
+        h = auth(tokens[i % len(tokens)])
+        pred = client.post("/v1/predict", json={"texts": [text]}, headers=h).json()["predictions"][0]
+        r = client.post("/v1/feedback", json={"prediction_id": pred["prediction_id"], "label": truth}, headers=h)
+        assert r.status_code == 200, r.text
+        seen[pred["version"]] += 1
+        correct[pred["version"]] += pred["label"] == truth
+    return seen, correct, True
+
+
+def feedback_canary_client(
+    serve_run: Path, tmp_path: Path, make_client: Any, **overrides: Any
+) -> tuple[Any, dict[str, str], Path]:
     from lmforge.monitor import MonitorSettings
 
     flipped = edit_classifier(serve_run, tmp_path / "flipped", "flipped").root
@@ -88,26 +110,38 @@ def test_canary_with_worse_feedback_accuracy_is_rolled_back(
         serve_run,
         model_name="sentiment",
         canary={"min_requests": 10_000, "min_feedback": 8, "accuracy_margin": 0.2, "check_interval_s": 0.2},
+        **overrides,
     )
     settings.monitor = MonitorSettings(
         url=f"sqlite:///{state}/monitor.db", text_policy="none", drift_every=10**6, flush_interval_s=0.1
     )
     client = make_client(settings)
     start_canary(client, tokens, flipped, percent=50)
-    h = auth(tokens["predict"])
-    seen = {1: 0, 2: 0}
-    correct = {1: 0, 2: 0}
-    for text, truth in labeled_texts() * 3:
-        pred = client.post("/v1/predict", json={"texts": [text]}, headers=h).json()["predictions"][0]
-        r = client.post(
-            "/v1/feedback", json={"prediction_id": pred["prediction_id"], "label": truth}, headers=h
-        )
-        assert r.status_code == 200, r.text
-        seen[pred["version"]] += 1
-        correct[pred["version"]] += pred["label"] == truth
-        if canary_of(client, tokens) is None:
-            break
+    return client, tokens, state
+
+
+def test_canary_with_worse_feedback_accuracy_is_rolled_back(
+    serve_run: Path, tmp_path: Path, make_client: Any
+) -> None:
+    client, tokens, state = feedback_canary_client(serve_run, tmp_path, make_client)
+    clients = predict_keys(state, 3)  # canary.min_feedback_keys
+    seen, correct, _ = label_through_the_canary(client, clients)
     assert seen[2] >= 8, seen  # the canary got its share
     assert correct[1] / seen[1] > correct[2] / seen[2] + 0.5  # it really is worse
     assert wait_for(lambda: canary_of(client, tokens) is None), "the worse canary was not rolled back"
     assert_rolled_back(client, tokens, state, "live accuracy")
+
+
+def test_one_key_alone_cannot_roll_a_canary_back(serve_run: Path, tmp_path: Path, make_client: Any) -> None:
+    # one client labeling as fast as it can: its feedback rate is not what this test is about
+    client, tokens, state = feedback_canary_client(
+        serve_run, tmp_path, make_client, limits={"feedback_rate_per_s": None}
+    )
+    seen, correct, _ = label_through_the_canary(client, [tokens["predict"]])
+    assert seen[2] >= 8 and correct[1] / seen[1] > correct[2] / seen[2] + 0.5, (seen, correct)
+    summary = client.get("/v1/monitor/summary", headers=auth(tokens["admin"])).json()
+    assert summary  # the monitor saw the labels; the judge ran many times meanwhile (every 0.2 s)
+    time.sleep(1.0)
+    assert canary_of(client, tokens) == 2  # worse, but all its labels came from one client
+    versions = client.get("/v1/models/sentiment/versions", headers=auth(tokens["admin"])).json()["versions"]
+    assert [v["status"] for v in versions] == ["active", "canary"]
