@@ -212,6 +212,11 @@ class Monitor:
         return self._writer.failed
 
     @property
+    def pruned(self) -> int:
+        """Old predictions deleted by retention (``retention_days``, ``max_rows``)."""
+        return self._writer.pruned
+
+    @property
     def invalid(self) -> int:
         """Records that were not valid predictions (skipped)."""
         return self._writer.invalid

@@ -67,12 +67,20 @@ class MonitorCollector(Collector):
                 "lmforge_monitor_dropped", "Predictions dropped because the store queue was full."
             ),
             CounterMetricFamily("lmforge_monitor_written", "Predictions written to the store."),
+            CounterMetricFamily(
+                "lmforge_monitor_write_failed",
+                "Predictions lost because the store could not write them (database locked, disk full); "
+                "serving goes on.",
+            ),
+            CounterMetricFamily(
+                "lmforge_monitor_pruned", "Old predictions deleted by retention (retention_days, max_rows)."
+            ),
             GaugeMetricFamily("lmforge_monitor_alerts_active", "Alert incidents in progress."),
         )
 
     def collect(self) -> Iterator[Any]:
         m = self.monitor
-        (preds, score, detected, acc, f1, labeled, estimate, depth, dropped, written, active) = (
+        (preds, score, detected, acc, f1, labeled, estimate, depth, dropped, written, failed, pruned, active) = (
             self._families()
         )
         for (model, version), counts in sorted(m.label_counts().items()):
@@ -97,5 +105,7 @@ class MonitorCollector(Collector):
         depth.add_metric([], m.queue_depth)
         dropped.add_metric([], m.dropped)
         written.add_metric([], m.written)
+        failed.add_metric([], m.failed)
+        pruned.add_metric([], m.pruned)
         active.add_metric([], len(m.active_alerts()))
-        yield from (preds, score, detected, acc, f1, labeled, estimate, depth, dropped, written, active)
+        yield from (preds, score, detected, acc, f1, labeled, estimate, depth, dropped, written, failed, pruned, active)

@@ -42,6 +42,9 @@ class MonitorLike(Protocol):
     def failed(self) -> int: ...
 
     @property
+    def pruned(self) -> int: ...
+
+    @property
     def invalid(self) -> int: ...
 
     @property

@@ -155,6 +155,15 @@ class MonitorSettings:
     """JSON file caching the fitted reference (default: next to the SQLite file, else ``.lmforge/``)."""
     reference_size: int = 1000
     """Most reference examples each detector is fitted on (a seeded random sample)."""
+    verify_reference: bool = False
+    """Verify ``reference_run`` before its data and model are read (:func:`lmforge.guard.trust_run`,
+    with the two settings below), and refuse what was read if a file changed since. Off for a
+    monitor used as a library (policy-free, like ``load_predictor``); a server turns it on."""
+    reference_public_key: str | None = None
+    """The signer's public key to verify ``reference_run`` with (default: ``$LMFORGE_PUBLIC_KEY``,
+    else your own)."""
+    reference_allow_unsigned: bool = False
+    """Accept an unsigned ``reference_run`` (its files are still checked against its manifest)."""
     windows: tuple[int, ...] = (100, 1000)
     """Sliding windows (labeled predictions) of live accuracy and macro-F1 in metrics and summary."""
     alerts: list[AlertRule] = field(default_factory=list)
@@ -176,6 +185,15 @@ class MonitorSettings:
     """Most predictions the writer inserts in one transaction."""
     flush_interval_s: float = 0.5
     """Longest a prediction waits in the queue before the writer inserts it."""
+    retention_days: float | None = 30.0
+    """Stored predictions, feedback, drift checks, alert events and errors older than this are
+    deleted by the writer (None: kept for ever)."""
+    max_rows: int | None = 1_000_000
+    """Most predictions kept: beyond it the writer deletes the oldest (None: no cap), so disk use is
+    bounded under sustained traffic. Checked every ``prune_interval_s`` and whenever a tenth of it
+    was written since the last check."""
+    prune_interval_s: float = 60.0
+    """How often the writer applies ``retention_days`` and ``max_rows``."""
 
     def __post_init__(self) -> None:
         if isinstance(self.windows, list):
@@ -194,6 +212,19 @@ class MonitorSettings:
             isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in self.windows
         ):
             problems.append(f"monitor windows must be positive integers, got {self.windows!r}.")
+        if self.retention_days is not None and (
+            isinstance(self.retention_days, bool) or not isinstance(self.retention_days, int | float)
+            or self.retention_days <= 0
+        ):
+            problems.append(f"monitor retention_days must be a positive number or null, got {self.retention_days!r}.")
+        if self.max_rows is not None and (
+            isinstance(self.max_rows, bool) or not isinstance(self.max_rows, int) or self.max_rows < 1
+        ):
+            problems.append(f"monitor max_rows must be an integer >= 1 or null, got {self.max_rows!r}.")
+        if isinstance(self.prune_interval_s, bool) or not isinstance(self.prune_interval_s, int | float) or (
+            self.prune_interval_s <= 0
+        ):
+            problems.append(f"monitor prune_interval_s must be a positive number, got {self.prune_interval_s!r}.")
         for name in ("reference_size", "drift_every", "drift_window", "queue_size", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -179,6 +179,31 @@ class Store:
                 conn.execute(table.delete().where(table.c.prediction_id == row["prediction_id"]))
                 conn.execute(table.insert().values(**row))
 
+    def prune(self, before_ts: float | None, max_rows: int | None) -> int:
+        """Delete rows older than ``before_ts`` (every table) and predictions beyond the newest
+        ``max_rows``; how many predictions were deleted."""
+        p = self.t["predictions"]
+        deleted = 0
+        with self.engine.begin() as conn:
+            if before_ts is not None:
+                deleted += conn.execute(p.delete().where(p.c.ts < before_ts)).rowcount or 0
+                for name in ("feedback", "drift", "alerts", "errors"):
+                    table = self.t[name]
+                    column = table.c.prediction_ts if name == "feedback" else table.c.ts
+                    conn.execute(table.delete().where(column < before_ts))
+            if max_rows is not None:
+                cutoff = conn.execute(
+                    self.sa.select(p.c.ts).order_by(p.c.ts.desc()).offset(max_rows).limit(1)
+                ).scalar()
+                if cutoff is not None:  # more than max_rows: drop those at or before the first one over
+                    deleted += conn.execute(p.delete().where(p.c.ts <= cutoff)).rowcount or 0
+        return deleted
+
+    def count_predictions(self) -> int:
+        p = self.t["predictions"]
+        with self.engine.connect() as conn:
+            return int(conn.execute(self.sa.select(self.sa.func.count()).select_from(p)).scalar() or 0)
+
     def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
         """Append rows to ``drift``, ``alerts`` or ``errors``."""
         if rows:

@@ -59,6 +59,9 @@ class StoreWriter:
         self.dropped = 0
         self.written = 0
         self.failed = 0
+        self.pruned = 0
+        self._last_prune = time.monotonic()
+        self._written_at_prune = 0
         self.invalid = 0
         self.errors = 0
         self.closed = False
@@ -213,8 +216,31 @@ class StoreWriter:
                     if isinstance(item, threading.Event):
                         item.set()
             self._evaluate_alerts()
+            self._maybe_prune()
             if stop:
                 return
+
+    def _maybe_prune(self) -> None:
+        """Apply ``retention_days`` and ``max_rows``: every ``prune_interval_s``, or sooner when a
+        tenth of ``max_rows`` was written since (so a burst cannot overshoot the cap by much)."""
+        s = self.settings
+        if s.retention_days is None and s.max_rows is None:
+            return
+        due = time.monotonic() - self._last_prune >= s.prune_interval_s
+        burst = s.max_rows is not None and self.written - self._written_at_prune >= max(1, s.max_rows // 10)
+        if not (due or burst):
+            return
+        self._last_prune, self._written_at_prune = time.monotonic(), self.written
+        before = None if s.retention_days is None else time.time() - s.retention_days * 86400
+        try:
+            deleted = self.store.prune(before, s.max_rows)
+        except Exception as exc:  # retention must never stop the writer; the next round tries again
+            log.warning("monitor: pruning the store failed: %s", exc)
+            return
+        if deleted:
+            self.pruned += deleted
+            log.info("monitor: %d old predictions deleted (retention_days %s, max_rows %s)", deleted,
+                     s.retention_days, s.max_rows)
 
     def _process(self, batch: list[Any]) -> bool:
         rows, errors, markers, recent = [], [], [], []
