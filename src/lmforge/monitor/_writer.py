@@ -288,6 +288,8 @@ class StoreWriter:
             self._schedule_drift(rec.model, rec.version, win)
         if rows or errors:
             self._on_change()
+        if rows:
+            self._maybe_prune()  # before the markers: a flush also covers the retention of what it wrote
         for marker in markers:
             self._evaluate_alerts()  # a flush also covers the alerts of what it flushed
             marker.set()
