@@ -1,97 +1,33 @@
-"""Kill -TERM a server mid-stream and restart it: every prediction it acknowledged is in the store."""
+"""Kill -TERM a real `lmforge serve RUN --monitor` mid-stream and restart it: every prediction it
+acknowledged is in the store, and the restarted server takes feedback on them."""
 
 from __future__ import annotations
 
 import json
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
-import textwrap
-import time
+import threading
 from pathlib import Path
 
 import pytest
-from tests.conftest import REPO, cli_env
+from tests._runs import copy_run
+from tests._serve import create_keys, serve_process
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("uvicorn")
-
-# The writer batches for 60 s, so everything acknowledged is still queued when SIGTERM arrives:
-# only the shutdown path (uvicorn -> lifespan -> Monitor.close) can write it.
-SERVER = textwrap.dedent("""
-    import sys, time
-    from contextlib import asynccontextmanager
-    import uvicorn
-    from fastapi import FastAPI
-    from lmforge.monitor import Monitor, MonitorSettings, PredictionRecord, new_prediction_id
-
-    db, port = sys.argv[1], int(sys.argv[2])
-    monitor = Monitor(MonitorSettings(url=f"sqlite:///{db}", flush_interval_s=60.0, batch_size=100000),
-                      ["negative", "positive"])
-
-    @asynccontextmanager
-    async def lifespan(app):
-        monitor.start()
-        yield
-        monitor.close()
-
-    app = FastAPI(lifespan=lifespan)
-    app.include_router(monitor.router(require_predict=lambda: None, require_admin=lambda: None))
-
-    @app.post("/predict")
-    def predict(texts: list[str]) -> list[str]:
-        records = [PredictionRecord(id=new_prediction_id(), ts=time.time(), model="m", version="1", text=t,
-                                    label="negative", confidence=0.9, scores={"negative": 0.9, "positive": 0.1},
-                                    latency_ms=1.0) for t in texts]
-        monitor.record_many(records)
-        return [r.id for r in records]
-
-    @app.get("/health")
-    def health() -> dict:
-        return {"ok": True}
-
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-""")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start(script: Path, db: Path, tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(db), str(port)],
-        cwd=REPO,
-        env=cli_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise AssertionError(f"server did not start: {proc.communicate()[0][-2000:]}")
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
-    # uvicorn shuts down gracefully (lifespan exit included), then re-raises the signal it caught.
-    assert proc.returncode in (0, -signal.SIGTERM), out[-2000:]
-    return out
+def config(state: Path) -> dict[str, object]:
+    # The writer batches for 60 s, so everything acknowledged is still queued when SIGTERM arrives:
+    # only the shutdown path (uvicorn -> lifespan -> Monitor.close) can write it.
+    return {
+        "registry_poll_s": 0,
+        "drain_s": 1.0,  # requests keep coming, and are answered, while /readyz says 503
+        "monitor": {
+            "url": f"sqlite:///{state / 'monitor.db'}",
+            "flush_interval_s": 60.0,
+            "batch_size": 100000,
+            "drift_every": 10**6,
+        },
+    }
 
 
 def count(db: Path, table: str) -> int:
@@ -99,33 +35,74 @@ def count(db: Path, table: str) -> int:
         return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
-def test_sigterm_flushes_and_restart_keeps_everything(tmp_path: Path) -> None:
-    script, db = tmp_path / "server.py", tmp_path / "monitor.db"
-    script.write_text(SERVER, encoding="utf-8")
-    proc, url = start(script, db, tmp_path)
-    try:
-        ids = []
-        for i in range(3):
-            response = httpx.post(f"{url}/predict", json=[f"text {i}-{j}" for j in range(50)], timeout=10)
-            ids += response.json()
-        assert count(db, "predictions") == 0  # acknowledged, still queued
-    finally:
-        out = stop(proc)
-    assert count(db, "predictions") == 150, out
+class Stream(threading.Thread):
+    """Predict requests of 10 texts, back to back on one connection, until the server stops answering."""
 
-    proc, url = start(script, db, tmp_path)  # restart on the same database
-    try:
-        feedback = httpx.post(
-            f"{url}/v1/feedback", json={"prediction_id": ids[0], "label": "negative"}, timeout=10
-        )
-        more = httpx.post(f"{url}/predict", json=[f"after {j}" for j in range(20)], timeout=10).json()
-        summary = httpx.get(f"{url}/v1/monitor/summary", timeout=10).json()
-    finally:
-        stop(proc)
-    assert feedback.status_code == 200 and feedback.json()["correct"] is True
-    assert summary["models"][0]["predictions"] == 150  # before the second batch was flushed
-    assert count(db, "predictions") == 170 and count(db, "feedback") == 1
+    def __init__(self, url: str, token: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.token = url, token
+        self.acknowledged: list[tuple[str, str]] = []  # (prediction id, label) of every 200 received
+        self.requests = 0
+        self.refused: list[int] = []
+        self.started_answering = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30, headers={"Authorization": f"Bearer {self.token}"}) as c:
+            for i in range(5000):
+                try:
+                    reply = c.post("/v1/predict", json={"texts": [f"text {i}-{j}" for j in range(10)]})
+                except httpx.TransportError:  # the listener closed: the stream ends here
+                    return
+                if reply.status_code != 200:
+                    self.refused.append(reply.status_code)
+                    return
+                self.acknowledged += [(p["prediction_id"], p["label"]) for p in reply.json()["predictions"]]
+                self.requests += 1
+                if self.requests >= 3:
+                    self.started_answering.set()
+
+
+def test_sigterm_flushes_and_restart_keeps_everything(trained_full: Path, tmp_path: Path) -> None:
+    run = copy_run(trained_full, tmp_path / "sentiment").root
+    state, db = tmp_path / "state", tmp_path / "state" / "monitor.db"
+    tokens = create_keys(state)
+    args = ("--monitor", "--allow-unsigned", "--state", str(state))
+    with serve_process(tmp_path, run, *args, config=config(state)) as srv:
+        stream = Stream(srv.url, tokens["predict"])
+        stream.start()
+        assert stream.started_answering.wait(60), srv.output()[-3000:]
+        assert count(db, "predictions") == 0  # acknowledged, still queued
+        before = stream.requests
+        code = srv.stop()  # SIGTERM while the stream is running
+        stream.join(60)
+    assert code == 0, srv.output()[-3000:]
+    assert not stream.is_alive() and not stream.refused, stream.refused
+    assert stream.requests > before  # answered during the drain too: it really was mid-stream
+    acknowledged = dict(stream.acknowledged)
     with sqlite3.connect(db) as conn:
         stored = {row[0] for row in conn.execute("SELECT id FROM predictions")}
-    assert set(ids) | set(more) == stored
+    assert stored == set(acknowledged), (len(stored), len(acknowledged))
+    assert count(db, "predictions") == 10 * stream.requests
+
+    first_id, first_label = stream.acknowledged[0]
+    with serve_process(tmp_path, run, *args, config=config(state)) as srv:  # restart on the same database
+        predict = {"Authorization": f"Bearer {tokens['predict']}"}
+        feedback = httpx.post(
+            f"{srv.url}/v1/feedback", json={"prediction_id": first_id, "label": first_label}, headers=predict,
+            timeout=10,
+        )
+        reply = httpx.post(f"{srv.url}/v1/predict", json={"texts": [f"after {j}" for j in range(20)]},
+                           headers=predict, timeout=30)
+        more = [p["prediction_id"] for p in reply.json()["predictions"]]
+        summary = httpx.get(
+            f"{srv.url}/v1/monitor/summary", headers={"Authorization": f"Bearer {tokens['admin']}"}, timeout=10
+        ).json()
+        code = srv.stop()
+    assert code == 0, srv.output()[-3000:]
+    assert feedback.status_code == 200 and feedback.json()["correct"] is True, feedback.text
+    assert summary["models"][0]["predictions"] == len(acknowledged)  # before the second batch was flushed
+    assert count(db, "predictions") == len(acknowledged) + 20 and count(db, "feedback") == 1
+    with sqlite3.connect(db) as conn:
+        stored = {row[0] for row in conn.execute("SELECT id FROM predictions")}
+    assert set(acknowledged) | set(more) == stored
     json.dumps(summary)  # the summary is plain JSON

@@ -1,4 +1,8 @@
-"""The dashboard page: one self-contained HTML document (inline CSS and SVG; no script, no external URL)."""
+"""The dashboard page: one self-contained HTML document (inline CSS and SVG; no script, no external URL).
+
+Its header carries a "log out" button, a form posting to ``/logout``: the server's browser login
+(``lmforge serve``) ends the session there; a client that sent its key in a header can ignore it.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ PAGE_CSS = """
 body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f3f4f6;color:#111827}
 header{background:#111827;color:#f9fafb;padding:12px 24px;display:flex;gap:24px;align-items:baseline;flex-wrap:wrap}
 header h1{font-size:18px;margin:0} header form{margin-left:auto} header select,header input{font-size:13px}
+header form.logout{margin-left:0}
 main{padding:16px 24px} .tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:12px}
 .tile{background:#fff;border-radius:8px;padding:10px 14px;box-shadow:0 1px 2px #0001}
 .tile .v{font-size:22px;font-weight:600} .tile .k{color:#6b7280;font-size:12px;text-transform:uppercase}
@@ -204,6 +209,7 @@ def render_dashboard(d: dict[str, Any], refresh_s: int = 30) -> str:
         f'<meta http-equiv="refresh" content="{refresh_s}"><title>lmforge monitor</title>'
         f"<style>{PAGE_CSS}</style></head><body>"
         f"<header><h1>lmforge monitor</h1><span>{scope}</span><span>updated {_time(d['now'])}</span>"
-        f'<form method="get"><select name="minutes">{options}</select>{hidden} <button>show</button></form></header>'
+        f'<form method="get"><select name="minutes">{options}</select>{hidden} <button>show</button></form>'
+        '<form method="post" action="/logout" class="logout"><button type="submit">log out</button></form></header>'
         f"<main>{_tiles(d)}{_charts(d)}{_tables(d)}</main></body></html>"
     )

@@ -6,8 +6,9 @@ active model (verified), starts monitoring when configured, and yields the typed
 every queued request, then frees the models. No module-level state: several apps live in
 one process, each with its own Prometheus registry.
 
-The routes are in ``_routes_health`` (healthz, readyz, metrics, docs), ``_routes_predict``
-and ``_routes_admin`` (the model registry); every error body comes from ``_http_errors``.
+The routes are in ``_routes_health`` (healthz, readyz, metrics, docs), ``_routes_predict``,
+``_routes_admin`` (the model registry) and ``_routes_login`` (the dashboard's browser login, over
+the app's own in-memory session store); every error body comes from ``_http_errors``.
 """
 
 from __future__ import annotations
@@ -35,8 +36,16 @@ from lmforge.serve._middleware import BodyLimitMiddleware, MetricsMiddleware
 from lmforge.serve._registry import ModelRegistry
 from lmforge.serve._routes_admin import admin_router
 from lmforge.serve._routes_health import docs_router, health_router
+from lmforge.serve._routes_login import login_redirect, login_router
 from lmforge.serve._routes_predict import predict_router
 from lmforge.serve._runtime import Runtime
+from lmforge.serve._sessions import (
+    LOGIN_ATTEMPTS_PER_MINUTE,
+    MAX_SESSIONS,
+    LoginRequired,
+    LoginThrottle,
+    SessionStore,
+)
 from lmforge.serve._settings import ServeSettings
 from lmforge.serve._source import ensure_source
 
@@ -96,7 +105,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.state.metrics = metrics
     app.state.draining = False
     app.state.monitor_router = None
-    require_predict, require_admin = key_checks(metrics)
+    # Browser sessions of the dashboard: this app's own, in memory (a restart logs everyone out).
+    sessions = app.state.sessions = SessionStore(settings.auth.session_ttl_s, MAX_SESSIONS)
+    require_predict, require_admin = key_checks(metrics, sessions)
     app.state.require_predict = require_predict
     app.state.require_admin = require_admin
     routers = [
@@ -104,6 +115,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         predict_router(settings, metrics, require_predict),
         admin_router(require_admin),
         docs_router(settings, require_predict),
+        login_router(settings, sessions, LoginThrottle(LOGIN_ATTEMPTS_PER_MINUTE)),
     ]
 
     def routes() -> list[Any]:
@@ -115,6 +127,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
     add_error_handlers(app, settings)
+    app.add_exception_handler(LoginRequired, login_redirect)
     for router in routers:
         app.include_router(router)
     return app

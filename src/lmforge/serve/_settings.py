@@ -127,22 +127,22 @@ class LimitSettings:
 
 @dataclass
 class AuthSettings:
-    """API keys (stored hashed in the registry database) and per-key rate limits."""
+    """API keys (stored hashed in the registry database), per-key rate limits, the dashboard's login."""
 
     rate_per_s: float | None = 100.0
-    """Requests per second each key may make (token bucket; on by default, so one key cannot take
-    the whole server); None: unlimited. A key's own rate, set with ``lmforge keys create --rate``,
-    takes precedence."""
+    """Requests per second each key may make (token bucket, on by default so one key cannot take the
+    server; None: unlimited). A key's own rate (``lmforge keys create --rate``) takes precedence."""
     burst: int | None = None
     """Bucket size: requests a key may make at once after being idle (default: 2 x rate, at least 1)."""
     metrics_auth: bool = True
     """``/metrics`` needs a key (any role). False exposes it to whoever reaches the port."""
     docs_auth: bool = False
-    """``/docs`` (when on) and ``/openapi.json`` need a key (any role). The schema holds no secrets, so
-    public by default."""
+    """``/docs`` (when on) and ``/openapi.json`` need a key (any role); public by default (no secrets)."""
     key_cache_s: float = 2.0
-    """How long a key looked up in the database is trusted before it is read again: a revoked key
-    stops working within this many seconds."""
+    """Seconds a key read from the database is trusted: a revoked key stops working within them."""
+    session_ttl_s: float = 3600.0
+    """Seconds a dashboard login lasts (``POST /login`` trades an admin key for a session cookie). Sessions
+    live in the server process's memory, 1000 at most: a restart ends them, processes do not share them."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -151,6 +151,7 @@ class AuthSettings:
         if self.burst is not None and (not isinstance(self.burst, int) or self.burst < 1):
             problems.append(f"auth.burst must be an integer >= 1 or null, got {self.burst!r}.")
         _positive(problems, "auth.key_cache_s", self.key_cache_s, allow_zero=True)
+        _positive(problems, "auth.session_ttl_s", self.session_ttl_s)
         _check(problems)
 
 
