@@ -29,6 +29,7 @@ from lmforge.serve._auth import Authenticator
 from lmforge.serve._db import connect
 from lmforge.serve._dependencies import key_checks
 from lmforge.serve._engines import build_backend
+from lmforge.serve._feedback import feedback_check
 from lmforge.serve._http_errors import add_error_handlers, json_responses
 from lmforge.serve._keys import KeyStore
 from lmforge.serve._metrics import ServeMetrics
@@ -153,7 +154,11 @@ def _start_monitor(app: FastAPI, settings: ServeSettings, runtime: Runtime, metr
     monitor.start()
     if app.state.monitor_router is None:
         app.state.monitor_router = monitor.router(
-            require_predict=app.state.require_predict, require_admin=app.state.require_admin
+            require_predict=app.state.require_predict,
+            require_admin=app.state.require_admin,
+            require_feedback=feedback_check(
+                app.state.require_predict, settings.limits.feedback_rate_per_s, metrics
+            ),
         )
         # Its routes sit behind this app's key dependencies: document what those answer.
         app.include_router(

@@ -107,6 +107,9 @@ class LimitSettings:
     (uvicorn's ``limit_concurrency``), so idle or slow clients cannot exhaust the process."""
     keep_alive_s: float = 5.0
     """An idle keep-alive connection is closed after this many seconds."""
+    feedback_rate_per_s: float | None = 10.0
+    """Feedback labels per second each key may send (its own token bucket, burst 2 x rate, besides
+    ``auth.rate_per_s``): feedback drives the canary judge. None: only ``auth.rate_per_s`` applies."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -117,6 +120,8 @@ class LimitSettings:
                 problems.append(f"limits.{name} must be an integer >= 1, got {value!r}.")
         _positive(problems, "limits.request_timeout_s", self.request_timeout_s)
         _positive(problems, "limits.keep_alive_s", self.keep_alive_s)
+        if self.feedback_rate_per_s is not None:
+            _positive(problems, "limits.feedback_rate_per_s", self.feedback_rate_per_s)
         if not problems and self.max_queued_texts < self.max_texts:
             problems.append(
                 f"limits.max_queued_texts ({self.max_queued_texts}) must be at least limits.max_texts "
@@ -167,6 +172,9 @@ class CanarySettings:
     min_feedback: int = 50
     """Feedback labels on canary predictions (and stable ones) before its live accuracy is judged
     (needs monitoring; see ``ServeSettings.monitor``)."""
+    min_feedback_keys: int = 3
+    """Distinct API keys those labels must come from, on the canary and on the stable version,
+    before accuracy can roll the canary back: one client alone cannot steer a rollout."""
     accuracy_margin: float = 0.05
     """Roll back when canary live accuracy < stable live accuracy - this."""
     window: int = 500
@@ -176,7 +184,7 @@ class CanarySettings:
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        for name in ("min_requests", "min_feedback", "window"):
+        for name in ("min_requests", "min_feedback", "min_feedback_keys", "window"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"canary.{name} must be an integer >= 1, got {value!r}.")
