@@ -32,7 +32,8 @@ class TorchBf16:
     format = "torch"
     source = FP32
     extras = (("torch", "train"), ("transformers", "train"))
-    tolerance = 0.1  # bf16 keeps 8 bits of mantissa
+    # Measured 0.0011 on the tests' tiny run; about 3x that.
+    tolerance = 0.003  # bf16 keeps 8 bits of mantissa
     description = "PyTorch, bf16 weights and compute"
 
     def skip_reason(self, ctx: CompressContext) -> str | None:

@@ -20,7 +20,7 @@ class DistilledInt8(OnnxInt8Dynamic):
 
     name = "distilled-int8"
     source = "distilled"
-    tolerance = 0.9
+    tolerance = 0.25  # measured 0.098 on the tests' tiny run (the distilled student's, plus int8)
     description = "distilled student -> ONNX, dynamic int8"
 
 
@@ -30,7 +30,7 @@ class PrunedInt8(OnnxInt8Dynamic):
 
     name = "pruned-int8"
     source = "pruned"
-    tolerance = 0.9
+    tolerance = 0.4  # measured 0.153 on the tests' tiny run (the pruned model's, plus int8)
     description = "pruned model -> ONNX, dynamic int8"
 
 
@@ -49,5 +49,5 @@ class DistilledPrunedInt8(OnnxInt8Dynamic):
 
     name = "distilled-pruned-int8"
     source = "distilled-pruned"
-    tolerance = 0.9
+    tolerance = 0.4  # measured 0.153 on the tests' tiny run (the pruned student's, plus int8)
     description = "distilled + pruned student -> ONNX, dynamic int8"

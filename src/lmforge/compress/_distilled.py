@@ -52,7 +52,8 @@ class Distilled:
     format = "torch"
     source = FP32
     extras = (("torch", "train"), ("transformers", "train"))
-    tolerance = 0.9  # a different, smaller network: only its predictions are meant to match
+    # A different, smaller network. Measured 0.100 on the tests' tiny run (3 distillation steps); 2.5x that.
+    tolerance = 0.25
     description = "PyTorch fp32, half the layers, trained on the teacher's soft labels"
 
     def skip_reason(self, ctx: CompressContext) -> str | None:

@@ -23,7 +23,8 @@ class OnnxInt8Dynamic(OnnxFp32):
     """Export + fuse (as ``onnx-fp32``, whose checks it shares), then ONNX Runtime dynamic int8, per channel."""
 
     name = "onnx-int8-dynamic"
-    tolerance = 0.15  # int8 rounding moves probabilities by a few points on borderline texts
+    # Measured 0.0048 on the tests' tiny runs (full and LoRA); about 3x that.
+    tolerance = 0.015  # int8 rounding moves probabilities a little
     description = "ONNX, dynamic int8 (weights per channel, activations per batch)"
 
     def build(self, ctx: CompressContext, out: Path) -> dict[str, Any]:

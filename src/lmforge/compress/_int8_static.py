@@ -82,7 +82,8 @@ class OnnxInt8Static:
     format = "onnx"
     source = FP32
     extras = ONNX_EXTRAS
-    tolerance = 0.35  # fixed activation ranges are coarser than per-batch ones
+    # Measured 0.027 on the tests' tiny run (16 calibration texts); about 3x that.
+    tolerance = 0.08  # fixed activation ranges are coarser than per-batch ones
     description = "ONNX, static int8 MatMuls (QDQ), ranges calibrated on training texts"
 
     def skip_reason(self, ctx: CompressContext) -> str | None:

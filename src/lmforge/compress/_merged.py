@@ -26,7 +26,8 @@ class Merged:
     format = "torch"
     source = FP32
     extras = (("torch", "train"), ("transformers", "train"), ("peft", "train"))
-    tolerance = 1e-4  # the same function, reassociated
+    # Measured 0.0 on the tests' tiny LoRA run (fp32 merges the adapter the same way when it loads).
+    tolerance = 1e-6  # the same function, reassociated
     description = "PyTorch fp32, LoRA adapter merged into the base weights"
 
     def skip_reason(self, ctx: CompressContext) -> str | None:

@@ -23,7 +23,8 @@ class OnnxFp32:
     format = "onnx"
     source = FP32
     extras = ONNX_EXTRAS
-    tolerance = 1e-3  # the same arithmetic in another order
+    # Measured 1.8e-7 on the tests' tiny run (float32 rounding); 1e-6 leaves room for other CPUs' kernels.
+    tolerance = 1e-6  # the same arithmetic in another order
     description = "ONNX export, fused attention/LayerNorm/GELU kernels, fp32"
 
     def skip_reason(self, ctx: CompressContext) -> str | None:

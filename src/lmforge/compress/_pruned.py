@@ -99,7 +99,9 @@ class Pruned:
     format = "torch"
     source = FP32
     extras = (("torch", "train"), ("transformers", "train"))
-    tolerance = 0.9  # a smaller, retrained network: only its predictions are meant to match
+    # A smaller, retrained network. Measured 0.152 on the tests' tiny run (3 recovery steps), and 0.153
+    # for distilled-pruned (which inherits this); 2.6x that.
+    tolerance = 0.4
     description = "PyTorch fp32, heads and FFN neurons pruned by importance, recovered by distillation"
 
     def skip_reason(self, ctx: CompressContext) -> str | None:

