@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 
@@ -62,15 +61,14 @@ def test_truncation_counted_and_logged(caplog):
     assert "data.max_chars=10" in caplog.text
 
 
-def test_ten_megabyte_text_is_fast():
-    big = "word <b>bold</b> &amp; more\n" * 400_000  # ~11 MB
-    start = time.perf_counter()
-    out = clean_rows([big], ["a"], max_chars=10_000, source="f.csv")
-    elapsed = time.perf_counter() - start
-    assert len(out.texts[0]) <= 10_000
-    assert out.texts[0].startswith("word bold & more word bold")
+def test_ten_megabyte_text_is_cut_to_what_cleaning_it_in_full_gives():
+    # How fast this is (the fast path cleans only what can survive the cut): bench/text_speed.py.
+    unit = "word <b>bold</b> &amp; more\n"
+    out = clean_rows([unit * 400_000], ["a"], max_chars=10_000, source="f.csv")  # ~11 MB
+    in_full = clean_rows([unit * 1_000], ["a"], max_chars=10**9, source="f.csv").texts[0]  # 17,000 chars, uncut
+    assert in_full == " ".join(["word bold & more"] * 1_000)
+    assert out.texts == [in_full[:10_000]]
     assert out.truncated == 1
-    assert elapsed < 0.5
 
 
 def test_markup_heavy_long_text_still_cleaned_in_full():

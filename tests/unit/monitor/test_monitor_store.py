@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,19 @@ from lmforge.monitor import (
 LABELS = ["negative", "positive"]
 CANARIES = ("jane.doe@example.com", "13812345678", "11010519491231002X")
 PII_TEXT = f"refund to {CANARIES[0]}, call {CANARIES[1]}, ID {CANARIES[2]} — flight was late"
+
+
+HANG = 30.0  # seconds: only bounds a hang, never a measurement
+
+
+def wait_until(predicate, timeout: float = HANG) -> bool:  # noqa: ANN001 - a callable returning a bool
+    """Poll ``predicate`` until it holds; False if it never did within ``timeout`` (a hang)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def settings(url: str, **kw) -> MonitorSettings:
@@ -69,8 +83,9 @@ def test_close_flushes_what_is_still_queued_and_a_restart_loses_nothing(store_ur
     monitor = Monitor(slow, LABELS)
     monitor.start()
     monitor.record_many(first)
-    time.sleep(0.3)
-    assert monitor.store.count() == 0  # still queued: only close() can have written them
+    # The writer takes them off the queue into its batch at once, then waits for more: 30 s, or close().
+    assert wait_until(lambda: monitor.queue_depth == 0), f"the writer never took them: {monitor.queue_depth} queued"
+    assert monitor.store.count() == 0  # held in the writer's batch: only close() can have written them
     monitor.close()
     assert monitor.written == 120
     with Monitor(settings(store_url), LABELS) as again:  # a restart on the same database
@@ -130,9 +145,11 @@ def test_encrypt_policy_without_a_key_fails_at_start_not_on_the_request_path(
 
 def test_full_queue_drops_and_counts_without_blocking(store_url: str, make_records) -> None:
     monitor = Monitor(settings(store_url, queue_size=10), LABELS)  # not started: nothing drains the queue
-    start = time.perf_counter()
-    monitor.record_many(make_records(25))
-    assert time.perf_counter() - start < 1.0  # a blocking put would wait forever here (nothing drains)
+    # In a thread: a blocking put would wait forever here (nothing drains), and the join would give up.
+    caller = threading.Thread(target=monitor.record_many, args=(make_records(25),), daemon=True)
+    caller.start()
+    caller.join(HANG)
+    assert not caller.is_alive(), "record_many blocked on a full queue"
     assert monitor.dropped == 15 and monitor.queue_depth == 10
     monitor.record_many([object()])  # garbage never raises on the request path
     assert monitor.invalid == 1
