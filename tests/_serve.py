@@ -240,17 +240,28 @@ async def one_request(port: int, token: str | None, method: str, path: str, payl
 
 
 async def hammer(
-    port: int, token: str, *, clients: int, seconds: float, texts: int = 1, honor_retry_after: bool = True
+    port: int,
+    token: str,
+    *,
+    clients: int,
+    stop: asyncio.Event,
+    results: list[Reply | BaseException] | None = None,
+    texts: int = 1,
+    honor_retry_after: bool = True,
 ) -> list[Reply | BaseException]:
-    """``clients`` connections sending predict requests back to back for ``seconds``."""
-    results: list[Reply | BaseException] = []
-    end = time.monotonic() + seconds
+    """``clients`` connections sending predict requests back to back until ``stop`` is set.
+
+    Every reply (or connection error) is appended to ``results`` as it arrives, so the caller can
+    wait for a state of the load (say, replies from a new version) before setting ``stop``; a
+    request already sent when ``stop`` is set is still answered and recorded.
+    """
+    results = [] if results is None else results
 
     async def client(i: int) -> None:
         conn = Connection(port, token)
         payload = {"texts": [f"flight {i}.{k} was late again, awful service" for k in range(texts)]}
         try:
-            while time.monotonic() < end:
+            while not stop.is_set():
                 try:
                     reply = await conn.request("POST", "/v1/predict", payload)
                 except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
@@ -265,3 +276,27 @@ async def hammer(
 
     await asyncio.gather(*(client(i) for i in range(clients)))
     return results
+
+
+async def wait_for_state(predicate: Any, *, timeout: float, what: str, task: asyncio.Future[Any] | None = None) -> None:
+    """Poll ``predicate()`` on the event loop until it holds; ``timeout`` only bounds a hang.
+
+    Raises AssertionError naming ``what`` after ``timeout`` seconds, or when ``task`` (the load
+    being watched) ended first.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if task is not None and task.done():
+            task.result()  # its error, if it failed
+            raise AssertionError(f"the load ended before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout:g} s")
+        await asyncio.sleep(0.02)
+
+
+def metric_value(text: str, sample: str) -> float:
+    """The value of one Prometheus sample line (``name{labels}``) in ``/metrics`` text; 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

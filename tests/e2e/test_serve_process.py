@@ -20,9 +20,11 @@ from tests._serve import (
     Server,
     create_keys,
     hammer,
+    metric_value,
     one_request,
     serve_env,
     serve_process,
+    wait_for_state,
 )
 
 # Small queue so a burst overloads it; a long deadline so admitted requests never time out on a busy CI box.
@@ -33,6 +35,8 @@ CONFIG = {
     "drain_s": 1.0,
     "auth": {"rate_per_s": None},  # these tests measure admission control, not the per-key rate
 }
+HANG = 120.0  # seconds: only bounds a hang (the load, the swap, the drain), never a measurement
+ANSWERED_PREDICTS = 'lmforge_http_requests_total{route="/v1/predict",method="POST",status="200"}'
 
 
 @pytest.fixture(scope="module")
@@ -122,28 +126,55 @@ def test_bad_requests_over_the_wire(server: Server) -> None:
     assert form.status == 415
 
 
+class VersionTally:
+    """How many replies of a growing list each model version answered (read incrementally)."""
+
+    def __init__(self, replies: list[Reply | BaseException]) -> None:
+        self.replies = replies
+        self.read = 0
+        self.by_version: dict[int, int] = {}
+
+    def count(self, version: int) -> int:
+        for r in self.replies[self.read :]:
+            if isinstance(r, Reply) and r.status == 200:
+                v = r.json()["version"]
+                self.by_version[v] = self.by_version.get(v, 0) + 1
+        self.read = len(self.replies)
+        return self.by_version.get(version, 0)
+
+
 def test_hot_swap_under_load_loses_no_request(server: Server) -> None:
     from lmforge.client import Client
 
     v2 = copy_run(server.run, server.tmp / "sentiment-v2").root  # type: ignore[attr-defined]
 
-    async def scenario() -> list[Reply | BaseException]:
-        load = asyncio.ensure_future(hammer(server.port, server.tokens["predict"], clients=6, seconds=7))
-        await asyncio.sleep(1.5)
+    def swap() -> dict:
+        with Client(server.url, server.tokens["admin"], timeout=60) as client:
+            return client.register("sentiment", str(v2), activate=True)
 
-        def swap() -> dict:
-            with Client(server.url, server.tokens["admin"], timeout=60) as client:
-                return client.register("sentiment", str(v2), activate=True)
+    async def scenario() -> tuple[list[Reply | BaseException], dict]:
+        # The load runs from before the swap until version 2 has answered a few of its requests:
+        # driven by what the replies say, not by a fixed window.
+        stop, replies = asyncio.Event(), []
+        tally = VersionTally(replies)
+        load = asyncio.ensure_future(hammer(server.port, server.tokens["predict"], clients=6, stop=stop,
+                                            results=replies))
+        try:
+            await wait_for_state(lambda: tally.count(1) >= 5, timeout=HANG, what="5 replies from version 1", task=load)
+            info = await asyncio.to_thread(swap)
+            await wait_for_state(lambda: tally.count(2) >= 5, timeout=HANG, what="5 replies from version 2", task=load)
+        finally:
+            stop.set()
+        await asyncio.wait_for(load, HANG)
+        return replies, info
 
-        info = await asyncio.to_thread(swap)
-        assert info["version"] == 2 and info["status"] == "active"
-        return await load
-
-    replies = asyncio.run(scenario())
+    replies, info = asyncio.run(scenario())
+    assert info["version"] == 2 and info["status"] == "active"
     counts = statuses(replies)
-    assert counts == {200: len(replies)}, counts
+    assert counts == {200: len(replies)}, counts  # no request lost, failed or refused across the swap
     versions = [r.json()["version"] for r in replies if isinstance(r, Reply)]
     assert versions[0] == 1 and versions[-1] == 2 and versions.count(2) >= 5, versions
+    assert set(versions) == {1, 2}
 
 
 @pytest.fixture
@@ -179,17 +210,33 @@ def test_sigterm_under_load_answers_every_inflight_request(
     ) as srv:
         token = tokens["predict"]
 
+        async def admitted() -> tuple[float, float]:
+            """(in flight, answered) predict requests, as the server counts them."""
+            text = (await one_request(srv.port, token, "GET", "/metrics")).body.decode()
+            return (metric_value(text, "lmforge_in_flight_requests"),
+                    metric_value(text, ANSWERED_PREDICTS))
+
         async def scenario() -> tuple[list[Reply | BaseException], Reply, Reply]:
             payload = {"texts": [f"stuck on the tarmac {i} for hours" for i in range(16)]}
             inflight = [
                 asyncio.ensure_future(one_request(srv.port, token, "POST", "/v1/predict", payload))
                 for _ in range(48)
             ]
-            await asyncio.sleep(0.3)  # all sent and queued: 48 x 16 texts take seconds on one thread
-            assert not all(f.done() for f in inflight)
+            # SIGTERM once the server holds all 48, most still in flight (48 x 16 texts take seconds on one thread).
+            deadline = asyncio.get_running_loop().time() + HANG
+            while True:
+                in_flight, answered = await admitted()
+                if in_flight > 0 and in_flight + answered == 48:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, (
+                    f"never all 48 admitted with some in flight: {in_flight} in flight, {answered} answered")
+                await asyncio.sleep(0.02)
             srv.proc.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.3)
             ready = await one_request(srv.port, None, "GET", "/readyz")
+            while ready.status == 200:  # until the signal is handled
+                assert asyncio.get_running_loop().time() < deadline, "/readyz never went to 503 after SIGTERM"
+                await asyncio.sleep(0.02)
+                ready = await one_request(srv.port, None, "GET", "/readyz")
             during = await one_request(srv.port, token, "POST", "/v1/predict", {"texts": ["still served"]})
             return await asyncio.gather(*inflight, return_exceptions=True), ready, during
 
