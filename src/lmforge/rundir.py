@@ -31,37 +31,17 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from lmforge.errors import ConfigError, RunDirError
 
 __all__ = [
-    "ADAPTER_CONFIG",
-    "BASELINE",
-    "COMPRESSED",
-    "FP32",
-    "LABELS",
-    "MANIFEST",
-    "MODEL",
-    "MODEL_META",
-    "ONNX_FILE",
-    "PRUNING",
-    "SELECTED",
-    "SPLITS",
-    "VARIANT_META",
-    "WEIGHTS",
-    "RunDir",
-    "atomic_open",
-    "atomic_write_json",
-    "atomic_write_text",
-    "fsync_tree",
-    "is_adapter_dir",
-    "read_json",
-    "read_labels",
-    "read_split",
-    "sha256_file",
+    "ADAPTER_CONFIG", "BASELINE", "COMPRESSED", "FP32", "LABELS", "MANIFEST", "MODEL", "MODEL_META",
+    "ONNX_FILE", "PRUNING", "SELECTED", "SPLITS", "VARIANT_META", "WEIGHTS", "RunDir", "atomic_open",
+    "atomic_write_json", "atomic_write_text", "fsync_tree", "is_adapter_dir", "read_json", "read_labels",
+    "read_split", "sha256_file",
 ]
 
 # -- the layout: every file and folder name another module needs -----------------------------
@@ -150,6 +130,14 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _kind(entry: os.DirEntry[str]) -> str:
+    if entry.is_symlink():
+        return "symlink"
+    if entry.is_dir(follow_symlinks=False):
+        return "dir"
+    return "file" if entry.is_file(follow_symlinks=False) else "other"
 
 
 def fsync_tree(root: Path) -> None:
@@ -299,19 +287,41 @@ class RunDir:
         atomic_write_json(self.manifest_path, manifest)
         return manifest
 
-    def file_hashes(self) -> dict[str, str]:
-        """sha256 of every artifact below the root (sorted by relative path)."""
+    def walk(self) -> Iterator[tuple[str, str]]:
+        """``(relative path, kind)`` of everything below the root but ``checkpoints/`` and ``logs/``.
+
+        ``kind`` is ``dir``, ``file``, ``symlink`` or ``other`` (a FIFO, socket or device). A
+        symlink is never followed, whatever it points at; hidden entries are included.
+        """
+        pending = [""] if self.root.is_dir() and not self.root.is_symlink() else []
+        while pending:
+            rel_dir = pending.pop()
+            with os.scandir(self.root / rel_dir) as it:
+                entries = sorted(it, key=lambda e: e.name)
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                if not rel_dir and entry.name in _UNHASHED_DIRS:
+                    continue
+                kind = _kind(entry)
+                yield rel, kind
+                if kind == "dir":
+                    pending.append(rel)
+
+    def file_hashes(self, hasher: Callable[[Path], str] = sha256_file) -> dict[str, str]:
+        """sha256 of every artifact below the root, by relative path (sorted).
+
+        An artifact is a regular file outside ``checkpoints/`` and ``logs/``, not hidden, and not
+        ``manifest.json`` / ``signature.json``; symlinks are not followed (so not hashed).
+
+        Args:
+            hasher: hashes one file (verification passes one that also records what it read).
+        """
         out: dict[str, str] = {}
-        if not self.root.exists():
-            return out
-        for path in sorted(self.root.rglob("*")):
-            rel = path.relative_to(self.root)
-            if not path.is_file() or rel.parts[0] in _UNHASHED_DIRS or str(rel) in _UNHASHED:
-                continue
-            if any(part.startswith(".") for part in rel.parts):  # temporary stage folders
-                continue
-            out[rel.as_posix()] = sha256_file(path)
-        return out
+        for rel, kind in self.walk():
+            if kind != "file" or rel in _UNHASHED or any(p.startswith(".") for p in rel.split("/")):
+                continue  # hidden: temporary stage folders and files
+            out[rel] = hasher(self.root / rel)
+        return dict(sorted(out.items()))
 
 
 # -- readers of what the stages wrote -------------------------------------------------------

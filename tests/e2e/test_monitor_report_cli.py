@@ -47,6 +47,7 @@ def reference(trained_full: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     run = copy_run(trained_full, tmp_path_factory.mktemp("report") / "run")
     write_jsonl(run.split_path("train"), rows[:150])
     write_jsonl(run.split_path("val"), [r for r in rows[150:] if r["label"] != "neutral"][:100])
+    run.update_manifest()  # a run whose files differ from its manifest is refused (unsigned: --allow-unsigned)
     return run.root
 
 
@@ -71,6 +72,7 @@ def test_report_round_trip_flags_a_language_switch(reference: Path, chinese: Pat
         str(chinese),
         "--output",
         str(out),
+        "--allow-unsigned",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "verdict: drift" in proc.stdout and "over 80 texts" in proc.stdout
@@ -107,6 +109,7 @@ def test_fail_on_drift_exit_code_and_detector_choice(reference: Path, chinese: P
         str(chinese),
         "--output",
         str(out),
+        "--allow-unsigned",
         "--detectors",
         "oov-rate,text-length-ks",
         "--fail-on-drift",
@@ -141,6 +144,7 @@ def test_bad_inputs_exit_2_with_a_clear_message(reference: Path, tmp_path: Path)
             str(current),
             "--output",
             str(tmp_path / "never.html"),
+            "--allow-unsigned",
             *extra,
         )
 

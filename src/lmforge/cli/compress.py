@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lmforge.cli._common import say, sign_after
+from lmforge.cli._common import say
 
 EXAMPLE = """examples:
   lmforge compress runs/demo
@@ -42,11 +42,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=20, help="timed runs per batch size (median reported)")
     p.add_argument("--force-bf16", action="store_true", help="build torch-bf16 even where the CPU lacks fast bf16")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--public-key",
+                   help="the signer's public key, to verify a signed run first (default: $LMFORGE_PUBLIC_KEY, else your own)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from lmforge.cli.stages import resign
     from lmforge.compress import CompressOptions, compress, parse_budget, parse_only
+    from lmforge.guard import trust_before_rewrite
 
     options = CompressOptions(
         budget=parse_budget(args.budget), only=parse_only(args.only), speed_by=args.speed_by,
@@ -55,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
         distill_steps=args.distill_steps, learning_rate=args.learning_rate, latency_repeats=args.repeats,
         force_bf16=args.force_bf16, seed=args.seed,
     )
+    check = trust_before_rewrite(args.run, args.public_key)  # a re-signature vouches for model/ and data/ too
     summary = compress(args.run, options, say=say)
-    sign_after(args.run)
+    resign(args.run, check, ("compressed",))
     say(f"report: {args.run}/compressed/compression_report.md")
     say(f"selected: {summary['selected']}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lmforge.cli._common import say
+from lmforge.cli.stages import add_trust_args
 from lmforge.errors import ConfigError
 
 _RAW = argparse.RawDescriptionHelpFormatter
@@ -16,13 +17,15 @@ REPORT_EXAMPLE = """examples:
 
 Writes the HTML report (plots inline) and a JSON file next to it (same name, .json).
 Exit code 0 with a verdict (1 with --fail-on-drift when drift is found); 2 for a user error
-(missing run, unreadable file, too few texts for a verdict)."""
+(missing run, unreadable file, too few texts for a verdict) or a reference run that fails
+verification (as for `lmforge predict`: a valid signature, or --allow-unsigned)."""
 
 REFERENCE_EXAMPLE = """example:
   lmforge monitor reference runs/demo --output runs/demo-reference.json
 
 Fits every drift detector on the run (the model runs over the val split) and saves the
-fitted state as JSON; point the server's monitor.reference_state at it to skip fitting at start."""
+fitted state as JSON; point the server's monitor.reference_state at it to skip fitting at start.
+The run is verified first, as for `lmforge predict` (--public-key, --allow-unsigned)."""
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -73,6 +76,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="most reference examples per detector (default: 1000)",
     )
     q.add_argument("--fail-on-drift", action="store_true", help="exit 1 when any detector finds drift")
+    add_trust_args(q)
     q.set_defaults(func=report)
 
     q = monitor_sub.add_parser(
@@ -93,6 +97,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="N",
         help="most reference examples per detector (default: 1000)",
     )
+    add_trust_args(q)
     q.set_defaults(func=reference)
 
     q = monitor_sub.add_parser("detectors", help="list the drift detectors")
@@ -100,10 +105,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def report(args: argparse.Namespace) -> int:
+    from lmforge.guard import trust_run
     from lmforge.monitor import drift_report
 
     if args.max_reference < 1:
         raise ConfigError(f"--max-reference must be at least 1, got {args.max_reference}.")
+    check = trust_run(args.reference, args.public_key, allow_unsigned=args.allow_unsigned)
     doc = drift_report(
         args.reference,
         args.current,
@@ -112,6 +119,7 @@ def report(args: argparse.Namespace) -> int:
         label_field=args.label_field,
         detectors=_names(args.detectors),
         max_examples=args.max_reference,
+        verified=check,
     )
     for r in doc["results"]:
         verdict = "DRIFT" if r["drift"] else "ok" if r["drift"] is False else "no verdict"
@@ -123,11 +131,14 @@ def report(args: argparse.Namespace) -> int:
 
 
 def reference(args: argparse.Namespace) -> int:
+    from lmforge.guard import trust_run
     from lmforge.monitor import fit_reference
 
     if args.max_reference < 1:
         raise ConfigError(f"--max-reference must be at least 1, got {args.max_reference}.")
-    state = fit_reference(args.run, _names(args.detectors), max_examples=args.max_reference)
+    names = _names(args.detectors)
+    check = trust_run(args.run, args.public_key, allow_unsigned=args.allow_unsigned)
+    state = fit_reference(args.run, names, max_examples=args.max_reference, verified=check)
     state.save(args.output)
     say(f"fitted {', '.join(sorted(state.detectors)) or 'no detector'}")
     for name, why in sorted(state.skipped.items()):

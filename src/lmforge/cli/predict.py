@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
             preds = [p for i in range(0, len(texts), args.batch_size)
                      for p in client.predict(texts[i : i + args.batch_size], model=args.model)]
     else:
-        trust_run(args.run, args.public_key, allow_unsigned=args.allow_unsigned)
-        predictor = load_predictor(args.run, variant=args.variant)
+        check = trust_run(args.run, args.public_key, allow_unsigned=args.allow_unsigned)
+        predictor = load_predictor(args.run, variant=args.variant, verified=check)
         preds = predictor.predict(texts, batch_size=args.batch_size, progress=args.progress and bool(args.input))
     if args.input:
         lines = [json.dumps({**r, "prediction": p}, ensure_ascii=False) for r, p in zip(records, preds, strict=True)]

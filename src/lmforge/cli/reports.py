@@ -1,6 +1,8 @@
 """Report verbs: fairness (metrics per slice) and report compliance (one document about a run).
 
-Both call :mod:`lmforge.evaluate`: they need the run's model or its evaluation.
+Both call :mod:`lmforge.evaluate`: they need the run's model or its evaluation. ``fairness``
+loads the model, so it verifies the run first like ``lmforge predict`` (``--public-key``,
+``--allow-unsigned``), and re-signs it after writing ``eval/fairness.json`` (as the stages do).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sys
 from pathlib import Path
 
 from lmforge.cli._common import dump, say
+from lmforge.cli.stages import add_trust_args, resign
 from lmforge.errors import ConfigError
 
 _RAW = argparse.RawDescriptionHelpFormatter
@@ -32,6 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--min-support", type=int, default=20, help="least examples for a slice to count (default 20)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    add_trust_args(p)
     p.set_defaults(func=fairness)
 
     p = sub.add_parser("report", help="reports about a run", formatter_class=_RAW,
@@ -53,6 +57,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 # -- handlers --------------------------------------------------------------------------------------
 def fairness(args: argparse.Namespace) -> int:
     from lmforge.evaluate import fairness_for_run, render_fairness_markdown
+    from lmforge.guard import trust_run
+    from lmforge.predict import load_predictor
+    from lmforge.rundir import FP32
 
     keywords = None
     if args.keywords:
@@ -64,8 +71,11 @@ def fairness(args: argparse.Namespace) -> int:
             raise ConfigError(f"--keywords {args.keywords} must hold {{\"group\": [\"keyword\", ...]}}.")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    check = trust_run(args.run, args.public_key, allow_unsigned=args.allow_unsigned)
     report = fairness_for_run(args.run, group_field=args.group_field, keywords=keywords, handles=args.by_handle,
-                              threshold=args.threshold, min_support=args.min_support, batch_size=args.batch_size)
+                              threshold=args.threshold, min_support=args.min_support, batch_size=args.batch_size,
+                              predictor=load_predictor(args.run, FP32, verified=check))
+    resign(args.run, check, ("eval/fairness.json",))
     if args.json:
         dump(report)
     else:

@@ -4,9 +4,11 @@
   PASSPORT) and redaction under a :class:`PrivacyPolicy` (mask, hash or drop).
 - :class:`Encryptor` / :class:`KeyRing`: AES-256-GCM with key ids and rotation.
 - :class:`AuditLog`: append-only JSONL hash chain; :meth:`AuditLog.verify` names the first bad record.
-- :func:`sign_run` / :func:`verify_run`: Ed25519 over ``manifest.json`` plus a re-hash of every file;
-  :func:`auto_sign` / :func:`trust_run`: the policy the CLI applies (sign what you build with your
-  key, refuse unsigned or tampered runs in predict and serve unless allowed).
+- :func:`sign_run` / :func:`verify_run`: Ed25519 over ``manifest.json`` plus a re-hash of every file
+  (symlinks refused); :func:`auto_sign` / :func:`trust_run` / :func:`trust_before_rewrite`: the
+  policy the CLI applies (sign what you build with your key, refuse unsigned or tampered runs
+  wherever a model is loaded unless allowed, verify a signed run before re-signing it);
+  :class:`FileStamps`: proof that a file read after verification is the file verified.
 - :func:`scan_model_file`: refuses pickle-based and malformed weight files without unpickling.
 
 guard holds no model code: it sits below every stage, so each can redact, encrypt, audit or
@@ -36,6 +38,7 @@ from lmforge.guard._crypto import (
     load_encryptor,
 )
 from lmforge.guard._errors import CryptoKeyError, GuardError, IntegrityError, UnsafeModelError
+from lmforge.guard._integrity import FileStamps
 from lmforge.guard._modelscan import ModelFileReport, scan_model_dir, scan_model_file
 from lmforge.guard._signing import (
     SIGNATURE,
@@ -53,6 +56,7 @@ from lmforge.guard._trust import (
     SIGNING_KEY_ENV,
     auto_sign,
     default_signing_key,
+    trust_before_rewrite,
     trust_run,
     trusted_public_key,
 )
@@ -71,6 +75,7 @@ __all__ = [
     "AuditVerification",
     "CryptoKeyError",
     "Encryptor",
+    "FileStamps",
     "GuardError",
     "IntegrityError",
     "KeyRing",
@@ -98,6 +103,7 @@ __all__ = [
     "scan_model_file",
     "scan_texts",
     "sign_run",
+    "trust_before_rewrite",
     "trust_run",
     "trusted_public_key",
     "verify_run",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import re
 import struct
 import tarfile
@@ -211,6 +212,8 @@ def scan_model_file(path: str | Path, *, max_header: int = MAX_HEADER) -> ModelF
         UnsafeModelError: pickle-based or malformed (the message says which and why).
     """
     path = Path(path)
+    if path.is_symlink():
+        raise _refuse(path, "it is a symbolic link (never followed: scan the file it points at)")
     if not path.is_file():
         raise UnsafeModelError(f"Model file not found (or not a regular file): {path}")
     suffix = path.suffix.lower()
@@ -242,8 +245,18 @@ def scan_model_file(path: str | Path, *, max_header: int = MAX_HEADER) -> ModelF
     return ModelFileReport(str(path), "onnx" if suffix == ".onnx" else "other", size)
 
 
+def _files_below(root: Path) -> list[Path]:
+    """Every non-folder entry below ``root``, sorted; a symlinked folder is listed, never entered."""
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        base = Path(dirpath)
+        out.extend(base / name for name in filenames)
+        out.extend(base / name for name in dirnames if (base / name).is_symlink())
+    return sorted(out)
+
+
 def scan_model_dir(root: str | Path) -> list[ModelFileReport]:
-    """Scan every file below ``root``; all refusals are reported together.
+    """Scan every file below ``root``; all refusals are reported together (symlinks are refused).
 
     Raises:
         UnsafeModelError: one or more files were refused (each named with its reason).
@@ -253,7 +266,7 @@ def scan_model_dir(root: str | Path) -> list[ModelFileReport]:
         raise UnsafeModelError(f"Model folder not found: {root}")
     reports: list[ModelFileReport] = []
     problems: list[str] = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
+    for path in _files_below(root):
         try:
             reports.append(scan_model_file(path))
         except UnsafeModelError as exc:

@@ -9,8 +9,10 @@ signature over the manifest's bytes covers them all. :func:`sign_run` writes
 
 where the signature covers every other field (canonical JSON). :func:`verify_run` checks the
 signature with a public key, then re-hashes every file the manifest lists and names each
-tampered, missing or extra file; with ``scan_models`` it also refuses pickle-based or malformed
-files under ``model/`` and ``compressed/``. Predict and serving call it before loading a run.
+tampered, missing or extra file, and every symlink or special file (see
+:mod:`lmforge.guard._integrity`); with ``scan_models`` it also refuses pickle-based or malformed
+files under ``model/`` and ``compressed/``. Every load path calls it before loading a run, and
+:meth:`RunVerification.check_unchanged` after, so the bytes loaded are the bytes verified.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ import datetime as _dt
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
-from pathlib import Path, PurePosixPath
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from lmforge._extras import require
 from lmforge.errors import RunDirError
 from lmforge.guard._crypto import write_private
 from lmforge.guard._errors import CryptoKeyError, IntegrityError, UnsafeModelError
+from lmforge.guard._integrity import FileStamps, run_file_problems
 from lmforge.guard._modelscan import scan_model_file
 from lmforge.rundir import MANIFEST, RunDir, atomic_write_json, atomic_write_text
 
@@ -162,33 +166,6 @@ def _as_run(run: RunDir | str | Path) -> RunDir:
     return run
 
 
-def _file_problems(run: RunDir, manifest_bytes: bytes) -> tuple[list[str], int]:
-    """Tampered, missing and extra files against ``manifest.files``; and how many were checked."""
-    try:
-        manifest = json.loads(manifest_bytes)
-    except (ValueError, UnicodeDecodeError):
-        return [f"{MANIFEST} is not valid JSON"], 0
-    listed = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(listed, dict):
-        return [f"{MANIFEST} has no 'files' table of sha256 digests"], 0
-    problems: list[str] = []
-    expected: dict[str, str] = {}
-    for rel, digest in listed.items():
-        parts = PurePosixPath(rel).parts if isinstance(rel, str) else ()
-        if not parts or rel.startswith("/") or "\\" in rel or ".." in parts or not isinstance(digest, str):
-            problems.append(f"{MANIFEST} lists a malformed entry {str(rel)[:80]!r}")
-            continue
-        expected[rel] = digest
-    actual = run.file_hashes()
-    for rel in sorted(expected):
-        if rel not in actual:
-            problems.append(f"missing file: {rel}")
-        elif actual[rel] != expected[rel]:
-            problems.append(f"tampered file: {rel} (sha256 differs from the manifest)")
-    problems.extend(f"extra file: {rel} (not in the manifest)" for rel in sorted(set(actual) - set(expected)))
-    return problems, len(expected)
-
-
 def sign_run(run: RunDir | str | Path, private_key: str | Path | Any, *, signer: str | None = None) -> dict[str, Any]:
     """Sign ``RUN/manifest.json`` and write ``RUN/signature.json``.
 
@@ -212,7 +189,7 @@ def sign_run(run: RunDir | str | Path, private_key: str | Path | Any, *, signer:
     run = _as_run(run)
     key = load_private_key(private_key)
     manifest_bytes = run.manifest_path.read_bytes()
-    problems, _ = _file_problems(run, manifest_bytes)
+    problems, _ = run_file_problems(run, manifest_bytes)
     if problems:
         raise IntegrityError(
             f"Refusing to sign {run.root}: it does not match its manifest:\n" + "\n".join(f"  - {p}" for p in problems)
@@ -245,9 +222,35 @@ class RunVerification:
     signer: str | None
     files_checked: int
     model_files_scanned: int
+    manifest_sha256: str = ""
+    """sha256 of the ``manifest.json`` bytes that were verified."""
+    stamps: FileStamps | None = field(default=None, repr=False, compare=False)
+    """What was hashed, as it was on disk then (see :meth:`check_unchanged`)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "stamps"}
+
+    def check_unchanged(self, *, skip: Iterable[str] = ()) -> None:
+        """Refuse what was read since verification if a file it hashed (or a model folder) changed.
+
+        Call it after loading a model from the run (with its weights copied into memory): then
+        the loaded bytes are the verified ones. A stage calls it before re-signing, with
+        ``skip`` naming what the stage wrote itself (``eval``, ``MODEL_CARD.md``...).
+
+        Raises:
+            IntegrityError: naming each file or folder replaced, written to, or with entries
+                added or removed since verification.
+        """
+        changed = self.stamps.changed(skip) if self.stamps is not None else []
+        if changed:
+            root = Path(self.run)
+            what = [f"{rel}/ (a folder: an entry was added, removed or renamed)" if (root / rel).is_dir()
+                    else f"{rel} (replaced, written to or removed)" for rel in changed]
+            raise IntegrityError(
+                f"Run {self.run} changed after it was verified, so what was read from it is not what was "
+                f"verified ({len(changed)} changed):\n" + "\n".join(f"  - {w}" for w in what)
+                + "\nNothing read from it is used. Find out who writes into the run, then verify and load again."
+            )
 
 
 def _signature_problems(run: RunDir, manifest_bytes: bytes, public_key: Any) -> tuple[list[str], dict[str, Any]]:
@@ -303,9 +306,13 @@ def verify_run(
 
     Raises:
         IntegrityError: every problem found: signature, and each tampered, missing or extra
-            file by name, and each unsafe model file.
+            file by name (hidden files in ``model/`` and ``compressed/<variant>/`` count as
+            extra), each symlink or special file outside ``logs/`` and ``checkpoints/``, and each
+            unsafe model file.
     """
     run = _as_run(run)
+    stamps = FileStamps(run.root)
+    stamps.add(run.manifest_path)  # before it is read: a later load refuses a manifest changed since
     manifest_bytes = run.manifest_path.read_bytes()
     signed = (run.root / SIGNATURE).is_file()
     key = load_public_key(public_key) if public_key is not None else None
@@ -320,21 +327,18 @@ def verify_run(
         else:
             sig_problems, record = _signature_problems(run, manifest_bytes, key)
             problems.extend(sig_problems)
-    file_problems, checked = _file_problems(run, manifest_bytes)
+    file_problems, checked = run_file_problems(run, manifest_bytes, stamps)
     problems.extend(file_problems)
     scanned = 0
     if scan_models:
-        for folder in _MODEL_DIRS:
-            base = run.root / folder
-            if not base.is_dir():
+        for rel, kind in run.walk():
+            if kind != "file" or rel.split("/")[0] not in _MODEL_DIRS:
                 continue
-            for path in sorted(p for p in base.rglob("*") if p.is_file()):
-                scanned += 1
-                try:
-                    scan_model_file(path)
-                except UnsafeModelError as exc:
-                    problems.append(f"unsafe model file: {path.relative_to(run.root).as_posix()}: "
-                                    f"{str(exc).split(': ', 1)[-1]}")
+            scanned += 1
+            try:
+                scan_model_file(run.root / rel)
+            except UnsafeModelError as exc:
+                problems.append(f"unsafe model file: {rel}: {str(exc).split(': ', 1)[-1]}")
     if problems:
         raise IntegrityError(
             f"Run {run.root} failed verification ({len(problems)} problem(s)):\n"
@@ -342,5 +346,5 @@ def verify_run(
         )
     return RunVerification(
         str(run.root), signed, signed and key is not None, record.get("key_id"), record.get("signed_at"),
-        record.get("signer"), checked, scanned,
+        record.get("signer"), checked, scanned, hashlib.sha256(manifest_bytes).hexdigest(), stamps,
     )

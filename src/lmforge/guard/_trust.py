@@ -1,16 +1,22 @@
-"""Which runs a process trusts: sign what this user builds, verify what predict and serve load.
+"""Which runs a process trusts: sign what this user builds, verify everything that loads a run.
 
-The CLI stages that change a run (``run``, ``train``, ``evaluate``, ``compress``) re-sign it at
-the end with the user's signing key, so the signature always covers the manifest they
-just rewrote. The key is ``$LMFORGE_SIGNING_KEY``, else ``~/.config/lmforge/signing.key``
-(created on first use, mode 0600, public half next to it as ``signing.key.pub``). Set
-``LMFORGE_AUTO_SIGN=0`` to turn this off.
+The CLI stages that change a run (``run``, ``prepare``, ``train``, ``evaluate``, ``compress``,
+``fairness``) re-sign it at the end with the user's signing key, so the signature always
+covers the manifest they just rewrote. The key is ``$LMFORGE_SIGNING_KEY``, else
+``~/.config/lmforge/signing.key`` (created on first use, mode 0600, public half next to it as
+``signing.key.pub``). Set ``LMFORGE_AUTO_SIGN=0`` to turn this off. A re-signature vouches for
+every file of the run, also those the stage did not write, so such a stage first verifies a
+signed run it starts from (:func:`trust_before_rewrite`) and, before signing, checks that
+nothing it did not write changed meanwhile (:meth:`RunVerification.check_unchanged`): a
+tampered run is refused, never laundered into a fresh signature.
 
-``lmforge predict`` and ``lmforge serve`` call :func:`trust_run` before loading a model: a
-signed run must verify against ``--public-key``, ``$LMFORGE_PUBLIC_KEY`` or the user's own
-public key; an unsigned run (or a signed one with no public key at hand) is refused unless
-unsigned runs are allowed explicitly (its files are then still checked against the manifest);
-a tampered run, or one signed by another key than the one given, is always refused.
+Everything that loads a model from a run calls :func:`trust_run` first (``lmforge predict``,
+``serve`` and its registry, Ray replicas, the monitor's reference, ``evaluate``, ``fairness``,
+``monitor report`` / ``reference``): a signed run must verify against ``--public-key``,
+``$LMFORGE_PUBLIC_KEY`` or the user's own public key; an unsigned run (or a signed one with no
+public key at hand) is refused unless unsigned runs are allowed explicitly (its files are then
+still checked against the manifest); a tampered run, or one signed by another key than the one
+given, is always refused.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ __all__ = [
     "SIGNING_KEY_ENV",
     "auto_sign",
     "default_signing_key",
+    "trust_before_rewrite",
     "trust_run",
     "trusted_public_key",
 ]
@@ -117,6 +124,8 @@ def trust_run(
         CryptoKeyError: a named public key file is missing.
     """
     run = run if isinstance(run, RunDir) else RunDir(run)
+    if not run.root.is_dir():
+        raise RunDirError(f"Run directory {run.root} does not exist.")
     if not run.manifest_path.is_file():
         raise RunDirError(
             f"{run.root} has no manifest.json, so it is not a trained run: make one with "
@@ -132,3 +141,22 @@ def trust_run(
             )
         logger.warning("%s is signed but no public key is known here: checking its files only", run.root)
     return verify_run(run, key if signed else None, allow_unsigned=allow_unsigned)
+
+
+def trust_before_rewrite(run: RunDir | str | Path, public_key: str | Path | None = None) -> RunVerification | None:
+    """Verify a signed run before a stage rewrites and re-signs it; None for a new or unsigned run.
+
+    The policy is :func:`trust_run`'s without ``allow_unsigned``: a signed run must verify with
+    ``public_key`` (else ``$LMFORGE_PUBLIC_KEY``, else the user's own key). A folder without a
+    manifest or signature has nothing to verify: the stage creates the run, or adopts an
+    unsigned one (``lmforge sign`` would too). After the stage, call
+    :meth:`~lmforge.guard.RunVerification.check_unchanged` with what it wrote before signing.
+
+    Raises:
+        IntegrityError: the run is signed by another key, signed with no key to check it,
+            tampered with, or ships unsafe model files.
+    """
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    if not run.manifest_path.is_file() or not os.path.lexists(run.root / SIGNATURE):
+        return None
+    return trust_run(run, public_key, allow_unsigned=False)

@@ -2,7 +2,9 @@
 
 The store writer asks for a check every ``drift_every`` predictions of a version (at most one
 per ``drift_min_interval_s``); the reference is fitted on the reference run once and cached as
-JSON next to the store, so a restart loads it instead.
+JSON next to the store, so a restart loads it instead. With ``verify_reference`` (a server's
+setting) the reference run is verified first, like every run a server loads, and a file that
+changed between verification and fitting (or hashing it for the cache key) is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from lmforge.guard import trust_run
 from lmforge.monitor._drift import DriftData, DriftResult
 from lmforge.monitor._live import VersionWindow, Windows
 from lmforge.monitor._reference import ReferenceState, fit_reference, reference_fingerprint
@@ -64,7 +67,13 @@ class DriftRunner:
         """The reference of ``run`` (the ``reference_run`` setting): from its cache file, else fitted and cached."""
         s = self.settings
         RunDir(run).require("data/train.jsonl", hint="monitor reference_run must be a trained run.")
+        check = (
+            trust_run(run, s.reference_public_key, allow_unsigned=s.reference_allow_unsigned)
+            if s.verify_reference else None
+        )
         fingerprint = reference_fingerprint(run, s.detectors, s.detector_options, s.reference_size)
+        if check is not None:
+            check.check_unchanged()  # the cache key hashes what was verified
         path = self._reference_path(store, fingerprint)
         if path.is_file():
             try:
@@ -74,7 +83,7 @@ class DriftRunner:
                     return state
             except Exception as exc:  # a damaged cache is rebuilt, not fatal
                 log.warning("drift reference cache %s unreadable (%s); fitting again", path, exc)
-        state = fit_reference(run, s.detectors, s.detector_options, s.reference_size)
+        state = fit_reference(run, s.detectors, s.detector_options, s.reference_size, verified=check)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             state.save(path)

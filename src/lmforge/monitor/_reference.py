@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from lmforge.errors import DataError, LmforgeError
+from lmforge.guard import RunVerification
 from lmforge.monitor._drift import DriftData, DriftDetector, DriftResult
 from lmforge.monitor._registry import available_detectors, detector_from_json, get_detector
 from lmforge.predict import load_predictor
@@ -158,8 +159,12 @@ def fit_reference(
     max_examples: int = 1000,
     seed: int = 0,
     predictor: Any = None,
+    verified: RunVerification | None = None,
 ) -> ReferenceState:
     """Fit the drift reference of a trained run.
+
+    Fitting decides no trust: a caller that verified the run (``lmforge.guard.trust_run``) passes
+    the verification, and the data and model read here must still be what it hashed.
 
     Args:
         run: run directory with prepared data and a model.
@@ -168,9 +173,11 @@ def fit_reference(
         max_examples: most texts of train+val (text detectors) and of val (output detectors).
         seed: seed of the samples.
         predictor: the model to run on the val split (default: ``load_predictor(run)``).
+        verified: the run's verification; checked after the data and model were read.
 
     Raises:
         RunDirError: the run has no prepared data or no model.
+        IntegrityError: with ``verified``, a file changed since the run was verified.
     """
     root = RunDir(run)
     root.require("data/train.jsonl", hint="Give a run directory made by `lmforge run` or `lmforge prepare`.")
@@ -185,7 +192,7 @@ def fit_reference(
     outputs = None
     if output_names and val_rows:
         if predictor is None:
-            predictor = load_predictor(root.root)
+            predictor = load_predictor(root.root, verified=verified)
         texts = [r["text"] for r in val_rows]
         outputs = DriftData(
             texts,
@@ -194,6 +201,8 @@ def fit_reference(
             [r["label"] for r in val_rows],
         )
     state = fit_detectors(DriftData([r["text"] for r in text_rows]), outputs, names, options)
+    if verified is not None:
+        verified.check_unchanged()  # the splits read above are the verified ones
     state.meta.update(
         run=str(root.root.resolve()),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

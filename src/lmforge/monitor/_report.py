@@ -15,6 +15,7 @@ import numpy as np
 
 from lmforge._jsonl import iter_text_records
 from lmforge.errors import DataError
+from lmforge.guard import RunVerification
 from lmforge.monitor._dashboard import PAGE_CSS
 from lmforge.monitor._drift import DriftData, DriftResult
 from lmforge.monitor._registry import available_detectors, get_detector
@@ -70,13 +71,19 @@ def drift_report(
     detectors: list[str] | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     max_examples: int = 1000,
+    verified: RunVerification | None = None,
 ) -> dict[str, Any]:
     """Compare ``current`` texts with the reference run; write ``output`` (HTML) and its ``.json`` twin.
+
+    Args:
+        verified: the reference run's verification (``lmforge.guard.trust_run``), which the model
+            and data read must still match; None reads the run unverified.
 
     Returns:
         The JSON document: verdict, the detectors that flagged drift, every result.
 
     Raises:
+        IntegrityError: with ``verified``, a file of the reference changed since it was verified.
         RunDirError: the reference run lacks prepared data or a model.
         DataError: the current file is unreadable, empty, or smaller than the detectors need
             (nothing is written then).
@@ -99,8 +106,8 @@ def drift_report(
             f"{current} holds {len(records)} texts, too few for a drift verdict: the detectors need at "
             f"least {max(needs.values())} ({detail}). No report was written."
         )
-    predictor = load_predictor(run.root)
-    state = fit_reference(run.root, names, options, max_examples, predictor=predictor)
+    predictor = load_predictor(run.root, verified=verified)
+    state = fit_reference(run.root, names, options, max_examples, predictor=predictor, verified=verified)
     texts = [str(r[text_field]) for r in records]
     proba = np.asarray(predictor.predict_proba(texts))
     true = [r.get(label_field) for r in records]

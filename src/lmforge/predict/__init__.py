@@ -2,8 +2,11 @@
 
 - :class:`Predictor`: the Protocol of a text classifier (``labels``, ``max_length``,
   ``predict_proba``, ``predict``); a causal-LM ``Generator`` Protocol goes beside it.
-- :func:`load_predictor`: a run's selected variant, a named one or ``fp32`` (its ``model/``);
-  :func:`resolve_variant`, :func:`read_selected` and :func:`available_variants` say which.
+- :func:`load_predictor`: a run's selected variant, a named one or ``fp32`` (its ``model/``),
+  optionally checked against the run's verification (``verified=``) once loaded;
+  :func:`resolve_variant` (which validates variant names), :func:`read_selected` and
+  :func:`available_variants` say which.
+- :func:`base_model_digest`: what a LoRA run records of its base model, checked when it loads.
 - :func:`load_model_folder`: one folder, by the first backend of :data:`BACKENDS` that
   recognizes it: ONNX Runtime (``tokenizers`` + ``onnxruntime`` only, never torch), then torch
   (safetensors, or a PEFT adapter merged into its base model).
@@ -17,7 +20,7 @@ torch, transformers and onnxruntime load when a model is loaded.
 
 from __future__ import annotations
 
-from lmforge.predict._meta import read_model_meta
+from lmforge.predict._meta import BASE_DIGEST, base_model_digest, read_model_meta
 from lmforge.predict._onnx import OnnxPredictor, onnx_session
 from lmforge.predict._protocol import Predictor, batched_proba, softmax, to_predictions
 from lmforge.predict._pruning import (
@@ -43,6 +46,7 @@ from lmforge.predict._variants import (
 
 __all__ = [
     "BACKENDS",
+    "BASE_DIGEST",
     "PRUNABLE_TYPES",
     "TOKENIZER_FILES",
     "Backend",
@@ -52,6 +56,7 @@ __all__ = [
     "TorchPredictor",
     "apply_pruning_shapes",
     "available_variants",
+    "base_model_digest",
     "batched_proba",
     "check_prunable",
     "encoder_layers",

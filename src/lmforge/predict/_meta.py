@@ -1,14 +1,20 @@
-"""Reading a model folder's ``lmforge_model.json``: labels, max_length, format, base model."""
+"""A model folder's ``lmforge_model.json`` (labels, max_length, format, base model), and the digest
+of a base model that a LoRA adapter is merged into."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 from lmforge.errors import RunDirError
+from lmforge.guard import FileStamps
 from lmforge.rundir import MODEL_META, read_json
 
-__all__ = ["read_model_meta"]
+__all__ = ["BASE_DIGEST", "base_model_digest", "read_model_meta"]
+
+BASE_DIGEST = "base_model_sha256"
+"""Key of ``lmforge_model.json`` (and of ``manifest.train``) holding the base model's digest."""
 
 
 def read_model_meta(folder: str | Path) -> dict[str, Any]:
@@ -31,3 +37,41 @@ def read_model_meta(folder: str | Path) -> dict[str, Any]:
         raise RunDirError(f"{path} has no label list; {hint}")
     out: dict[str, Any] = meta
     return out
+
+
+def _base_files(folder: Path) -> list[Path]:
+    """What ``from_pretrained`` reads of a base model: ``config.json`` and the safetensors weights."""
+    return sorted(
+        p for p in folder.iterdir()
+        if p.name == "config.json" or p.name.endswith((".safetensors", ".safetensors.index.json"))
+    )
+
+
+def base_model_digest(folder: str | Path, stamps: FileStamps | None = None) -> str:
+    """sha256 over the names and sha256 of a base model's ``config.json`` and safetensors weight files.
+
+    Training records it (``base_model_sha256``); loading a LoRA adapter refuses a base whose
+    digest changed since, because the adapter's weights only mean something on top of the
+    exact base they were trained on, and the base lies outside the signed run.
+
+    Args:
+        folder: the base model's ``save_pretrained`` folder (from the catalog, or a local path).
+        stamps: records what was hashed, to confirm after loading that the loader read the same
+            files (a symlink is hashed at its target; the link itself is stamped too).
+
+    Raises:
+        RunDirError: the folder has no ``config.json``, or a file of it cannot be read.
+    """
+    folder = Path(folder)
+    files = _base_files(folder) if folder.is_dir() else []
+    if not any(p.name == "config.json" for p in files):
+        raise RunDirError(f"Base model {folder} has no config.json; reinstall it (or point model.name at it again).")
+    pins = stamps if stamps is not None else FileStamps(folder)
+    digest = hashlib.sha256()
+    for path in files:
+        pins.add(path)
+        target = path.resolve()
+        digest.update(f"{path.name}\0{pins.hash(target)}\n".encode())
+        if pins.unreadable:
+            raise RunDirError(f"Cannot read base model file {path}: {next(iter(pins.unreadable.values()))}.")
+    return digest.hexdigest()

@@ -1,6 +1,9 @@
 """ONNX Runtime backend: ``tokenizers`` + ``onnxruntime`` only. Never imports torch or transformers.
 
 A process serving an ONNX variant stays around 100 MB; importing torch would add ~500 MB.
+ONNX Runtime reads the whole model file into its session, so a loaded session no longer
+depends on the file; :meth:`OnnxPredictor.set_threads` opens a new one, and refuses it when
+``model.onnx`` changed since the first (verified) load.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lmforge._extras import require
+from lmforge.guard import FileStamps, IntegrityError
 from lmforge.predict._meta import read_model_meta
 from lmforge.predict._protocol import batched_proba, softmax, to_predictions
 from lmforge.predict._tokenizer import FastTokenizer
@@ -58,12 +62,23 @@ class OnnxPredictor:
         self.labels: list[str] = list(meta["labels"])
         self.max_length = int(meta.get("max_length", 128))
         self.tokenizer = FastTokenizer(folder, self.max_length)
+        self._stamps = FileStamps(folder)
+        self._stamps.add(folder / ONNX_FILE)  # before the file is read: set_threads reads it again
         self.session = onnx_session(folder / ONNX_FILE, threads)
         self._inputs = [i.name for i in self.session.get_inputs()]
 
     def set_threads(self, threads: int, *, spinning: bool = True) -> None:
-        """Re-open the session with ``threads`` intra-op threads (idle threads sleep when not ``spinning``)."""
-        self.session = onnx_session(self.folder / ONNX_FILE, threads, spinning=spinning)
+        """Re-open the session with ``threads`` intra-op threads (idle threads sleep when not ``spinning``).
+
+        Raises:
+            IntegrityError: ``model.onnx`` changed since this predictor first loaded it (the
+                new session is dropped; the old one keeps serving).
+        """
+        session = onnx_session(self.folder / ONNX_FILE, threads, spinning=spinning)
+        if self._stamps.changed():
+            raise IntegrityError(f"{self.folder / ONNX_FILE} changed since it was loaded (and verified); "
+                                 "not opening it again. Verify and load the run again.")
+        self.session = session
         self._inputs = [i.name for i in self.session.get_inputs()]
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:

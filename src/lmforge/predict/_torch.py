@@ -4,17 +4,24 @@ Weights load through safetensors only (no pickle). Three kinds of folder:
 
 - the run's ``model/`` with full weights (``save_pretrained``), loaded in float32;
 - the run's ``model/`` with a PEFT adapter: the base model is loaded from the catalog and
-  the adapter merged in;
+  the adapter merged in, after its digest is checked against the one recorded at training
+  (``base_model_sha256``: the base lies outside the signed run);
 - a variant under ``compressed/`` saved by :func:`save_torch_model` (bf16, pruned, distilled,
   merged), which keeps its dtype.
   A pruned variant carries ``pruning.json`` with its per-layer sizes; the model is built
   from the config, shrunk to those sizes, then filled from the safetensors with every key
   and shape checked (``strict=True``).
+
+transformers maps safetensors files and can leave parameters reading from the mapping, so a
+later write to a file would change the running model. Every loaded model gets its weights
+copied into memory of its own, one tensor at a time (:func:`_own_memory`): the peak is one
+extra tensor, not a second model, and the files can be re-checked after loading.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,11 +32,14 @@ import numpy as np
 from lmforge._extras import require
 from lmforge.catalog import resolve_model
 from lmforge.errors import RunDirError
-from lmforge.predict._meta import read_model_meta
+from lmforge.guard import FileStamps, IntegrityError
+from lmforge.predict._meta import BASE_DIGEST, base_model_digest, read_model_meta
 from lmforge.predict._protocol import batched_proba, to_predictions
 from lmforge.rundir import MODEL, MODEL_META, PRUNING, WEIGHTS, is_adapter_dir
 
 __all__ = ["TorchPredictor", "load", "load_torch_model", "save_torch_model"]
+
+logger = logging.getLogger(__name__)
 
 
 class TorchPredictor:
@@ -108,19 +118,61 @@ def save_torch_model(model: Any, out: Path) -> None:
     model.config.save_pretrained(out)
 
 
+def _own_memory(model: Any) -> Any:
+    """Copy every CPU parameter and buffer into memory of its own (tied tensors stay tied)."""
+    torch = require("torch", extra="train", purpose="Prediction")
+    copies: dict[int, Any] = {}
+    with torch.no_grad():
+        for module in model.modules():
+            for table in (module._parameters, module._buffers):
+                for name, tensor in list(table.items()):
+                    if tensor is None or tensor.device.type != "cpu":
+                        continue
+                    if id(tensor) not in copies:
+                        if isinstance(tensor, torch.nn.Parameter):
+                            tensor.data = tensor.data.clone()  # the same Parameter object: ties are kept
+                            copies[id(tensor)] = tensor
+                        else:
+                            copies[id(tensor)] = tensor.clone()
+                    table[name] = copies[id(tensor)]
+    return model
+
+
+def _check_base(base: Path, meta: dict[str, Any], model_dir: Path, stamps: FileStamps) -> None:
+    """Refuse a base model whose config and weights are not the ones the adapter was trained on."""
+    digest = base_model_digest(base, stamps)
+    recorded = meta.get(BASE_DIGEST)
+    if recorded is None:
+        logger.warning("%s records no digest of its base model (trained before lmforge recorded one): "
+                       "loading %s unchecked", model_dir / MODEL_META, base)
+    elif digest != recorded:
+        raise IntegrityError(
+            f"The base model {base} of the LoRA adapter in {model_dir} changed since training: its config and "
+            f"weights hash to {digest[:16]}..., the adapter was trained on {str(recorded)[:16]}... "
+            f"({BASE_DIGEST} in {MODEL_META}). Install the base model the run was trained with, or train again."
+        )
+
+
 def _load_trained(model_dir: Path, meta: dict[str, Any]) -> Any:
     """The model ``lmforge train`` saved: full weights, or the base model with the adapter merged in."""
     transformers = require("transformers", extra="train", purpose="Prediction")
     labels = list(meta["labels"])
-    if is_adapter_dir(model_dir):
-        peft = require("peft", extra="train", purpose="Loading a LoRA adapter")
-        base = resolve_model(meta["base_model"])
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            base, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)}, use_safetensors=True,
-        )
-        return peft.PeftModel.from_pretrained(model, model_dir).merge_and_unload()
-    return transformers.AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+    if not is_adapter_dir(model_dir):
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+        return _own_memory(model)
+    peft = require("peft", extra="train", purpose="Loading a LoRA adapter")
+    base = resolve_model(meta["base_model"])
+    stamps = FileStamps(base)
+    _check_base(base, meta, model_dir, stamps)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)}, use_safetensors=True,
+    )
+    model = _own_memory(peft.PeftModel.from_pretrained(model, model_dir).merge_and_unload())
+    if changed := stamps.changed():
+        raise IntegrityError(f"The base model {base} changed while it was loaded ({', '.join(changed)}); "
+                             "nothing loaded from it is used. Load again.")
+    return model
 
 
 def load(folder: Path) -> TorchPredictor:

@@ -150,6 +150,13 @@ def _start_monitor(app: FastAPI, settings: ServeSettings, runtime: Runtime, metr
         log.info("monitor: drift reference is %s (monitor.reference_run)", monitor_settings.reference_run)
     else:
         log.warning("monitor: no model is loaded, so there is no drift reference; drift checks are off")
+    # The reference's data and model are read on the server's behalf: verified with its policy, as every run it loads.
+    monitor_settings = dataclasses.replace(
+        monitor_settings,
+        verify_reference=True,
+        reference_public_key=monitor_settings.reference_public_key or settings.public_key,
+        reference_allow_unsigned=monitor_settings.reference_allow_unsigned or settings.allow_unsigned,
+    )
     monitor = monitor_mod.Monitor(monitor_settings, labels=labels)
     monitor.start()
     if app.state.monitor_router is None:

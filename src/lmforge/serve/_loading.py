@@ -1,7 +1,9 @@
 """Loading a model version to serve, and freeing it.
 
 A version is verified again at every load (:func:`lmforge.guard.trust_run`, and its manifest
-must be the one registered), loaded by the backend in a worker thread, and gets its own
+must be the one registered), loaded by the backend in a worker thread, then checked once more:
+no file the verification hashed may have changed by the time the backend has loaded (and
+copied) the model, so what serves is what was verified. Each version gets its own
 micro-batcher. A version that failed to load is not tried again for a minute (the registry
 poller would otherwise retry it at every sync), unless an admin action asks for it.
 """
@@ -23,7 +25,6 @@ from lmforge.serve._errors import ServeError
 from lmforge.serve._metrics import ServeMetrics
 from lmforge.serve._registry import ModelRegistry
 from lmforge.serve._registry_queries import VersionInfo
-from lmforge.serve._runs import manifest_sha256
 from lmforge.serve._slots import Loaded
 
 __all__ = ["VersionLoader", "free"]
@@ -85,13 +86,19 @@ class VersionLoader:
     def _load_blocking(self, info: VersionInfo) -> Any:
         s = self.settings
         run = Path(info.run_path)
-        trust_run(run, s.public_key, allow_unsigned=s.allow_unsigned)
-        if manifest_sha256(run) != info.manifest_sha256:
+        check = trust_run(run, s.public_key, allow_unsigned=s.allow_unsigned)
+        if check.manifest_sha256 != info.manifest_sha256:
             raise IntegrityError(
                 f"{run} changed since it was registered as {info.model} version {info.version} "
                 "(its manifest differs); register it again as a new version."
             )
-        return self.backend.load(info.model, info.version, run, info.variant)
+        engine = self.backend.load(info.model, info.version, run, info.variant)
+        try:
+            check.check_unchanged()  # what the backend read (threads set, session reopened) is what was verified
+        except IntegrityError:
+            asyncio.run(engine.close())  # a worker thread: no event loop runs here
+            raise
+        return engine
 
     def _on_batch(self, loaded: Loaded, texts: int, seconds: float, error: BaseException | None) -> None:
         self.metrics.batch_size.labels(loaded.model).observe(texts)

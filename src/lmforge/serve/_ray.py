@@ -9,9 +9,13 @@ batch; it keeps ``2 x replicas`` calls in flight so every replica has the next b
 while it finishes the current one. Ray's own HTTP proxy is disabled (``proxy_location=
 "Disabled"``): nothing but this process can reach the replicas.
 
-Replicas load the run with :func:`lmforge.compress.load_predictor` from the same path, so
-the run directory must be readable on every node (one machine, or a shared filesystem);
-the ingress verifies the run (signature, file hashes) before deploying it.
+Replicas load the run with :func:`lmforge.predict.load_predictor` from the same path, so
+the run directory must be readable on every node (one machine, or a shared filesystem). The
+ingress verifies the run before deploying it, but each replica is a process of its own that
+reads the files again, maybe much later (a restarted replica) or on another node: so every
+replica verifies the run itself, with the ingress's public key (sent as PEM bytes, so the node
+needs no key file) and policy, refuses a manifest other than the registered one, and checks
+after loading that no file changed since it verified.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from typing import Any
 import numpy as np
 
 from lmforge._extras import require
+from lmforge.guard import IntegrityError, trusted_public_key, verify_run
 from lmforge.predict import load_predictor
 from lmforge.serve._engines import check_output, set_threads
+from lmforge.serve._runs import manifest_sha256
 
 __all__ = ["RayBackend", "RayEngine"]
 
@@ -40,12 +46,31 @@ def _main_thread() -> bool:
 
 
 class PredictorReplica:
-    """One Ray Serve replica: a predictor loaded from a run directory."""
+    """One Ray Serve replica: a predictor loaded from a run directory it verifies itself.
 
-    def __init__(self, run: str, variant: str, threads: int | None) -> None:
+    Args:
+        run: the run directory (the same path on every node).
+        variant: the version's pinned variant.
+        threads: intra-op threads of the model, or None.
+        public_key: PEM bytes of the key the ingress verifies with; None when it has none.
+        allow_unsigned: the ingress's policy for unsigned runs.
+        manifest_sha256: the registered manifest's SHA-256; a run whose manifest differs is refused.
+
+    Raises:
+        IntegrityError: the run fails verification, its manifest is not the registered one, or a
+            file changed while the replica loaded it.
+    """
+
+    def __init__(self, run: str, variant: str, threads: int | None, public_key: bytes | None,
+                 allow_unsigned: bool, manifest_sha256: str) -> None:
+        check = verify_run(run, public_key, allow_unsigned=allow_unsigned)
+        if check.manifest_sha256 != manifest_sha256:
+            raise IntegrityError(f"{run} changed since it was registered (its manifest differs); "
+                                 "register it again as a new version.")
         self.predictor = load_predictor(run, variant=variant)
         if threads:
             set_threads(self.predictor, threads)
+        check.check_unchanged()  # after set_threads, which reopens an ONNX session
 
     def labels(self) -> list[str]:
         return list(self.predictor.labels)
@@ -109,8 +134,12 @@ class RayBackend:
             ray_actor_options={"num_cpus": s.ray_replica_cpus},
             max_ongoing_requests=4,
         )
+        key = trusted_public_key(s.public_key)
         handle = serve.run(
-            deployment.bind(str(run), variant, s.batching.threads), name=app_name, route_prefix=None
+            deployment.bind(str(run), variant, s.batching.threads, key.read_bytes() if key else None,
+                            bool(s.allow_unsigned), manifest_sha256(run)),
+            name=app_name,
+            route_prefix=None,
         )
         labels = list(handle.labels.remote().result())
         log.info("deployed %s with %d replica(s)", app_name, s.replicas)

@@ -36,7 +36,7 @@ from lmforge.serve._registry_queries import (
     rollback_target,
     version_from_row,
 )
-from lmforge.serve._runs import manifest_sha256, read_labels, resolve_variant, run_directory
+from lmforge.serve._runs import read_labels, resolve_variant, run_directory
 
 __all__ = ["ModelRegistry"]
 
@@ -106,9 +106,12 @@ class ModelRegistry:
     ) -> VersionInfo:
         """Verify a run and record it as the next version of ``name`` (the model is created if new).
 
+        The manifest recorded is the one verified (its SHA-256 as :func:`trust_run` read it).
+
         Raises:
             ServeError: a malformed name.
-            RunDirError: no such run, model or variant.
+            ConfigError: a malformed variant name (a path separator, ``..``, hidden).
+            RunDirError: no such run, model or variant, or the variant folder is a symlink.
             IntegrityError: the run is unsigned (without ``allow_unsigned``), wrongly signed or tampered with
                 (see :func:`lmforge.guard.trust_run`: ``public_key``, else ``$LMFORGE_PUBLIC_KEY``, else the
                 user's own key checks a signature).
@@ -116,10 +119,10 @@ class ModelRegistry:
         if (problem := name_problem(name)) is not None:
             raise ServeError(problem)
         run = run_directory(run_path)
+        pinned = resolve_variant(run, variant)  # a malformed or symlinked variant is refused before any hashing
         check = trust_run(run, public_key, allow_unsigned=allow_unsigned)
-        pinned = resolve_variant(run, variant)
         labels = read_labels(run, pinned)
-        digest = manifest_sha256(run)
+        digest = check.manifest_sha256
         m, v = self.t.models, self.t.versions
         stamp = now()
         with self.engine.begin() as conn:

@@ -16,6 +16,7 @@ from lmforge.catalog import resolve_model
 from lmforge.config import Spec
 from lmforge.errors import ConfigError, DataError, RunDirError
 from lmforge.metrics import macro_f1
+from lmforge.predict import BASE_DIGEST, base_model_digest
 from lmforge.rundir import LABELS, MODEL, MODEL_META, RunDir, atomic_write_json, read_labels, read_split
 from lmforge.train._hardware import resolve_device, resolve_precision, world
 from lmforge.train._methods import Method, get_method
@@ -164,8 +165,12 @@ def _callbacks(spec: Spec, run: RunDir, rank: int, progress: bool, has_val: bool
 
 
 def _save_model(run: RunDir, spec: Spec, method: Method, model: Any, tokenizer: Any, labels: list[str],
-                base_path: Path) -> None:
-    """Write ``model/`` atomically: weights (or adapter), tokenizer, labels and ``lmforge_model.json``."""
+                base_path: Path, base_digest: str) -> None:
+    """Write ``model/`` atomically: weights (or adapter), tokenizer, labels and ``lmforge_model.json``.
+
+    ``base_model_sha256`` is the digest of the base model trained on: a LoRA adapter is loaded
+    on top of the base again, from outside the run, and loading refuses a base that changed.
+    """
     with run.stage(MODEL) as tmp:
         method.save(model, tmp)
         tokenizer.save_pretrained(tmp)
@@ -176,6 +181,7 @@ def _save_model(run: RunDir, spec: Spec, method: Method, model: Any, tokenizer: 
                 "method": spec.train.method,
                 "base_model": spec.model.name,
                 "base_model_path": str(base_path),
+                BASE_DIGEST: base_digest,
                 "max_length": spec.model.max_length,
                 "labels": labels,
                 "format": "peft-adapter" if spec.train.method != "full" else "transformers",
@@ -211,6 +217,7 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
     method = get_method(cfg.method)
     labels, train_rows, val_rows = _read_rows(run)
     base_path = resolve_model(spec.model.name)
+    base_digest = base_model_digest(base_path)  # before it is read: the weights this run starts from
     checkpoint = _start_checkpoint(run, resume, rank)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -248,9 +255,10 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
     if writer is not None:
         writer.close()
     summary = _summary(spec, run, trainer, result, seconds, precision, device, world_size, len(train_set), checkpoint)
+    summary[BASE_DIGEST] = base_digest
     if rank != 0:  # one writer: rank 0 saves the model and the manifest
         return summary
-    _save_model(run, spec, method, trainer.model, tokenizer, labels, base_path)
+    _save_model(run, spec, method, trainer.model, tokenizer, labels, base_path, base_digest)
     trainer.state.save_to_json(str(run.logs_dir / "trainer_state.json"))
     if not os.environ.get("LMFORGE_KEEP_CHECKPOINTS"):
         shutil.rmtree(run.checkpoints_dir, ignore_errors=True)

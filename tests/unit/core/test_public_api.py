@@ -44,12 +44,12 @@ PUBLIC = {
     "lmforge.guard": [
         "ACTIONS", "AUDIT_KEY_ENV", "AUDIT_LOG_ENV", "AUTO_SIGN_ENV", "KEY_ENV", "PUBLIC_KEY_ENV",
         "SIGNATURE", "SIGNING_KEY_ENV", "AuditLog", "AuditVerification", "CryptoKeyError", "Encryptor",
-        "GuardError", "IntegrityError", "KeyRing", "ModelFileReport", "PrivacyPolicy",
+        "FileStamps", "GuardError", "IntegrityError", "KeyRing", "ModelFileReport", "PrivacyPolicy",
         "RedactionResult", "RunVerification", "UnsafeModelError", "audit_log_from_env", "auto_sign",
         "decrypt_file", "default_actor", "default_signing_key", "detect", "encrypt_file",
         "generate_signing_key", "key_id", "load_encryptor", "load_private_key", "load_public_key",
         "public_key_id", "redact", "redact_texts", "scan_model_dir", "scan_model_file", "scan_texts",
-        "sign_run", "trust_run", "trusted_public_key", "verify_run",
+        "sign_run", "trust_before_rewrite", "trust_run", "trusted_public_key", "verify_run",
     ],
     "lmforge.guard.pii": [
         "RECOGNIZERS", "Entity", "PiiScan", "PrivacyPolicy", "Recognizer", "RedactFileSummary",
@@ -64,8 +64,9 @@ PUBLIC = {
         "minhash_signatures", "near_duplicate_pairs", "prepare", "stratified_sample", "stratified_split",
     ],
     "lmforge.predict": [
-        "BACKENDS", "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend", "FastTokenizer", "OnnxPredictor",
-        "Predictor", "TorchPredictor", "apply_pruning_shapes", "available_variants", "batched_proba",
+        "BACKENDS", "BASE_DIGEST", "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend", "FastTokenizer",
+        "OnnxPredictor", "Predictor", "TorchPredictor", "apply_pruning_shapes", "available_variants",
+        "base_model_digest", "batched_proba",
         "check_prunable", "encoder_layers", "head_size", "load_model_folder", "load_predictor",
         "load_torch_model", "onnx_session", "prune_layer", "pruning_shapes", "read_model_meta",
         "read_selected", "resolve_variant", "save_torch_model", "softmax", "to_predictions",
@@ -87,7 +88,7 @@ PUBLIC = {
     ],
     "lmforge.monitor": [
         "ALERT_METRICS", "DETECTORS", "TEXT_POLICIES", "AlertRule", "DriftData", "DriftDetector",
-        "DriftResult", "InvalidLabelError", "Monitor", "MonitorError", "MonitorSettings",
+        "DriftResult", "FeedbackConflictError", "FeedbackForbiddenError", "InvalidLabelError", "Monitor", "MonitorError", "MonitorSettings",
         "PredictionRecord", "ReferenceState", "UnknownPredictionError", "available_detectors",
         "classification_metrics", "detector_from_json", "detector_names", "drift_report",
         "fit_detectors", "fit_reference", "get_detector", "new_prediction_id", "read_current",

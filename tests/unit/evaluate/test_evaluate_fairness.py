@@ -128,8 +128,9 @@ def test_cli_fairness_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 @pytest.mark.slow
-def test_fairness_on_a_really_trained_run(tmp_path: Path) -> None:
+def test_fairness_on_a_really_trained_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the CLI re-signs the run with the user's key
     from lmforge.config import spec_from_dict
     from lmforge.train import train
 
@@ -140,6 +141,6 @@ def test_fairness_on_a_really_trained_run(tmp_path: Path) -> None:
                                                  for r in rows), encoding="utf-8")
     spec = spec_from_dict({"model": {"max_length": 16}, "train": {"max_steps": 2, "batch_size": 8, "eval_steps": 2}})
     train(spec, run, progress=False)
-    assert main(["fairness", str(run.root), "--by-handle", "--min-support", "5", "--json"]) == 0
+    assert main(["fairness", str(run.root), "--by-handle", "--min-support", "5", "--json", "--allow-unsigned"]) == 0
     saved = json.loads((run.eval_dir / "fairness.json").read_text(encoding="utf-8"))
     assert set(saved["slices"]) == {"@united", "@delta"} and saved["overall"]["n"] == 40

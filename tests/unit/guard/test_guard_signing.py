@@ -120,6 +120,26 @@ def _symlink_to(p: Path, target: Path) -> None:
     p.symlink_to(target)
 
 
+def _symlinked_variant(r: Path, k: Keys) -> None:
+    elsewhere = r.parent / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "model.onnx").write_bytes(b"\x08\x07")
+    (elsewhere / "variant.json").write_text("{}")
+    (r / "compressed").mkdir()
+    (r / "compressed/x").symlink_to(elsewhere)
+
+
+def _symlinked_data(r: Path, k: Keys) -> None:
+    shutil.copytree(r / "data", r.parent / "data-copy")
+    shutil.rmtree(r / "data")
+    (r / "data").symlink_to(r.parent / "data-copy")
+
+
+def _hidden_in_variant(r: Path, k: Keys) -> None:
+    (r / "compressed/x/.cache").mkdir(parents=True)
+    (r / "compressed/x/.cache/model.onnx").write_bytes(b"\x08\x07")
+
+
 def _edit_and_rehash(r: Path, k: Keys) -> None:
     (r / "eval" / "metrics.json").write_text('{"accuracy": 0.99}\n', encoding="utf-8")
     RunDir(r).update_manifest()
@@ -188,7 +208,15 @@ TAMPERS: dict[str, tuple[Callable[[Path, Keys], object], str]] = {
     "file replaced by a folder": (lambda r, k: _replace_with_dir(r / "model/config.json"),
                                   "extra file: model/config.json/x"),
     "file replaced by a symlink": (lambda r, k: _symlink_to(r / "model/config.json", r / "data/labels.json"),
-                                   "tampered file: model/config.json"),
+                                   "symlink: model/config.json -> "),
+    "symlinked variant folder": (_symlinked_variant, "symlink: compressed/x -> "),
+    "data folder replaced by a symlink": (_symlinked_data, "symlink: data -> "),
+    "symlink in a hidden folder": (lambda r, k: (r / ".cache").mkdir() or (r / ".cache/w").symlink_to("/etc"),
+                                   "symlink: .cache/w -> /etc"),
+    "hidden file in model": (lambda r, k: (r / "model/.tokenizer.json").write_text("{}"),
+                             "extra file: model/.tokenizer.json (hidden"),
+    "hidden folder in a variant": (_hidden_in_variant, "extra file: compressed/x/.cache/model.onnx (hidden"),
+    "a FIFO in model": (lambda r, k: os.mkfifo(r / "model/tokenizer.json"), "not a regular file: model/tokenizer.json"),
     "rename by case": (lambda r, k: (r / "MODEL_CARD.md").rename(r / "Model_Card.md"), "extra file: Model_Card.md"),
     "trailing newline": (lambda r, k: _append(r / "eval/metrics.json", "\n"),
                          "tampered file: eval/metrics.json"),
