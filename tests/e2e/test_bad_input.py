@@ -100,7 +100,9 @@ def test_some_empty_texts_are_dropped_and_counted(tmp_path: Path) -> None:
     proc, out = prepare(tmp_path, data)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "data" / "data_report.json").read_text(encoding="utf-8"))
-    assert "2" in json.dumps(report.get("dropped", report))
+    assert (report["rows_read"], report["rows_after_cleaning"]) == (32, 30)
+    assert (report["dropped"]["empty_text"], report["dropped"]["missing_label"]) == (2, 0)
+    assert sum(report["counts"].values()) == 30 - report["dropped"]["duplicates"]
 
 
 def test_label_with_too_few_examples_is_named(tmp_path: Path) -> None:

@@ -50,10 +50,18 @@ def test_run_directory_file_set(trained_run: Path) -> None:
 def test_metrics_and_manifest_contract(trained_run: Path) -> None:
     metrics = json.loads((trained_run / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert {"accuracy", "macro_f1", "per_class", "n_test"} <= set(metrics)
-    assert 0.0 <= metrics["accuracy"] <= 1.0
     assert set(metrics["per_class"]) == {"negative", "neutral", "positive"}
-    test_rows = (trained_run / "data" / "test.jsonl").read_text(encoding="utf-8").splitlines()
+    test_rows = [json.loads(line) for line in (trained_run / "data" / "test.jsonl").read_text(encoding="utf-8").splitlines()]
     assert metrics["n_test"] == len(test_rows)
+    # The accuracy recomputed here: the saved model on the test split, at the evaluate stage's batch size.
+    from lmforge.config import spec_from_dict
+    from lmforge.predict import load_predictor
+    from lmforge.rundir import RunDir
+
+    predictor = load_predictor(RunDir(trained_run), "fp32")
+    proba = predictor.predict_proba([r["text"] for r in test_rows], batch_size=spec_from_dict({}).evaluate.batch_size)
+    predicted = [predictor.labels[i] for i in proba.argmax(axis=1)]
+    assert metrics["accuracy"] == sum(p == r["label"] for p, r in zip(predicted, test_rows, strict=True)) / len(test_rows)
 
     manifest = json.loads((trained_run / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["spec"]["name"] == "quick"

@@ -208,7 +208,7 @@ def test_keyed_log_truncated_with_its_head_deleted_fails(tmp_path: Path) -> None
     log.head_path.unlink()
     with pytest.raises(IntegrityError, match="head file audit.jsonl.head is missing") as exc:
         log.verify()
-    assert exc.value.tail
+    assert exc.value.tail is True
     # The same cut on an unkeyed log cannot be detected: today's behaviour, said in the result.
     plain = make_log(tmp_path / "plain")
     truncate(plain, 3)
@@ -227,7 +227,7 @@ def test_keyed_log_truncated_with_a_forged_head_fails(tmp_path: Path) -> None:
         log.head_path.write_text(json.dumps(forged), encoding="utf-8")
         with pytest.raises(IntegrityError, match="head file audit.jsonl.head has") as exc:
             log.verify()
-        assert exc.value.tail, forged
+        assert exc.value.tail is True, forged
     # A head keyed with another key is no better.
     other = make_log(tmp_path / "other", n=3, key=b"o" * 32)
     other.head_path.replace(log.head_path)

@@ -155,10 +155,12 @@ def test_cli_keys_and_registry(
     assert main(["keys", "create", "ops", "--role", "admin", *db]) == 0
     out = capsys.readouterr()
     token = out.out.strip()
-    assert key_id_of(token) is not None and "shown only this once" in out.err
     assert main(["keys", "list", *db]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [k["name"] for k in listed] == ["ops"] and token not in json.dumps(listed)
+    key_id = listed[0]["key_id"]
+    assert key_id_of(token) == key_id  # the printed token is the listed key's
+    assert out.err.splitlines()[-1] == f"created API key {key_id} ('ops', role admin); its token, shown only this once:"
 
     assert main(["registry", "register", "sentiment", str(serve_run), *db]) == 2
     assert "unsigned" in capsys.readouterr().err

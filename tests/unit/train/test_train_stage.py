@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,10 +34,38 @@ def _prepared(tmp_path: Path) -> RunDir:
     return run
 
 
-def test_full_fine_tuning_learns_and_saves_safetensors(tmp_path: Path) -> None:
+def capture_saved_model(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Keep the in-memory model and tokenizer that ``train`` saves to ``model/`` (the original of a reload)."""
+    import inspect
+
+    import lmforge.train._stage as stage
+
+    saved: dict[str, Any] = {}
+    real = stage._save_model
+
+    def keep(*args: Any, **kwargs: Any) -> None:
+        saved.update(inspect.signature(real).bind(*args, **kwargs).arguments)
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "_save_model", keep)
+    return saved
+
+
+def in_memory_proba(saved: dict[str, Any], texts: list[str], max_length: int) -> np.ndarray:
+    """Class probabilities of the trained model as it was in memory, before it was written and reloaded."""
+    import torch
+
+    model = saved["model"].eval()
+    enc = saved["tokenizer"](texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return torch.softmax(model(**enc).logits.float(), dim=-1).numpy()
+
+
+def test_full_fine_tuning_learns_and_saves_safetensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = _prepared(tmp_path)
     spec = spec_from_dict({"model": {"max_length": 32}, "train": {
         "max_steps": 12, "batch_size": 8, "eval_steps": 6, "learning_rate": 2e-4, "warmup_ratio": 0.0}})
+    saved = capture_saved_model(monkeypatch)
     summary = train(spec, run, progress=False)
     assert summary["steps"] == 12
     # Everything trains but the 30522 x 384 word-embedding matrix (train.freeze_embeddings).
@@ -51,15 +80,17 @@ def test_full_fine_tuning_learns_and_saves_safetensors(tmp_path: Path) -> None:
     assert run.read_manifest()["train"]["steps"] == 12
 
     predictor = load_predictor(run)
-    proba = predictor.predict_proba(POS + NEG, batch_size=4)
-    assert proba.shape == (10, 2)
+    proba = predictor.predict_proba(POS + NEG, batch_size=10)
+    # the reloaded model computes what the trained one did in memory
+    np.testing.assert_allclose(proba, in_memory_proba(saved, POS + NEG, 32), rtol=0, atol=1e-5)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     predicted = proba.argmax(axis=1)
     assert (predicted[:5] == 1).mean() + (predicted[5:] == 0).mean() >= 1.6  # learned the easy task
 
 
-def test_lora_fgm_sgd_saves_an_adapter_that_loads_back(tmp_path: Path) -> None:
+def test_lora_fgm_sgd_saves_an_adapter_that_loads_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = _prepared(tmp_path)
+    saved = capture_saved_model(monkeypatch)
     spec = spec_from_dict({"model": {"max_length": 32}, "train": {
         "method": "lora", "max_steps": 4, "batch_size": 8, "optimizer": "sgd", "scheduler": "cosine",
         "adversarial": "fgm", "dropout": 0.0, "learning_rate": 1e-2, "lora": {"r": 4, "alpha": 8}}})
@@ -71,8 +102,10 @@ def test_lora_fgm_sgd_saves_an_adapter_that_loads_back(tmp_path: Path) -> None:
     assert sum(t.numel() for t in adapter.values()) < 1_000_000
     meta = json.loads((run.model_dir / "lmforge_model.json").read_text(encoding="utf-8"))
     assert meta["base_model"] == "minilm-l6" and meta["format"] == "peft-adapter"
-    proba = load_predictor(run).predict_proba(["great flight"], batch_size=1)
-    assert proba.shape == (1, 2)
+    texts = ["great flight", "lost my bag again, terrible", "rude agent"]
+    proba = load_predictor(run).predict_proba(texts, batch_size=3)
+    # the adapter, reloaded and merged into its base, computes what the trained adapter model did in memory
+    np.testing.assert_allclose(proba, in_memory_proba(saved, texts, 32), rtol=0, atol=1e-5)
 
 
 def test_full_without_frozen_embeddings_trains_every_weight(tmp_path: Path) -> None:
