@@ -40,7 +40,7 @@ class Merged:
 
     def build(self, ctx: CompressContext, out: Path) -> dict[str, Any]:
 
-        # lmforge.train.load_predictor loads base + adapter through peft and merge_and_unload()s it.
+        # lmforge.predict.load_predictor loads base + adapter through peft and merge_and_unload()s it.
         model, _ = ctx.torch_model(self.source)
         if any("lora_" in name for name, _ in model.named_parameters()):  # a bug, not a user error
             raise RuntimeError("the LoRA adapter was not merged")
