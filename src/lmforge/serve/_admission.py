@@ -13,9 +13,10 @@ from __future__ import annotations
 import collections
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["Admission", "Overloaded", "TokenBucket"]
+__all__ = ["Admission", "KeyedBuckets", "Overloaded", "TokenBucket"]
 
 
 class Overloaded(Exception):
@@ -117,3 +118,25 @@ class TokenBucket:
             self.tokens -= 1
             return 0.0
         return (1 - self.tokens) / self.rate
+
+
+class KeyedBuckets:
+    """A :class:`TokenBucket` per name (an API key id, a client address), at most ``limit`` of them:
+    the least recently used is dropped first, so a flood of new names cannot grow memory."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, name: str, rate: float, burst: int) -> float:
+        """0 when ``name`` may go now, else the seconds until it may (a new rate starts a new bucket)."""
+        bucket = self._buckets.get(name)
+        if bucket is None or bucket.rate != rate or bucket.burst != burst:
+            bucket = self._buckets[name] = TokenBucket(rate, burst)
+        self._buckets.move_to_end(name)
+        while len(self._buckets) > self.limit:
+            self._buckets.popitem(last=False)
+        return bucket.take()

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from lmforge.serve._admission import TokenBucket
+from lmforge.serve._admission import KeyedBuckets
 from lmforge.serve._errors import ApiError
 from lmforge.serve._keys import ApiKey, KeyStore, key_id_of, role_allows, token_matches
 
@@ -34,7 +34,7 @@ class Authenticator:
         self.keys = keys
         self.settings = settings
         self._cache: OrderedDict[str, tuple[float, ApiKey | None, str | None]] = OrderedDict()
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets = KeyedBuckets()
 
     async def authenticate(self, token: str | None) -> ApiKey:
         """The key a token belongs to, or :class:`ApiError` 401."""
@@ -68,11 +68,7 @@ class Authenticator:
         rate = key.rate_per_s if key.rate_per_s is not None else self.settings.rate_per_s
         if rate is None:
             return
-        bucket = self._buckets.get(key.key_id)
-        if bucket is None or bucket.rate != rate:
-            burst = self.settings.burst or max(1, math.ceil(2 * rate))
-            bucket = self._buckets[key.key_id] = TokenBucket(rate, burst)
-        wait = bucket.take()
+        wait = self._buckets.take(key.key_id, rate, self.settings.burst or max(1, math.ceil(2 * rate)))
         if wait > 0:
             retry = max(1, math.ceil(wait))
             raise ApiError(

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from lmforge.serve._admission import TokenBucket
+from lmforge.serve._admission import KeyedBuckets
 from lmforge.serve._dependencies import KeyCheck
 from lmforge.serve._errors import ApiError
 from lmforge.serve._keys import ApiKey
@@ -19,22 +19,14 @@ from lmforge.serve._metrics import ServeMetrics
 
 __all__ = ["feedback_check"]
 
-_MAX_BUCKETS = 100_000  # one per key that sent feedback; keys are few, so this only bounds a bug
-
-
 def feedback_check(require_predict: KeyCheck, rate_per_s: float | None, metrics: ServeMetrics) -> KeyCheck:
     """A dependency answering the caller's key, or 429 ``rate_limited`` when it sends feedback too fast."""
-    buckets: dict[str, TokenBucket] = {}
+    buckets = KeyedBuckets()
 
     async def require_feedback(key: Annotated[ApiKey, Depends(require_predict)]) -> ApiKey:
         if rate_per_s is None:
             return key
-        bucket = buckets.get(key.key_id)
-        if bucket is None:
-            if len(buckets) >= _MAX_BUCKETS:
-                buckets.clear()
-            bucket = buckets[key.key_id] = TokenBucket(rate_per_s, max(1, math.ceil(2 * rate_per_s)))
-        wait = bucket.take()
+        wait = buckets.take(key.key_id, rate_per_s, max(1, math.ceil(2 * rate_per_s)))
         if wait > 0:
             metrics.rejected.labels("rate_limited").inc()
             retry = max(1, math.ceil(wait))

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from lmforge.serve._admission import TokenBucket
+from lmforge.serve._admission import KeyedBuckets
 
 __all__ = [
     "COOKIE_NAME",
@@ -151,17 +151,11 @@ class LoginThrottle:
     def __init__(self, per_minute: float) -> None:
         self.rate = per_minute / 60.0
         self.burst = max(1, math.ceil(per_minute))
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._buckets = KeyedBuckets(_CLIENTS_LIMIT)
 
     def take(self, client: str) -> int:
         """0 when ``client`` may try now, else the whole seconds until it may."""
-        bucket = self._buckets.get(client)
-        if bucket is None:
-            bucket = self._buckets[client] = TokenBucket(self.rate, self.burst)
-        self._buckets.move_to_end(client)
-        while len(self._buckets) > _CLIENTS_LIMIT:
-            self._buckets.popitem(last=False)
-        wait = bucket.take()
+        wait = self._buckets.take(client, self.rate, self.burst)
         return max(1, math.ceil(wait)) if wait > 0 else 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmforge.serve._admission import Admission, Overloaded, TokenBucket
+from lmforge.serve._admission import Admission, KeyedBuckets, Overloaded, TokenBucket
 
 
 def test_in_flight_and_text_budgets() -> None:
@@ -58,3 +58,15 @@ def test_token_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
     assert bucket.take() == 0
     clock.now += 60  # a long idle spell saves up only the burst
     assert [bucket.take() for _ in range(3)] == [0, 0, 0.25]
+
+
+def test_keyed_buckets_are_bounded_and_follow_the_rate() -> None:
+    buckets = KeyedBuckets(limit=2)
+    assert buckets.take("a", 1.0, 1) == 0.0
+    assert buckets.take("a", 1.0, 1) > 0  # its one token is spent
+    assert buckets.take("b", 1.0, 1) == 0.0
+    assert buckets.take("c", 1.0, 1) == 0.0  # three names, room for two: "a" is the least recently used
+    assert len(buckets) == 2
+    assert buckets.take("a", 1.0, 1) == 0.0  # so "a" starts again with a full bucket
+    assert buckets.take("a", 1.0, 1) > 0
+    assert buckets.take("a", 5.0, 1) == 0.0  # a new rate starts a new bucket
