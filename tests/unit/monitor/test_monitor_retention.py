@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests._wait import wait_until
 
 from lmforge.errors import ConfigError
 from lmforge.monitor import Monitor, MonitorSettings, PredictionRecord
 
 LABELS = ["negative", "positive"]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_max_rows_keeps_the_newest_predictions(store_url: str, make_records: Any) -> None:

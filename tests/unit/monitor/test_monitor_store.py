@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from tests._postgres import postgres_rows_text
+from tests._wait import wait_until
 
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.monitor import (
@@ -27,16 +28,6 @@ PII_TEXT = f"refund to {CANARIES[0]}, call {CANARIES[1]}, ID {CANARIES[2]} — f
 
 
 HANG = 30.0  # seconds: only bounds a hang, never a measurement
-
-
-def wait_until(predicate, timeout: float = HANG) -> bool:  # noqa: ANN001 - a callable returning a bool
-    """Poll ``predicate`` until it holds; False if it never did within ``timeout`` (a hang)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def settings(url: str, **kw) -> MonitorSettings:
@@ -84,7 +75,7 @@ def test_close_flushes_what_is_still_queued_and_a_restart_loses_nothing(store_ur
     monitor.start()
     monitor.record_many(first)
     # The writer takes them off the queue into its batch at once, then waits for more: 30 s, or close().
-    assert wait_until(lambda: monitor.queue_depth == 0), f"the writer never took them: {monitor.queue_depth} queued"
+    assert wait_until(lambda: monitor.queue_depth == 0, HANG), f"the writer never took them: {monitor.queue_depth} queued"
     assert monitor.store.count() == 0  # held in the writer's batch: only close() can have written them
     monitor.close()
     assert monitor.written == 120

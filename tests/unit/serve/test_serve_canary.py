@@ -3,25 +3,16 @@ one that answers the opposite label (classifier rows swapped), judged by live fe
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from tests._serve import create_keys, edit_classifier, labeled_texts
+from tests._wait import wait_until as wait_for
 from tests.unit.serve.conftest import settings_for
 
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def wait_for(predicate: Any, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def start_canary(client: Any, tokens: dict[str, str], run: Path, percent: float) -> None:
