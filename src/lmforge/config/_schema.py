@@ -64,6 +64,18 @@ class DataConfig:
     """Column holding the text."""
     label_column: str = "label"
     """Column holding the label."""
+    prompt_column: str = "prompt"
+    """`task: generate`: column holding the prompt (the user's question)."""
+    response_column: str = "response"
+    """`task: generate`: column holding the answer the model learns to write."""
+    messages_column: str = "messages"
+    """`task: generate`: column holding chat turns (a list of `{role, content}`; the last turn is
+    the assistant's answer), used instead of the prompt/response columns when present."""
+    system: str | None = None
+    """`task: generate`: a system prompt put before every conversation (training and inference)."""
+    truncate: Literal["error", "left"] = "error"
+    """`task: generate`: a prompt longer than `model.max_length` is an error, or (`left`) loses its
+    oldest tokens, with a warning."""
     test_path: str | None = None
     """A separate test file (same columns). When set, the test split is not carved out of `path`."""
     encoding: str | None = None
@@ -282,6 +294,9 @@ class Spec:
 
     name: str = "default"
     """A name for the run (used in reports and the model card)."""
+    task: Literal["classify", "generate"] | None = None
+    """`classify` (text -> label) or `generate` (prompt -> answer, a causal LM); taken from the
+    model's kind (encoder or causal-lm) when unset."""
     data: DataConfig = field(default_factory=DataConfig)
     """Input data, cleaning and splitting."""
     model: ModelConfig = field(default_factory=ModelConfig)

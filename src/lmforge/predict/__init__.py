@@ -20,6 +20,7 @@ torch, transformers and onnxruntime load when a model is loaded.
 
 from __future__ import annotations
 
+from lmforge.predict._chat import Messages, render_prompt, to_messages
 from lmforge.predict._meta import BASE_DIGEST, base_model_digest, read_model_meta
 from lmforge.predict._onnx import OnnxPredictor, onnx_session
 from lmforge.predict._protocol import Predictor, batched_proba, softmax, to_predictions
@@ -51,6 +52,7 @@ __all__ = [
     "TOKENIZER_FILES",
     "Backend",
     "FastTokenizer",
+    "Messages",
     "OnnxPredictor",
     "Predictor",
     "TorchPredictor",
@@ -69,8 +71,10 @@ __all__ = [
     "pruning_shapes",
     "read_model_meta",
     "read_selected",
+    "render_prompt",
     "resolve_variant",
     "save_torch_model",
     "softmax",
+    "to_messages",
     "to_predictions",
 ]

@@ -65,11 +65,12 @@ PUBLIC = {
     ],
     "lmforge.predict": [
         "BACKENDS", "BASE_DIGEST", "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend", "FastTokenizer",
-        "OnnxPredictor", "Predictor", "TorchPredictor", "apply_pruning_shapes", "available_variants",
+        "Messages", "OnnxPredictor", "Predictor", "TorchPredictor", "apply_pruning_shapes", "available_variants",
         "base_model_digest", "batched_proba",
         "check_prunable", "encoder_layers", "head_size", "load_model_folder", "load_predictor",
         "load_torch_model", "onnx_session", "prune_layer", "pruning_shapes", "read_model_meta",
-        "read_selected", "resolve_variant", "save_torch_model", "softmax", "to_predictions",
+        "read_selected", "render_prompt", "resolve_variant", "save_torch_model", "softmax", "to_messages",
+        "to_predictions",
     ],
     "lmforge.train": [
         "METHODS", "Method", "fast_bf16", "get_method", "per_process_batch", "register_method",
