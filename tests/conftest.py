@@ -80,6 +80,16 @@ def _home(tmp_path_factory: pytest.TempPathFactory):
         yield home
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lmforge_home(tmp_path_factory: pytest.TempPathFactory):
+    """One ``$LMFORGE_HOME`` for the session: a packaged model converted once (smollm2-135m from
+    GGUF) is reused by every test and CLI subprocess (they inherit the variable), never the user's."""
+    home = tmp_path_factory.mktemp("lmforge-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LMFORGE_HOME", str(home))
+        yield home
+
+
 @pytest.fixture(scope="session")
 def trained_full(tmp_path_factory: pytest.TempPathFactory, _home: Path) -> Path:
     """A fully fine-tuned tiny run (10 steps of minilm-l6); copy it before writing into it."""
