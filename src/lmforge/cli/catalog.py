@@ -25,7 +25,7 @@ def list_models(args: argparse.Namespace) -> int:
 
     rows: list[tuple[str, ...]] = [("NAME", "PARAMS", "ARCH", "LICENSE", "SOURCE", "INSTALLED")]
     for m in MODELS.values():
-        rows.append((m.name, m.parameters, m.architecture, m.license, m.source, "yes" if m.path() else "no"))
+        rows.append((m.name, m.parameters, m.architecture, m.license, m.source, "yes" if m.installed() else "no"))
     _table(rows)
     say("Any local Hugging Face folder also works: model.name: /path/to/folder")
     return 0
