@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 PIECES = ["<s>", "<pad>", "</s>", "<unk>", "▁", "▁好", "吃", "▁hello", "<mask>"]
-H, NL, NH, FF, VOC, MAXP, TVS = 32, 1, 2, 64, 10, 16, 2
+H, NL, NH, FF, VOC, MAXP, TVS = 32, 1, 2, 64, 10, 64, 2
 
 
 @dataclass
