@@ -47,7 +47,8 @@ _SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>", "sep_to
 def _bert_name(name: str) -> str:
     if name in _EMBEDDINGS:
         return _EMBEDDINGS[name]
-    layer, part, kind = (name.split(".") + ["", ""])[:3]
+    parts = name.split(".")
+    layer, part, kind = parts if len(parts) == 3 else ("", "", "")
     if not layer.startswith("l") or not layer[1:].isdigit() or part not in _LAYER or kind not in ("w", "b"):
         raise LmforgeError(f"E5S1 tensor '{name}' is not one this converter knows.")
     return f"encoder.layer.{layer[1:]}.{_LAYER[part]}.{'weight' if kind == 'w' else 'bias'}"

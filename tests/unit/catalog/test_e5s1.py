@@ -124,3 +124,12 @@ def test_a_tokenizer_from_another_vocabulary_is_refused_and_nothing_is_cached(
     with pytest.raises(LmforgeError, match="does not match the E5S1 model's vocabulary .* first difference at id 5"):
         _convert(tiny_e5)
     assert list((tmp_path / "home" / "models").iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["l0.q.w.extra", "l0.pooler.w", "x0.q.w", "emb.other"])
+def test_a_tensor_name_the_converter_does_not_know_is_refused(name: str) -> None:
+    from lmforge.catalog._e5 import _bert_name
+
+    assert _bert_name("l11.fo.b") == "encoder.layer.11.output.dense.bias"
+    with pytest.raises(LmforgeError, match=f"E5S1 tensor '{name}' is not one this converter knows"):
+        _bert_name(name)
