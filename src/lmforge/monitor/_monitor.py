@@ -1,7 +1,8 @@
 """The :class:`Monitor`: what the serving layer talks to.
 
 The request path only enqueues (:meth:`Monitor.record_many` never blocks and never
-raises); one writer thread applies the text policy and inserts batches (``_writer``); a drift
+raises); a writer process applies the text policy and inserts batches, off this process's
+GIL (``_writer``, ``_writer_process``); a drift
 thread scores the recent window against the reference every ``drift_every`` predictions
 (``_drift_runner``); alert rules are evaluated after each batch, feedback and drift check
 (``_alert_wiring``). The Monitor composes the three, takes feedback and computes live metrics.
@@ -78,11 +79,16 @@ class Monitor:
         if self._writer.started:
             return
         self._policy = TextPolicy(self.settings.text_policy, self.settings.key_file)
-        self.store = Store(self.settings.url)
-        if self.settings.reference_run:
-            self.reference = self._drift.load_reference(self.store, self.settings.reference_run)
+        self.store = Store(self.settings.url)  # creates the tables before the writer process opens them
+        self._writer.spawn(self._policy)  # it starts while the reference loads
+        try:
+            if self.settings.reference_run:
+                self.reference = self._drift.load_reference(self.store, self.settings.reference_run)
+            self._writer.start(self.store, self._policy)
+        except BaseException:
+            self._writer.abort()
+            raise
         self._alerts.start(self.store)
-        self._writer.start(self.store, self._policy)
         self._drift.start(self.store)
         atexit.register(self.close)  # a normal interpreter exit flushes too
 
@@ -229,6 +235,16 @@ class Monitor:
     @property
     def queue_depth(self) -> int:
         return self._writer.queue_depth
+
+    @property
+    def writer_restarts(self) -> int:
+        """Times the store-writer process died and was started again."""
+        return self._writer.restarts
+
+    @property
+    def writer_pid(self) -> int | None:
+        """Process id of the store writer (None before start)."""
+        return self._writer.pid
 
     # -- metrics ---------------------------------------------------------------------------
     def live_metrics(self, model: str, version: str, window: int = 100) -> dict[str, Any]:
