@@ -1,11 +1,11 @@
 """The :class:`Monitor`: what the serving layer talks to.
 
 The request path only enqueues (:meth:`Monitor.record_many` never blocks and never
-raises); a writer process applies the text policy and inserts batches, off this process's
-GIL (``_writer``, ``_writer_process``); a drift
-thread scores the recent window against the reference every ``drift_every`` predictions
-(``_drift_runner``); alert rules are evaluated after each batch, feedback and drift check
-(``_alert_wiring``). The Monitor composes the three, takes feedback and computes live metrics.
+raises); a writer process applies the text policy, inserts batches and scores the recent
+window against the drift reference every ``drift_every`` predictions, off this process's GIL
+and at a lower CPU priority (``_writer``, ``_writer_process``, ``_drift_process``); alert rules
+are evaluated after each batch, feedback and drift check (``_alert_wiring``). The Monitor composes
+the three, takes feedback and computes live metrics.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ class Monitor:
         self._writer = StoreWriter(
             settings,
             self._windows,
-            schedule_drift=self._drift.schedule,
+            labels=self.labels,
+            on_drift=self._drift.checked_elsewhere,
             on_change=self._changed,
             evaluate_alerts=self._alerts.evaluate_if_marked,
         )
@@ -80,11 +81,11 @@ class Monitor:
             return
         self._policy = TextPolicy(self.settings.text_policy, self.settings.key_file)
         self.store = Store(self.settings.url)  # creates the tables before the writer process opens them
-        self._writer.spawn(self._policy)  # it starts while the reference loads
+        self._writer.spawn(self._policy)  # its imports overlap the reference's loading
         try:
             if self.settings.reference_run:
                 self.reference = self._drift.load_reference(self.store, self.settings.reference_run)
-            self._writer.start(self.store, self._policy)
+            self._writer.start(self.store, self._policy)  # waits until it opened the store
         except BaseException:
             self._writer.abort()
             raise
@@ -326,6 +327,7 @@ class Monitor:
     @reference.setter
     def reference(self, state: Any) -> None:
         self._drift.reference = state
+        self._writer.set_reference(None if state is None else state.to_json())  # its checks run there
 
     def check_drift(self, model: str, version: str) -> list[DriftResult]:
         """Score the recent window of a version against the reference now (also run every ``drift_every``)."""

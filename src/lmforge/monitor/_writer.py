@@ -9,9 +9,10 @@ pipe of JSON lines (``_channel``: no pickle). In this process:
 - a *sender* thread wakes every few milliseconds, encodes what is buffered as chunks and writes
   them to the pipe (a full pipe blocks only this thread; the buffer then fills and drops);
 - a *receiver* thread reads the writer's acknowledgements: for each stored chunk it adds the
-  predictions to the live windows, schedules drift checks, evaluates alerts and releases the
-  flush markers, as the writer thread did. The live windows, drift and alerts stay here, where
-  the server's endpoints read them.
+  predictions to the live windows, evaluates alerts and releases the flush markers, as the writer
+  thread did; drift checks run in the writer process (``_drift_process``) and their results come
+  back here. The live windows, the latest drift results and alerts stay here, where the server's
+  endpoints read them.
 
 A writer process that dies is noticed by the receiver (its pipe ends): logged, counted (``restarts``),
 what it held unacknowledged counted as failed, and started again.
@@ -27,19 +28,24 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lmforge.monitor._channel import ChannelError, write_frame
-from lmforge.monitor._live import Recent, VersionWindow, Windows
+from lmforge.monitor._live import Recent, Windows
 from lmforge.monitor._records import PredictionRecord
 from lmforge.monitor._settings import MonitorSettings
 from lmforge.monitor._text_policy import TextPolicy
-from lmforge.monitor._writer_link import Chunk, ErrorEvent, WriterProcess, encode_record, start_again
+from lmforge.monitor._writer_link import (
+    STOP,
+    Chunk,
+    ErrorEvent,
+    Reference,
+    WriterProcess,
+    start_again,
+    take_chunk,
+)
 
 __all__ = ["StoreWriter"]
 
-# The writer, drift and alert code of the Monitor log under the name of the Monitor's module,
-# so log filters on that name see all of it.
+# Under the Monitor's module name, as its drift and alert code: log filters on that name see all of it.
 log = logging.getLogger("lmforge.monitor._monitor")
-
-_STOP = object()
 _TICK_S = 0.02  # how long a record waits, at most, before the sender hands it to the writer process
 
 
@@ -49,8 +55,8 @@ class StoreWriter:
     Args:
         settings: queue size, batch size, flush interval and retention.
         windows: the live windows each stored prediction and error is added to.
-        schedule_drift: called with the model, version and window of each stored prediction
-            (it decides whether a drift check is due).
+        labels: the model's labels (drift checks, in the writer process, read scores in this order).
+        on_drift: called with ``(model, version, ts, n, results)`` of each drift check the writer ran.
         on_change: called after a batch stored predictions or errors.
         evaluate_alerts: called after every acknowledged batch and before each flush marker is
             released; it evaluates the alert rules if anything changed.
@@ -60,7 +66,8 @@ class StoreWriter:
         self,
         settings: MonitorSettings,
         windows: Windows,
-        schedule_drift: Callable[[str, str, VersionWindow], None],
+        labels: list[str],
+        on_drift: Callable[[str, str, float, int, list[dict[str, Any]]], None],
         on_change: Callable[[], None],
         evaluate_alerts: Callable[[], None],
     ) -> None:
@@ -68,23 +75,20 @@ class StoreWriter:
         self.buffer: deque[Any] = deque()
         # id -> (model, version, label, ts, key_id) of each recorded prediction, until it is written
         self.pending: dict[str, tuple[str, str, str, float, str | None]] = {}
-        self.dropped = 0
-        self.written = 0
-        self.failed = 0
-        self.pruned = 0
-        self.invalid = 0
-        self.errors = 0
-        self.restarts = 0
+        self.dropped = self.written = self.failed = self.pruned = self.invalid = self.errors = self.restarts = 0
         self.closed = False
         self.store: Any = None
         self._windows = windows
-        self._schedule_drift = schedule_drift
+        self.labels = list(labels)
+        self._on_drift = on_drift
+        self.reference: dict[str, Any] | None = None  # the drift reference's JSON, for every writer started
         self._on_change = on_change
         self._evaluate_alerts = evaluate_alerts
         self._lock = threading.Lock()  # counters touched by several threads
         self._wake = threading.Event()
         self._proc: WriterProcess | None = None
-        self._io = threading.Lock()  # the sender's writes vs the receiver's restarts
+        self._io = threading.Lock()  # the sender's writes vs closing a dead writer's pipes
+        self._books = threading.Lock()  # the chunks in flight and the current process
         self._inflight: dict[int, Chunk] = {}  # sent, not yet acknowledged, by sequence number
         self._seq = 0
         self._stopping = False
@@ -111,8 +115,14 @@ class StoreWriter:
         return None if self._proc is None else self._proc.pid
 
     def spawn(self, policy: TextPolicy) -> None:
-        """Start the writer process; :meth:`start` waits for it (so start-up work overlaps)."""
-        self._proc = WriterProcess(self.settings, policy.policy)
+        """Start the writer process early, so its imports overlap the server's own start-up."""
+        self._proc = WriterProcess(self.settings, policy.policy, self.labels, self.reference)
+
+    def set_reference(self, data: dict[str, Any] | None) -> None:
+        """A new drift reference (JSON) for the writer's checks, handed over in the buffer's order."""
+        self.reference = data
+        self.buffer.append(Reference(data))  # like a marker, never dropped
+        self._wake.set()
 
     def abort(self) -> None:
         """End a writer process that :meth:`spawn` started when the monitor's start failed."""
@@ -122,16 +132,16 @@ class StoreWriter:
             proc.reap(10)
 
     def start(self, store: Any, policy: TextPolicy) -> None:
-        """Wait for the writer process (spawning it if :meth:`spawn` did not), then start the threads.
+        """Wait until the writer process (spawned by :meth:`spawn`, else now) opened the store; start the threads.
 
         Raises:
-            MonitorError: the writer process could not open the store (its message says why).
+            MonitorError: it could not (its reason), or did not answer within 120 s.
         """
         self.store = store
-        proc = self._proc if self._proc is not None else WriterProcess(self.settings, policy.policy)
-        self._proc = proc
+        if self._proc is None:
+            self._proc = WriterProcess(self.settings, policy.policy, self.labels, self.reference)
         try:
-            proc.wait_ready()
+            self._proc.wait_ready()
         except BaseException:
             self._proc = None
             raise
@@ -169,7 +179,7 @@ class StoreWriter:
         """Hand over everything still buffered, let the writer process store it and end (waits up to 60 s)."""
         if self._sender is None:
             return
-        self.buffer.append(_STOP)
+        self.buffer.append(STOP)
         self._wake.set()
         self._sender.join(60)
         if self._receiver is not None:
@@ -228,31 +238,16 @@ class StoreWriter:
 
     # -- sender thread ---------------------------------------------------------------------
     def _take_chunk(self) -> Chunk | None:
-        """The next chunk: up to ``batch_size`` records, ended early by a marker or the stop."""
-        chunk = Chunk()
-        buffer = self.buffer
-        while buffer and len(chunk.records) + len(chunk.error_rows) < self.settings.batch_size:
-            item = buffer.popleft()
-            if item is _STOP:
-                chunk.stop = True
-                break
-            if isinstance(item, threading.Event):
-                chunk.markers.append(item)
-                break
-            if isinstance(item, ErrorEvent):
-                chunk.error_rows.append([item.ts, item.model, item.version, item.status])
-                continue
-            try:
-                chunk.rows.append(encode_record(item))
-                chunk.records.append(item)
-            except Exception as exc:  # one malformed record must not sink the batch
-                with self._lock:
-                    self.invalid += 1
-                item_id = getattr(item, "id", None)
-                if isinstance(item_id, str):
-                    self.pending.pop(item_id, None)
-                log.warning("monitor: invalid prediction record dropped (%s)", exc)
-        return chunk if chunk.rows or chunk.error_rows or chunk.markers or chunk.stop else None
+        return take_chunk(self.buffer, self.settings.batch_size, self._invalid)
+
+    def _invalid(self, item: Any, exc: Exception) -> None:
+        """One malformed record is dropped alone (counted), never sinking its chunk."""
+        with self._lock:
+            self.invalid += 1
+        item_id = getattr(item, "id", None)
+        if isinstance(item_id, str):
+            self.pending.pop(item_id, None)
+        log.warning("monitor: invalid prediction record dropped (%s)", exc)
 
     def _send_loop(self) -> None:
         while True:
@@ -260,7 +255,8 @@ class StoreWriter:
             self._wake.clear()
             if self._proc is None:  # being restarted: the buffer waits (and drops when full)
                 if self._receiver is not None and not self._receiver.is_alive():
-                    self._give_up()
+                    while (lost := self._take_chunk()) is not None:  # no writer will come back
+                        self._fail(lost)
                     return
                 continue
             while (chunk := self._take_chunk()) is not None:
@@ -268,27 +264,29 @@ class StoreWriter:
                 if chunk.stop:
                     return
 
-    def _give_up(self) -> None:
-        """No writer process will come back (stopping while it could not restart): what is buffered is lost."""
-        while (chunk := self._take_chunk()) is not None:
-            self._fail(chunk)
-
     def _send(self, chunk: Chunk) -> None:
+        # Not under the books' lock while writing: the receiver must take acknowledgements while a
+        # full pipe blocks this write (else the writer, blocked on its answers, would never read it).
         with self._io:
-            proc = self._proc
+            with self._books:
+                proc = self._proc
+                if proc is not None:
+                    self._seq += 1
+                    chunk.seq = self._seq
+                    self._inflight[chunk.seq] = chunk
             if proc is None:
                 self._fail(chunk)
                 return
-            self._seq += 1
-            chunk.seq = self._seq
-            self._inflight[chunk.seq] = chunk
             try:
                 write_frame(proc.fd_out, chunk.frame())
             except OSError:  # it died: the receiver notices, restarts it and fails this chunk
                 pass
             except ValueError as exc:  # not encodable (rows are checked first, so this is a bug)
                 log.error("monitor: a chunk could not be encoded: %s", exc)
-                self._fail(self._inflight.pop(chunk.seq))
+                with self._books:
+                    failed = self._inflight.pop(chunk.seq, None)
+                if failed is not None:
+                    self._fail(failed)
 
     # -- receiver thread -------------------------------------------------------------------
     def _receive_loop(self) -> None:
@@ -319,16 +317,20 @@ class StoreWriter:
                 return self._stopping and not self._inflight
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
-        if "log" in frame:
-            level, message = frame["log"]
-            log.log(int(level), "%s", message)
+        if "log" in frame or "fatal" in frame or "ready" in frame:
+            if self._proc is not None:
+                self._proc.on_start_frame(frame)
+            return
+        if "drift" in frame:
+            model, version, ts, n, results = frame["drift"]
+            self._on_drift(str(model), str(version), float(ts), int(n), list(results))
             return
         if "pr" in frame:
             with self._lock:
                 self.pruned += int(frame["pr"])
         if "upto" not in frame:
             return
-        with self._io:
+        with self._books:
             done = sorted(s for s in self._inflight if s <= int(frame["upto"]))
             chunks = [self._inflight.pop(s) for s in done]
         self._acknowledged(chunks, frame)
@@ -349,13 +351,12 @@ class StoreWriter:
                 self.pending.pop(rec.id, None)
                 if rec.id in invalid:
                     continue
-                win = self._windows.add(
+                self._windows.add(
                     rec.model,
                     rec.version,
                     Recent(rec.ts, rec.label, float(rec.confidence), float(rec.latency_ms), rec.text,
                            dict(rec.scores)),
                 )
-                self._schedule_drift(rec.model, rec.version, win)
             for _ in chunk.error_rows:
                 self._windows.add_error()
             changed = changed or bool(chunk.records or chunk.error_rows)
@@ -378,8 +379,9 @@ class StoreWriter:
 
     def _restart(self, dead: WriterProcess) -> bool:
         """The writer process died: count it, fail what it held, start another; False when stopping."""
-        code = dead.reap()
-        with self._io:
+        with self._io:  # no write is under way to the pipe reap() closes
+            code = dead.reap()
+        with self._books:
             self._proc = None
             lost = [self._inflight.pop(s) for s in sorted(self._inflight)]
             for chunk in lost:
@@ -389,13 +391,10 @@ class StoreWriter:
                 return False
             with self._lock:
                 self.restarts += 1
-            log.error(
-                "monitor writer (pid %d) died with status %s; %d predictions it held are lost; starting "
-                "another (restart %d)", dead.pid, code, sum(len(c.records) for c in lost), self.restarts,
-            )
-        proc = start_again(self.settings, dead.policy, 0.1 * 2.0 ** (self.restarts - 1), lambda: self.closed)
-        if proc is None:
-            return False
-        with self._io:
+            log.error("monitor writer (pid %d) died with status %s; %d predictions it held are lost; starting another "
+                      "(restart %d)", dead.pid, code, sum(len(c.records) for c in lost), self.restarts)
+        delay = 0.1 * 2.0 ** (self.restarts - 1)  # a writer that keeps dying is retried slower
+        proc = start_again(self.settings, dead.policy, self.labels, self.reference, delay, lambda: self.closed)
+        with self._books:
             self._proc = proc
-        return True
+        return proc is not None

@@ -1,6 +1,6 @@
 """The serving side's handle on the store-writer process: start it, read its first answer, stop it.
 
-The process is a plain ``python -m lmforge.monitor._writer_process`` child (not
+The process is a plain ``python -c "... lmforge.monitor._writer_process.main()"`` child (not
 ``multiprocessing``, which pickles what it sends a spawned child), given two pipes by file
 descriptor; stdin and stdout are not used, so nothing it prints can corrupt the channel. It
 inherits this process's environment (the PII salt, the encryption key), so its text policy
@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -24,11 +25,22 @@ from lmforge.monitor._errors import MonitorError
 from lmforge.monitor._records import PredictionRecord
 from lmforge.monitor._settings import MonitorSettings
 
-__all__ = ["Chunk", "ErrorEvent", "WriterProcess", "encode_record", "start_again"]
+__all__ = ["STOP", "Chunk", "ErrorEvent", "Reference", "WriterProcess", "encode_record", "start_again", "take_chunk"]
 
 log = logging.getLogger("lmforge.monitor._monitor")
 
-_CONFIG = ("url", "key_file", "batch_size", "flush_interval_s", "retention_days", "max_rows", "prune_interval_s")
+_CONFIG = ("url", "key_file", "batch_size", "flush_interval_s", "retention_days", "max_rows", "prune_interval_s",
+           "drift_every", "drift_window", "drift_min_interval_s")
+
+
+# Signals ignored first, before any lmforge import: a group's SIGTERM right after the start must not kill it.
+_MAIN = (
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "from lmforge.monitor._writer_process import main; raise SystemExit(main())"
+)
+
+STOP = object()
+"""The last item of the buffer: the writer stores what it has, then ends."""
 
 
 class ErrorEvent:
@@ -43,7 +55,7 @@ class ErrorEvent:
 class Chunk:
     """What the sender hands the writer in one frame, and what it keeps until the writer acknowledges it."""
 
-    __slots__ = ("error_rows", "markers", "records", "rows", "seq", "stop")
+    __slots__ = ("error_rows", "markers", "records", "reference", "rows", "seq", "stop")
 
     def __init__(self) -> None:
         self.seq = 0
@@ -51,6 +63,7 @@ class Chunk:
         self.rows: list[list[Any]] = []
         self.error_rows: list[list[Any]] = []
         self.markers: list[threading.Event] = []
+        self.reference: Reference | None = None
         self.stop = False
 
     def frame(self) -> dict[str, Any]:
@@ -59,7 +72,18 @@ class Chunk:
             frame["mark"] = True
         if self.stop:
             frame["stop"] = True
+        if self.reference is not None:
+            frame["reference"] = self.reference.data
         return frame
+
+
+class Reference:
+    """A new drift reference (its JSON) for the writer, in the buffer's order."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: dict[str, Any] | None) -> None:
+        self.data = data
 
 
 def _finite(x: Any, what: str) -> float:
@@ -89,16 +113,44 @@ def encode_record(rec: PredictionRecord) -> list[Any]:
     ]
 
 
+def take_chunk(buffer: deque[Any], size: int, invalid: Callable[[Any, Exception], None]) -> Chunk | None:
+    """The next chunk off ``buffer``: up to ``size`` records, ended early by a marker, a reference or
+    the stop; None when there is nothing to send. ``invalid`` is told of each record it drops."""
+    chunk = Chunk()
+    while buffer and len(chunk.records) + len(chunk.error_rows) < size:
+        item = buffer.popleft()
+        if item is STOP:
+            chunk.stop = True
+            break
+        if isinstance(item, threading.Event):
+            chunk.markers.append(item)
+            break
+        if isinstance(item, Reference):
+            chunk.reference = item
+            break
+        if isinstance(item, ErrorEvent):
+            chunk.error_rows.append([item.ts, item.model, item.version, item.status])
+            continue
+        try:
+            chunk.rows.append(encode_record(item))
+            chunk.records.append(item)
+        except Exception as exc:  # one malformed record must not sink the batch
+            invalid(item, exc)
+    return chunk if chunk.rows or chunk.error_rows or chunk.markers or chunk.stop or chunk.reference else None
+
+
 class WriterProcess:
     """One writer process and its two pipes (``fd_out``: frames to it; ``fd_in``: its answers)."""
 
-    def __init__(self, settings: MonitorSettings, policy: str) -> None:
+    def __init__(
+        self, settings: MonitorSettings, policy: str, labels: list[str], reference: dict[str, Any] | None
+    ) -> None:
         self.policy = policy
         child_in, self.fd_out = os.pipe()
         self.fd_in, child_out = os.pipe()
         try:
             self.proc = subprocess.Popen(  # noqa: S603 - this interpreter, a module of this package
-                [sys.executable, "-m", "lmforge.monitor._writer_process", str(child_in), str(child_out)],
+                [sys.executable, "-c", _MAIN, str(child_in), str(child_out)],
                 pass_fds=(child_in, child_out),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -111,8 +163,9 @@ class WriterProcess:
         self.reader = FrameReader(self.fd_in)
         self.early: list[dict[str, Any]] = []  # frames that came with the ready frame
         self.heavy: list[str] = []
+        self.ready = False
         config = {k: getattr(settings, k) for k in _CONFIG}
-        config["text_policy"] = policy
+        config.update(text_policy=policy, labels=list(labels), reference=reference)
         try:
             write_frame(self.fd_out, {"config": config})
         except OSError:
@@ -143,15 +196,23 @@ class WriterProcess:
                 if "fatal" in frame:
                     self.reap()
                     raise MonitorError(f"The monitor's store writer could not start: {frame['fatal']}")
+                self.on_start_frame(frame)
                 if "ready" in frame:
-                    self.heavy = list(frame.get("heavy", []))
-                    if self.heavy:
-                        log.warning("monitor writer process imported %s", ", ".join(self.heavy))
                     self.early = frames[i + 1 :]
                     return
-                if "log" in frame:
-                    level, message = frame["log"]
-                    log.log(int(level), "%s", message)
+
+    def on_start_frame(self, frame: dict[str, Any]) -> None:
+        """Handle a frame of its start-up (or its log): ``ready`` (what it imported), ``fatal``, ``log``."""
+        if "ready" in frame:
+            self.ready = True
+            self.heavy = [str(m) for m in frame.get("heavy", [])]
+            if self.heavy:
+                log.warning("monitor writer process imported %s", ", ".join(self.heavy))
+        elif "fatal" in frame:
+            log.error("monitor writer (pid %d) could not start: %s", self.pid, frame["fatal"])
+        elif "log" in frame:
+            level, message = frame["log"]
+            log.log(int(level), "%s", message)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -181,7 +242,8 @@ class WriterProcess:
 
 
 def start_again(
-    settings: MonitorSettings, policy: str, delay: float, closing: Callable[[], bool]
+    settings: MonitorSettings, policy: str, labels: list[str], reference: dict[str, Any] | None, delay: float,
+    closing: Callable[[], bool],
 ) -> WriterProcess | None:
     """A new writer process after one died, tried after ``delay`` s and then ever slower (30 s at most)
     until one starts; None when it fails while the monitor is ``closing``."""
@@ -189,7 +251,7 @@ def start_again(
     while True:
         time.sleep(delay)
         try:
-            proc = WriterProcess(settings, policy)
+            proc = WriterProcess(settings, policy, labels, reference)
             proc.wait_ready()
         except Exception as exc:
             if closing():

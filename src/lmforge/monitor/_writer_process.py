@@ -1,10 +1,11 @@
 """The store-writer process: text policy, PII redaction, batched inserts and retention, off the server's GIL.
 
-Started by :class:`lmforge.monitor._writer.StoreWriter` as ``python -m lmforge.monitor._writer_process
-IN_FD OUT_FD``. It reads frames (``_channel``: JSON lines) from IN_FD: first ``{"config": {...}}``,
+Started by :class:`lmforge.monitor._writer.StoreWriter` (``_writer_link``) as ``python -c`` calling
+:func:`main` with ``IN_FD OUT_FD``. It reads frames (``_channel``: JSON lines) from IN_FD: first ``{"config": {...}}``,
 then chunks ``{"seq", "p": [prediction rows], "e": [error rows], "mark"?, "stop"?}``. It gathers
 chunks into a batch (``batch_size`` predictions, or ``flush_interval_s`` after the first, or at
-once for a chunk that marks a flush or the stop), stores it, prunes when due and answers
+once for a chunk that marks a flush or the stop), stores it, prunes when due, runs the drift
+checks it made due (``_drift_process``) and answers
 ``{"upto": seq, "w", "f", "i", "e"}`` (written, failed, invalid ids, errors) on OUT_FD; log
 records travel as ``{"log": [level, message]}`` so they reach the server's own log.
 
@@ -25,6 +26,7 @@ import time
 from typing import Any
 
 from lmforge.monitor._channel import ChannelError, FrameReader, write_frame
+from lmforge.monitor._drift_process import ProcessDrift
 from lmforge.monitor._store import Store
 from lmforge.monitor._text_policy import TextPolicy
 
@@ -57,6 +59,7 @@ class _Writer:
         self.out = out
         self.policy = TextPolicy(config["text_policy"], config.get("key_file"))
         self.store = Store(config["url"])
+        self.drift = ProcessDrift(config, self.store, out)
         self.log = logging.getLogger("lmforge.monitor._monitor")
         self.written = 0
         self._last_prune = time.monotonic()
@@ -88,11 +91,12 @@ class _Writer:
 
     def process(self, chunks: list[dict[str, Any]]) -> None:
         """Store one batch of chunks, prune when due, acknowledge them."""
-        rows, errors, invalid = [], [], []
+        rows, valid, errors, invalid = [], [], [], []
         for chunk in chunks:
             for p in chunk.get("p", ()):
                 try:
                     rows.append(self.row(p))
+                    valid.append(p)
                 except Exception as exc:  # one malformed record must not sink the batch
                     invalid.append(str(p[0]) if isinstance(p, list) and p else "")
                     self.log.warning("monitor: invalid prediction record dropped (%s)", exc)
@@ -114,8 +118,13 @@ class _Writer:
                 self.log.warning("monitor: %d request errors not stored: %s", len(errors), exc)
         self.written += written
         pruned = self.maybe_prune() if rows else 0  # before the ack: a flush also covers retention
-        write_frame(self.out, {"upto": chunks[-1]["seq"], "w": written, "f": failed, "i": invalid,
-                               "e": len(errors), "es": stored_errors, "pr": pruned})
+        self.drift.add(valid)
+        self.drift.run_due(time.monotonic(), time.time())  # and the drift checks these predictions made due
+        try:
+            write_frame(self.out, {"upto": chunks[-1]["seq"], "w": written, "f": failed, "i": invalid,
+                                   "e": len(errors), "es": stored_errors, "pr": pruned})
+        except OSError:  # the server is gone (killed): what it sent is stored all the same
+            pass
 
     def insert_with_retry(self, rows: list[dict[str, Any]]) -> int:
         for attempt in range(3):
@@ -161,6 +170,8 @@ def _loop(reader: FrameReader, writer: _Writer, out: int, frames: list[dict[str,
         stop = reader.eof  # the server died: store what it sent, then end
         marked = False
         for frame in frames:
+            if "reference" in frame:
+                writer.drift.set_reference(frame["reference"])
             if not batch:
                 first_at = time.monotonic()
             batch.append(frame)
@@ -173,7 +184,7 @@ def _loop(reader: FrameReader, writer: _Writer, out: int, frames: list[dict[str,
             batch, n = [], 0
         elif not batch:
             pruned = writer.maybe_prune()  # idle: retention still runs on time
-            if pruned:
+            if pruned and not reader.eof:
                 write_frame(out, {"pr": pruned})
         if stop:
             return

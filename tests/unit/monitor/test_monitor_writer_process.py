@@ -40,6 +40,14 @@ def settings(url: str, **kw: Any) -> MonitorSettings:
     return MonitorSettings(url=url, **kw)
 
 
+def _gone(pid: int) -> bool:
+    """The process ended (an orphan's zombie, not reaped yet, counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
 def _maps(pid: int) -> str:
     return Path(f"/proc/{pid}/maps").read_text(encoding="utf-8", errors="replace")
 
@@ -51,21 +59,22 @@ def test_predictions_are_written_by_another_process_that_loads_no_torch(
     with Monitor(settings(store_url), LABELS) as monitor:
         pid = monitor.writer_pid
         assert pid is not None and pid != os.getpid()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        assert b"lmforge.monitor._writer_process" in cmdline
-        maps = _maps(pid)
-        assert "sqlalchemy" in maps and "libtorch" not in maps and "onnxruntime" not in maps
 
         def not_here(rows: Any) -> None:
             raise AssertionError("a prediction was inserted by the serving process")
 
         monkeypatch.setattr(monitor.store, "insert_predictions", not_here)  # this process's store
         monitor.record_many(records)
-        monitor.flush()
+        monitor.flush(timeout=HANG)  # the writer is ready and has stored them: it imported all it needs
         assert monitor.written == 30 and monitor.failed == 0
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert any(b"lmforge.monitor._writer_process" in arg for arg in cmdline)
+        maps = _maps(pid)
+        assert "sqlalchemy" in maps and "libtorch" not in maps and "onnxruntime" not in maps
+        assert monitor._writer._proc is not None and monitor._writer._proc.heavy == []
         assert {r["id"] for r in monitor.store.rows("predictions")} == {r.id for r in records}
         assert monitor.summary()["store"]["writer_pid"] == pid
-    assert not Path(f"/proc/{pid}").exists() or wait_until(lambda: not Path(f"/proc/{pid}").exists(), HANG)
+    assert wait_until(lambda: _gone(pid), HANG)
 
 
 def test_a_stalled_writer_fills_the_pipe_then_the_buffer_drops_and_counts(
@@ -92,8 +101,10 @@ def test_a_stalled_writer_fills_the_pipe_then_the_buffer_drops_and_counts(
         assert took < HANG / 2  # record_many never waited for the stalled writer
 
 
-def test_sigterm_to_the_whole_process_group_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    """Ctrl-C or systemd signal every process of the group: the writer must outlive the server's drain."""
+@pytest.mark.parametrize("how", ["sigterm-to-the-group", "kill-9-the-server"])
+def test_what_the_writer_received_is_stored_whatever_ends_the_server(how: str, tmp_path: Path) -> None:
+    """Ctrl-C or systemd signal every process of the group: the writer must outlive the server's drain.
+    A server killed outright cannot drain, but what its writer already holds is stored all the same."""
     db = tmp_path / "monitor.db"
     script = tmp_path / "serve.py"
     script.write_text(textwrap.dedent(f"""
@@ -104,6 +115,8 @@ def test_sigterm_to_the_whole_process_group_loses_nothing_acknowledged(tmp_path:
         monitor = Monitor(MonitorSettings(url="sqlite:///{db}", flush_interval_s=60.0, batch_size=10_000),
                           ["negative", "positive"])
         monitor.start()
+        while not monitor._writer._proc.ready:  # the writer has started (it ignores the signal from then on)
+            time.sleep(0.01)
         monitor.record_many([PredictionRecord(id=f"p{{i}}", ts=time.time(), model="m", version="1",
                                               text=f"text {{i}}", label="positive", confidence=0.9)
                              for i in range(300)])
@@ -119,8 +132,13 @@ def test_sigterm_to_the_whole_process_group_loses_nothing_acknowledged(tmp_path:
             assert line.startswith("recorded"), line
             writer_pid = int(line.split()[1])
             time.sleep(0.3)  # the writer has read them into its 60 s batch
-            os.killpg(proc.pid, signal.SIGTERM)  # the server and its writer at once
-            assert proc.wait(HANG) == 0
+            if how == "sigterm-to-the-group":
+                os.killpg(proc.pid, signal.SIGTERM)  # the server and its writer at once
+                assert proc.wait(HANG) == 0
+            else:
+                os.kill(proc.pid, signal.SIGKILL)  # no drain, no atexit: the writer sees its input end
+                assert proc.wait(HANG) == -signal.SIGKILL
+                assert wait_until(lambda: _gone(writer_pid), HANG)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -128,7 +146,7 @@ def test_sigterm_to_the_whole_process_group_loses_nothing_acknowledged(tmp_path:
 
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 300
-    assert wait_until(lambda: not Path(f"/proc/{writer_pid}").exists(), HANG)
+    assert wait_until(lambda: _gone(writer_pid), HANG)
 
 
 def test_a_writer_killed_is_noticed_counted_and_replaced(store_url: str, make_records: Any) -> None:
@@ -159,7 +177,7 @@ def test_the_writer_refuses_a_frame_that_is_not_json(store_url: str, make_record
     with Monitor(settings(store_url), LABELS) as monitor:
         first = monitor.writer_pid
         proc = monitor._writer._proc
-        assert proc is not None
+        assert proc is not None and wait_until(lambda: proc.ready, HANG)  # past its config: in its main loop
         # A pickle that would run a command if it were unpickled: the writer must not even try.
         pwned = tmp_path / "pwned"
         evil = pickle.dumps(_Evil(f"touch {pwned}"))
