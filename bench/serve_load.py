@@ -19,10 +19,15 @@ contender: successful requests/s, latency p50/p90/p99 of successful requests, er
 status, connection errors, the server's peak RSS. A 429 is counted as an error for the
 throughput (and retried by the client only after its Retry-After).
 
+The monitor's cost is small beside the run-to-run noise of a shared machine, so ``--rounds N``
+runs the plain and the monitored server N times, alternating (ABAB...), and reports the median
+of the rounds' cost (every round is in the result); ``--no-peer`` skips the naive peer.
+
 Targets: lmforge requests/s >= 8x the peer's; lmforge p99 <= 1/3 of the peer's.
 
     .venv/bin/python bench/serve_load.py --quick                 # tiny run made here, ~3 min
     .venv/bin/python bench/serve_load.py --run runs/demo         # a trained (and compressed) run
+    .venv/bin/python bench/serve_load.py --run runs/demo --no-peer --rounds 4 --duration 30   # --monitor's cost
 """
 
 # No `from __future__ import annotations`: FastAPI must see the peer's request model (a local class) itself.
