@@ -1,7 +1,9 @@
-"""The drift runner: its own thread scores the recent window of a version against the reference.
+"""The drift runner: the reference, on-demand checks and the latest results of each version.
 
-The store writer asks for a check every ``drift_every`` predictions of a version (at most one
-per ``drift_min_interval_s``); the reference is fitted on the reference run once and cached as
+The checks due every ``drift_every`` predictions of a version (at most one per
+``drift_min_interval_s``) run in the store-writer process (``_drift_process``), which sends their
+results here (:meth:`DriftRunner.checked_elsewhere`); :meth:`DriftRunner.check` scores a version's
+window in this process when asked. The reference is fitted on the reference run once and cached as
 JSON next to the store, so a restart loads it instead. With ``verify_reference`` (a server's
 setting) the reference run is verified first, like every run a server loads, and a file that
 changed between verification and fitting (or hashing it for the cache key) is refused.
@@ -152,6 +154,11 @@ class DriftRunner:
                 log.exception("monitor: drift check of %s failed", key)
 
     # -- checks ----------------------------------------------------------------------------
+    def checked_elsewhere(self, model: str, version: str, ts: float, n: int, results: list[dict[str, Any]]) -> None:
+        """A check the store-writer process ran (and stored): its results, for the views and alerts."""
+        self.latest[(model, version)] = (ts, n, [DriftResult(**r) for r in results])
+        self._on_checked()
+
     def check(self, model: str, version: str) -> list[DriftResult]:
         """Score the recent window of a version against the reference now, and store the results."""
         if self.reference is None:

@@ -1,10 +1,11 @@
 """The :class:`Monitor`: what the serving layer talks to.
 
 The request path only enqueues (:meth:`Monitor.record_many` never blocks and never
-raises); one writer thread applies the text policy and inserts batches (``_writer``); a drift
-thread scores the recent window against the reference every ``drift_every`` predictions
-(``_drift_runner``); alert rules are evaluated after each batch, feedback and drift check
-(``_alert_wiring``). The Monitor composes the three, takes feedback and computes live metrics.
+raises); a writer process applies the text policy, inserts batches and scores the recent
+window against the drift reference every ``drift_every`` predictions, off this process's GIL
+and at a lower CPU priority (``_writer``, ``_writer_process``, ``_drift_process``); alert rules
+are evaluated after each batch, feedback and drift check (``_alert_wiring``). The Monitor composes
+the three, takes feedback and computes live metrics.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class Monitor:
         self._writer = StoreWriter(
             settings,
             self._windows,
-            schedule_drift=self._drift.schedule,
+            labels=self.labels,
+            on_drift=self._drift.checked_elsewhere,
             on_change=self._changed,
             evaluate_alerts=self._alerts.evaluate_if_marked,
         )
@@ -78,11 +80,16 @@ class Monitor:
         if self._writer.started:
             return
         self._policy = TextPolicy(self.settings.text_policy, self.settings.key_file)
-        self.store = Store(self.settings.url)
-        if self.settings.reference_run:
-            self.reference = self._drift.load_reference(self.store, self.settings.reference_run)
+        self.store = Store(self.settings.url)  # creates the tables before the writer process opens them
+        self._writer.spawn(self._policy)  # its imports overlap the reference's loading
+        try:
+            if self.settings.reference_run:
+                self.reference = self._drift.load_reference(self.store, self.settings.reference_run)
+            self._writer.start(self.store, self._policy)  # waits until it opened the store
+        except BaseException:
+            self._writer.abort()
+            raise
         self._alerts.start(self.store)
-        self._writer.start(self.store, self._policy)
         self._drift.start(self.store)
         atexit.register(self.close)  # a normal interpreter exit flushes too
 
@@ -230,6 +237,16 @@ class Monitor:
     def queue_depth(self) -> int:
         return self._writer.queue_depth
 
+    @property
+    def writer_restarts(self) -> int:
+        """Times the store-writer process died and was started again."""
+        return self._writer.restarts
+
+    @property
+    def writer_pid(self) -> int | None:
+        """Process id of the store writer (None before start)."""
+        return self._writer.pid
+
     # -- metrics ---------------------------------------------------------------------------
     def live_metrics(self, model: str, version: str, window: int = 100) -> dict[str, Any]:
         """Accuracy and macro-F1 of the last ``window`` predictions of a version that got feedback.
@@ -310,6 +327,7 @@ class Monitor:
     @reference.setter
     def reference(self, state: Any) -> None:
         self._drift.reference = state
+        self._writer.set_reference(None if state is None else state.to_json())  # its checks run there
 
     def check_drift(self, model: str, version: str) -> list[DriftResult]:
         """Score the recent window of a version against the reference now (also run every ``drift_every``)."""

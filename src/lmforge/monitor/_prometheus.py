@@ -76,13 +76,16 @@ class MonitorCollector(Collector):
                 "lmforge_monitor_pruned", "Old predictions deleted by retention (retention_days, max_rows)."
             ),
             GaugeMetricFamily("lmforge_monitor_alerts_active", "Alert incidents in progress."),
+            CounterMetricFamily(
+                "lmforge_monitor_writer_restarts",
+                "Times the store-writer process died and was started again (what it held is counted as failed).",
+            ),
         )
 
     def collect(self) -> Iterator[Any]:
         m = self.monitor
-        (preds, score, detected, acc, f1, labeled, estimate, depth, dropped, written, failed, pruned, active) = (
-            self._families()
-        )
+        (preds, score, detected, acc, f1, labeled, estimate, depth, dropped, written, failed, pruned, active,
+         restarts) = self._families()
         for (model, version), counts in sorted(m.label_counts().items()):
             for label, n in sorted(counts.items()):
                 preds.add_metric([model, version, label], n)
@@ -108,4 +111,6 @@ class MonitorCollector(Collector):
         failed.add_metric([], m.failed)
         pruned.add_metric([], m.pruned)
         active.add_metric([], len(m.active_alerts()))
-        yield from (preds, score, detected, acc, f1, labeled, estimate, depth, dropped, written, failed, pruned, active)
+        restarts.add_metric([], m.writer_restarts)
+        yield from (preds, score, detected, acc, f1, labeled, estimate, depth, dropped, written, failed, pruned, active,
+                    restarts)

@@ -34,6 +34,7 @@ ALERT_METRICS = {
 }
 _PARAMETRIC = re.compile(r"^(drift|label_share):(.+)$")
 ACTIONS = ("log", "webhook")
+_IN_MEMORY = re.compile(r"^sqlite(\+\w+)?://(/(:memory:)?)?(\?.*)?$")
 
 
 def _alert_metric_problem(metric: str) -> str | None:
@@ -203,6 +204,11 @@ class MonitorSettings:
         if not isinstance(self.url, str) or "://" not in self.url:
             problems.append(
                 f"monitor url must be a database URL such as sqlite:///monitor.db, got {self.url!r}."
+            )
+        elif _IN_MEMORY.match(self.url):
+            problems.append(
+                f"monitor url {self.url!r} is an in-memory SQLite database, which the store-writer process "
+                "cannot share; use a file such as sqlite:///monitor.db."
             )
         if self.text_policy not in TEXT_POLICIES:
             problems.append(

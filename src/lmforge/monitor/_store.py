@@ -1,7 +1,7 @@
 """The prediction store: predictions, feedback, drift checks, alert events and errors (SQLAlchemy Core).
 
 SQLite by default (WAL journal, so the dashboard reads while the writer writes), PostgreSQL
-by URL with the ``postgres`` extra. Only the monitor's writer thread inserts predictions;
+by URL with the ``postgres`` extra. Only the monitor's writer process inserts predictions;
 feedback is written by the request that brings it. Timestamps are Unix seconds (float).
 """
 

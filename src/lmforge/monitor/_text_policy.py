@@ -40,7 +40,7 @@ class TextPolicy:
         self.policy = policy
         self._encryptor: Any = None
         self._hash_key: bytes | None = None
-        # Keys are read now, at start, so a missing one fails here and not on the writer thread.
+        # Keys are read now, at start, so a missing one fails here and not in the writer process.
         if "encrypt" in policy:
             self._encryptor = load_encryptor(key_file)
             ring = self._encryptor.keyring

@@ -37,6 +37,8 @@ def _store_state(m: MonitorLike) -> dict[str, Any]:
         "failed": m.failed,
         "invalid": m.invalid,
         "errors_recorded": m.errors,
+        "writer_pid": m.writer_pid,
+        "writer_restarts": m.writer_restarts,
     }
 
 

@@ -1,119 +1,171 @@
-"""The store writer: the request path only enqueues; one thread applies the text policy and inserts batches."""
+"""The store writer: the request path only appends; a writer *process* applies the text policy and inserts.
+
+Redaction and SQLAlchemy inserts are Python CPU work: on a thread they took the serving process's
+GIL from the request path. They run in their own interpreter (``_writer_process``), fed through a
+pipe of JSON lines (``_channel``: no pickle). In this process:
+
+- ``record_many`` appends to a bounded buffer (``queue_size``; beyond it records are dropped and
+  counted) and notes each id in ``pending``, so feedback can follow at once;
+- a *sender* thread wakes every few milliseconds, encodes what is buffered as chunks and writes
+  them to the pipe (a full pipe blocks only this thread; the buffer then fills and drops);
+- a *receiver* thread reads the writer's acknowledgements: for each stored chunk it adds the
+  predictions to the live windows, evaluates alerts and releases the flush markers, as the writer
+  thread did; drift checks run in the writer process (``_drift_process``) and their results come
+  back here. The live windows, the latest drift results and alerts stay here, where the server's
+  endpoints read them.
+
+A writer process that dies is noticed by the receiver (its pipe ends): logged, counted (``restarts``),
+what it held unacknowledged counted as failed, and started again.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lmforge.monitor._live import Recent, VersionWindow, Windows
+from lmforge.monitor._channel import ChannelError, write_frame
+from lmforge.monitor._live import Recent, Windows
 from lmforge.monitor._records import PredictionRecord
 from lmforge.monitor._settings import MonitorSettings
 from lmforge.monitor._text_policy import TextPolicy
+from lmforge.monitor._writer_link import (
+    STOP,
+    Chunk,
+    ErrorEvent,
+    Reference,
+    WriterProcess,
+    start_again,
+    take_chunk,
+)
 
 __all__ = ["StoreWriter"]
 
-# The writer, drift and alert code of the Monitor log under the name of the Monitor's module,
-# so log filters on that name see all of it.
+# Under the Monitor's module name, as its drift and alert code: log filters on that name see all of it.
 log = logging.getLogger("lmforge.monitor._monitor")
-
-_STOP = object()
-
-
-class _ErrorEvent:
-    __slots__ = ("model", "status", "ts", "version")
-
-    def __init__(self, model: str, version: str, status: int, ts: float) -> None:
-        self.model, self.version, self.status, self.ts = model, version, status, ts
+_TICK_S = 0.02  # how long a record waits, at most, before the sender hands it to the writer process
 
 
 class StoreWriter:
-    """The queue of predictions and request errors, and the thread that writes it to the store.
+    """The buffer of predictions and request errors, and the writer process that stores it.
 
     Args:
-        settings: queue size, batch size and flush interval.
+        settings: queue size, batch size, flush interval and retention.
         windows: the live windows each stored prediction and error is added to.
-        schedule_drift: called on the writer thread with the model, version and window of
-            each stored prediction (it decides whether a drift check is due).
+        labels: the model's labels (drift checks, in the writer process, read scores in this order).
+        on_drift: called with ``(model, version, ts, n, results)`` of each drift check the writer ran.
         on_change: called after a batch stored predictions or errors.
-        evaluate_alerts: called after every batch and before each flush marker is released;
-            it evaluates the alert rules if anything changed (alerts are evaluated on this thread).
+        evaluate_alerts: called after every acknowledged batch and before each flush marker is
+            released; it evaluates the alert rules if anything changed.
     """
 
     def __init__(
         self,
         settings: MonitorSettings,
         windows: Windows,
-        schedule_drift: Callable[[str, str, VersionWindow], None],
+        labels: list[str],
+        on_drift: Callable[[str, str, float, int, list[dict[str, Any]]], None],
         on_change: Callable[[], None],
         evaluate_alerts: Callable[[], None],
     ) -> None:
         self.settings = settings
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=settings.queue_size)
-        # id -> (model, version, label, ts) of each queued prediction, until it is written
+        self.buffer: deque[Any] = deque()
+        # id -> (model, version, label, ts, key_id) of each recorded prediction, until it is written
         self.pending: dict[str, tuple[str, str, str, float, str | None]] = {}
-        self.dropped = 0
-        self.written = 0
-        self.failed = 0
-        self.pruned = 0
-        self._last_prune = time.monotonic()
-        self._written_at_prune = 0
-        self.invalid = 0
-        self.errors = 0
+        self.dropped = self.written = self.failed = self.pruned = self.invalid = self.errors = self.restarts = 0
         self.closed = False
         self.store: Any = None
-        self._policy: Any = None
         self._windows = windows
-        self._schedule_drift = schedule_drift
+        self.labels = list(labels)
+        self._on_drift = on_drift
+        self.reference: dict[str, Any] | None = None  # the drift reference's JSON, for every writer started
         self._on_change = on_change
         self._evaluate_alerts = evaluate_alerts
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # counters touched by several threads
+        self._wake = threading.Event()
+        self._proc: WriterProcess | None = None
+        self._io = threading.Lock()  # the sender's writes vs closing a dead writer's pipes
+        self._books = threading.Lock()  # the chunks in flight and the current process
+        self._inflight: dict[int, Chunk] = {}  # sent, not yet acknowledged, by sequence number
+        self._seq = 0
+        self._stopping = False
+        self._sender: threading.Thread | None = None
+        self._receiver: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
     def started(self) -> bool:
-        return self._thread is not None
+        return self._sender is not None
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._sender is not None and self._sender.is_alive()  # a writer being restarted is running
 
     @property
     def queue_depth(self) -> int:
-        return self.queue.qsize()
+        """Records buffered here, not yet handed to the writer process."""
+        return len(self.buffer)
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id (None before start)."""
+        return None if self._proc is None else self._proc.pid
+
+    def spawn(self, policy: TextPolicy) -> None:
+        """Start the writer process early, so its imports overlap the server's own start-up."""
+        self._proc = WriterProcess(self.settings, policy.policy, self.labels, self.reference)
+
+    def set_reference(self, data: dict[str, Any] | None) -> None:
+        """A new drift reference (JSON) for the writer's checks, handed over in the buffer's order."""
+        self.reference = data
+        self.buffer.append(Reference(data))  # like a marker, never dropped
+        self._wake.set()
+
+    def abort(self) -> None:
+        """End a writer process that :meth:`spawn` started when the monitor's start failed."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.close_input()
+            proc.reap(10)
 
     def start(self, store: Any, policy: TextPolicy) -> None:
-        """Start the writer thread on ``store``, storing texts as ``policy`` says."""
-        self.store, self._policy = store, policy
-        self._thread = threading.Thread(target=self._loop, name="lmforge-monitor-writer", daemon=True)
-        self._thread.start()
+        """Wait until the writer process (spawned by :meth:`spawn`, else now) opened the store; start the threads.
+
+        Raises:
+            MonitorError: it could not (its reason), or did not answer within 120 s.
+        """
+        self.store = store
+        if self._proc is None:
+            self._proc = WriterProcess(self.settings, policy.policy, self.labels, self.reference)
+        try:
+            self._proc.wait_ready()
+        except BaseException:
+            self._proc = None
+            raise
+        self._sender = threading.Thread(target=self._send_loop, name="lmforge-monitor-sender", daemon=True)
+        self._receiver = threading.Thread(target=self._receive_loop, name="lmforge-monitor-receiver", daemon=True)
+        self._receiver.start()
+        self._sender.start()
+
+    def _marker(self, deadline: float) -> bool:
+        done = threading.Event()
+        self.buffer.append(done)  # a marker is never dropped: it does not count against queue_size
+        self._wake.set()
+        return done.wait(max(deadline - time.monotonic(), 0.0))
 
     def flush(self, timeout: float, deadline: float) -> bool:
-        """Wait until everything queued before this call is written; False (logged) on a timeout."""
-        done = threading.Event()
-        try:
-            self.queue.put(done, timeout=timeout)
-        except queue.Full:
-            log.warning("monitor flush: the queue stayed full for %.1f s", timeout)
-            return False
-        if not done.wait(max(deadline - time.monotonic(), 0.0)):
+        """Wait until everything recorded before this call is written; False (logged) on a timeout."""
+        if not self._marker(deadline):
             log.warning("monitor flush timed out after %.1f s", timeout)
             return False
         return True
 
     def sync(self, deadline: float) -> None:
-        """Wait, until ``deadline`` at most, for the writer to reach a marker (it evaluates alerts first)."""
-        evaluated = threading.Event()
-        try:
-            self.queue.put(evaluated, timeout=max(deadline - time.monotonic(), 0.01))
-            evaluated.wait(max(deadline - time.monotonic(), 0.0))
-        except queue.Full:
-            pass
+        """Wait, until ``deadline`` at most, for the writer to reach a marker (alerts are evaluated first)."""
+        self._marker(deadline)
 
     def shut(self) -> bool:
         """Refuse records from now on (they are counted as dropped); False when already shut."""
@@ -124,46 +176,52 @@ class StoreWriter:
             return True
 
     def stop(self) -> None:
-        """Write everything still queued, then stop the thread (waits up to 60 s)."""
-        if self._thread is None:
+        """Hand over everything still buffered, let the writer process store it and end (waits up to 60 s)."""
+        if self._sender is None:
             return
-        try:
-            self.queue.put(_STOP, timeout=60)  # the writer is draining: room comes
-        except queue.Full:
-            log.error("monitor queue stayed full for 60 s at close")
-        self._thread.join(60)
-        if self._thread.is_alive():
+        self.buffer.append(STOP)
+        self._wake.set()
+        self._sender.join(60)
+        if self._receiver is not None:
+            self._receiver.join(60)
+        if self._receiver is not None and self._receiver.is_alive():
             log.error("monitor writer did not finish within 60 s; some predictions may be lost")
+        proc = self._proc
+        if proc is not None:
+            proc.close_input()
+            proc.reap(10)
 
     # -- request path ----------------------------------------------------------------------
     def record_many(self, records: Sequence[PredictionRecord]) -> None:
-        """Queue predictions. Never blocks, never raises; a full queue drops and counts."""
+        """Buffer predictions. Never blocks, never raises; a full buffer drops and counts."""
         try:
             if self.closed:
                 self._count_drops(len(records))
                 return
-            put = self.queue.put_nowait
-            pending = self.pending
+            buffer, pending, room = self.buffer, self.pending, self.settings.queue_size
             for i, rec in enumerate(records):
                 try:
                     # Known before the writer can see it, so feedback can follow at once.
                     pending[rec.id] = (rec.model, rec.version, rec.label, rec.ts, rec.key_id)
                 except Exception:  # not a PredictionRecord: skip it, keep the others
-                    self.invalid += 1
+                    with self._lock:
+                        self.invalid += 1
                     continue
-                try:
-                    put(rec)
-                except queue.Full:
+                if len(buffer) >= room:
                     pending.pop(rec.id, None)
                     self._count_drops(len(records) - i)
                     return
+                buffer.append(rec)
         except Exception:  # the request path must never fail because of monitoring
             log.exception("monitor record_many failed")
 
     def record_error(self, model: str, version: str, status: int) -> None:
-        """Queue a failed request. Never blocks, never raises."""
+        """Buffer a failed request. Never blocks, never raises."""
         try:
-            self.queue.put_nowait(_ErrorEvent(model, version, int(status), time.time()))
+            if self.closed or len(self.buffer) >= self.settings.queue_size:
+                self._count_drops(1)
+                return
+            self.buffer.append(ErrorEvent(model, version, int(status), time.time()))
         except Exception:
             self._count_drops(1)
 
@@ -178,156 +236,165 @@ class StoreWriter:
                 self.dropped,
             )
 
-    # -- writer thread ---------------------------------------------------------------------
-    def _take_batch(self) -> list[Any]:
-        try:
-            first = self.queue.get(timeout=0.25)
-        except queue.Empty:
-            return []
-        batch = [first]
-        if first is _STOP or isinstance(first, threading.Event):
-            return batch
-        deadline = time.monotonic() + self.settings.flush_interval_s
-        while len(batch) < self.settings.batch_size:
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self.queue.get(timeout=min(remaining, 0.25))
-                except queue.Empty:
-                    continue
-            batch.append(item)
-            if item is _STOP or isinstance(item, threading.Event):
-                break
-        return batch
+    # -- sender thread ---------------------------------------------------------------------
+    def _take_chunk(self) -> Chunk | None:
+        return take_chunk(self.buffer, self.settings.batch_size, self._invalid)
 
-    def _loop(self) -> None:
+    def _invalid(self, item: Any, exc: Exception) -> None:
+        """One malformed record is dropped alone (counted), never sinking its chunk."""
+        with self._lock:
+            self.invalid += 1
+        item_id = getattr(item, "id", None)
+        if isinstance(item_id, str):
+            self.pending.pop(item_id, None)
+        log.warning("monitor: invalid prediction record dropped (%s)", exc)
+
+    def _send_loop(self) -> None:
         while True:
-            batch = self._take_batch()
-            try:
-                stop = self._process(batch)
-            except Exception:  # the writer must outlive any one bad batch
-                log.exception("monitor writer: batch failed")
-                stop = any(item is _STOP for item in batch)
-                for item in batch:
-                    if isinstance(item, threading.Event):
-                        item.set()
-            self._evaluate_alerts()
-            self._maybe_prune()
-            if stop:
-                return
-
-    def _maybe_prune(self) -> None:
-        """Apply ``retention_days`` and ``max_rows``: every ``prune_interval_s``, or sooner when a
-        tenth of ``max_rows`` was written since (so a burst cannot overshoot the cap by much)."""
-        s = self.settings
-        if s.retention_days is None and s.max_rows is None:
-            return
-        due = time.monotonic() - self._last_prune >= s.prune_interval_s
-        burst = s.max_rows is not None and self.written - self._written_at_prune >= max(1, s.max_rows // 10)
-        if not (due or burst):
-            return
-        self._last_prune, self._written_at_prune = time.monotonic(), self.written
-        before = None if s.retention_days is None else time.time() - s.retention_days * 86400
-        try:
-            deleted = self.store.prune(before, s.max_rows)
-        except Exception as exc:  # retention must never stop the writer; the next round tries again
-            log.warning("monitor: pruning the store failed: %s", exc)
-            return
-        if deleted:
-            self.pruned += deleted
-            log.info("monitor: %d old predictions deleted (retention_days %s, max_rows %s)", deleted,
-                     s.retention_days, s.max_rows)
-
-    def _process(self, batch: list[Any]) -> bool:
-        rows, errors, markers, recent = [], [], [], []
-        stop = False
-        for item in batch:
-            if item is _STOP:
-                stop = True
-            elif isinstance(item, threading.Event):
-                markers.append(item)
-            elif isinstance(item, _ErrorEvent):
-                errors.append(
-                    {"ts": item.ts, "model": item.model, "version": item.version, "status": item.status}
-                )
-            else:
-                try:
-                    rows.append(self._row(item))
-                    recent.append(item)
-                except Exception as exc:  # one malformed record must not sink the batch
-                    self.invalid += 1
-                    item_id = getattr(item, "id", None)
-                    if isinstance(item_id, str):
-                        self.pending.pop(item_id, None)
-                    log.warning("monitor: invalid prediction record dropped (%s)", exc)
-        if rows:
-            self._insert_with_retry(rows)
-        if errors:
-            self.store.insert("errors", errors)
-            self.errors += len(errors)
-            for _ in errors:
-                self._windows.add_error()
-        for rec in recent:
-            self.pending.pop(rec.id, None)
-            win = self._windows.add(
-                rec.model,
-                rec.version,
-                Recent(
-                    rec.ts,
-                    rec.label,
-                    float(rec.confidence),
-                    float(rec.latency_ms),
-                    rec.text,
-                    dict(rec.scores),
-                ),
-            )
-            self._schedule_drift(rec.model, rec.version, win)
-        if rows or errors:
-            self._on_change()
-        if rows:
-            self._maybe_prune()  # before the markers: a flush also covers the retention of what it wrote
-        for marker in markers:
-            self._evaluate_alerts()  # a flush also covers the alerts of what it flushed
-            marker.set()
-        return stop
-
-    def _row(self, rec: PredictionRecord) -> dict[str, Any]:
-        text_hash, stored = self._policy.apply(str(rec.text))
-        confidence, latency = float(rec.confidence), float(rec.latency_ms)
-        if not (math.isfinite(confidence) and math.isfinite(latency)):
-            raise ValueError(f"non-finite confidence or latency in prediction {rec.id!r}")
-        return {
-            "id": str(rec.id)[:64],
-            "ts": float(rec.ts),
-            "model": str(rec.model),
-            "version": str(rec.version),
-            "text_hash": text_hash,
-            "text": stored,
-            "text_policy": self._policy.policy,
-            "label": str(rec.label),
-            "confidence": confidence,
-            "scores": {str(k): float(v) for k, v in dict(rec.scores).items()},
-            "latency_ms": latency,
-            "key_id": None if rec.key_id is None else str(rec.key_id)[:32],
-        }
-
-    def _insert_with_retry(self, rows: list[dict[str, Any]]) -> None:
-        for attempt in range(3):
-            try:
-                self.store.insert_predictions(rows)
-                self.written += len(rows)
-                return
-            except Exception as exc:  # the database can be locked or away for a moment
-                if attempt == 2:
-                    self.failed += len(rows)
-                    log.error(
-                        "monitor: %d predictions lost after 3 attempts to store them: %s", len(rows), exc
-                    )
-                    for row in rows:
-                        self.pending.pop(row["id"], None)
+            self._wake.wait(_TICK_S)
+            self._wake.clear()
+            if self._proc is None:  # being restarted: the buffer waits (and drops when full)
+                if self._receiver is not None and not self._receiver.is_alive():
+                    while (lost := self._take_chunk()) is not None:  # no writer will come back
+                        self._fail(lost)
                     return
-                time.sleep(0.2 * (attempt + 1))
+                continue
+            while (chunk := self._take_chunk()) is not None:
+                self._send(chunk)
+                if chunk.stop:
+                    return
+
+    def _send(self, chunk: Chunk) -> None:
+        # Not under the books' lock while writing: the receiver must take acknowledgements while a
+        # full pipe blocks this write (else the writer, blocked on its answers, would never read it).
+        with self._io:
+            with self._books:
+                proc = self._proc
+                if proc is not None:
+                    self._seq += 1
+                    chunk.seq = self._seq
+                    self._inflight[chunk.seq] = chunk
+            if proc is None:
+                self._fail(chunk)
+                return
+            try:
+                write_frame(proc.fd_out, chunk.frame())
+            except OSError:  # it died: the receiver notices, restarts it and fails this chunk
+                pass
+            except ValueError as exc:  # not encodable (rows are checked first, so this is a bug)
+                log.error("monitor: a chunk could not be encoded: %s", exc)
+                with self._books:
+                    failed = self._inflight.pop(chunk.seq, None)
+                if failed is not None:
+                    self._fail(failed)
+
+    # -- receiver thread -------------------------------------------------------------------
+    def _receive_loop(self) -> None:
+        while True:
+            proc = self._proc
+            if proc is None:
+                return
+            ended = self._read_until_exit(proc)
+            if ended:  # a clean end after the stop frame
+                return
+            if not self._restart(proc):
+                return
+
+    def _read_until_exit(self, proc: WriterProcess) -> bool:
+        """Handle the process's frames until its pipe ends; True when that was the clean stop."""
+        reader = proc.reader
+        frames, proc.early = proc.early, []
+        while True:
+            for frame in frames:
+                self._on_frame(frame)
+            try:
+                frames = reader.read(None)
+            except (ChannelError, OSError) as exc:
+                log.error("monitor writer (pid %d): unreadable answer (%s)", proc.pid, exc)
+                proc.kill()
+                return False
+            if reader.eof:
+                return self._stopping and not self._inflight
+
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        if "log" in frame or "fatal" in frame or "ready" in frame:
+            if self._proc is not None:
+                self._proc.on_start_frame(frame)
+            return
+        if "drift" in frame:
+            model, version, ts, n, results = frame["drift"]
+            self._on_drift(str(model), str(version), float(ts), int(n), list(results))
+            return
+        if "pr" in frame:
+            with self._lock:
+                self.pruned += int(frame["pr"])
+        if "upto" not in frame:
+            return
+        with self._books:
+            done = sorted(s for s in self._inflight if s <= int(frame["upto"]))
+            chunks = [self._inflight.pop(s) for s in done]
+        self._acknowledged(chunks, frame)
+
+    def _acknowledged(self, chunks: list[Chunk], ack: dict[str, Any]) -> None:
+        """The writer stored these chunks: the live windows, drift, alerts and flush markers follow."""
+        invalid = set(ack.get("i", ()))
+        with self._lock:
+            self.written += int(ack.get("w", 0))
+            self.failed += int(ack.get("f", 0))
+            self.invalid += len(invalid)
+            self.errors += int(ack.get("e", 0))
+        if any(c.stop for c in chunks):
+            self._stopping = True
+        changed = False
+        for chunk in chunks:
+            for rec in chunk.records:
+                self.pending.pop(rec.id, None)
+                if rec.id in invalid:
+                    continue
+                self._windows.add(
+                    rec.model,
+                    rec.version,
+                    Recent(rec.ts, rec.label, float(rec.confidence), float(rec.latency_ms), rec.text,
+                           dict(rec.scores)),
+                )
+            for _ in chunk.error_rows:
+                self._windows.add_error()
+            changed = changed or bool(chunk.records or chunk.error_rows)
+        if changed:
+            self._on_change()
+        self._evaluate_alerts()
+        for chunk in chunks:
+            for marker in chunk.markers:
+                self._evaluate_alerts()  # a flush also covers the alerts of what it flushed
+                marker.set()
+
+    def _fail(self, chunk: Chunk) -> None:
+        """A chunk the writer never acknowledged: its predictions are lost (counted), its markers released."""
+        with self._lock:
+            self.failed += len(chunk.records)
+        for rec in chunk.records:
+            self.pending.pop(rec.id, None)
+        for marker in chunk.markers:
+            marker.set()
+
+    def _restart(self, dead: WriterProcess) -> bool:
+        """The writer process died: count it, fail what it held, start another; False when stopping."""
+        with self._io:  # no write is under way to the pipe reap() closes
+            code = dead.reap()
+        with self._books:
+            self._proc = None
+            lost = [self._inflight.pop(s) for s in sorted(self._inflight)]
+            for chunk in lost:
+                self._fail(chunk)
+            if self._stopping or any(c.stop for c in lost):
+                log.error("monitor writer (pid %d) ended with status %s while stopping", dead.pid, code)
+                return False
+            with self._lock:
+                self.restarts += 1
+            log.error("monitor writer (pid %d) died with status %s; %d predictions it held are lost; starting another "
+                      "(restart %d)", dead.pid, code, sum(len(c.records) for c in lost), self.restarts)
+        delay = 0.1 * 2.0 ** (self.restarts - 1)  # a writer that keeps dying is retried slower
+        proc = start_again(self.settings, dead.policy, self.labels, self.reference, delay, lambda: self.closed)
+        with self._books:
+            self._proc = proc
+        return proc is not None

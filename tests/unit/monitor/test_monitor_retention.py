@@ -49,25 +49,25 @@ def test_retention_days_deletes_what_is_older(store_url: str, make_records: Any)
         assert monitor.store.get_feedback(new[0].id) == {"label": new[0].label, "key_id": None}
 
 
-def test_a_store_that_cannot_write_drops_and_counts_and_never_blocks(
-    store_url: str, make_records: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_store_that_cannot_write_drops_and_counts_and_never_blocks(store_url: str, make_records: Any) -> None:
+    import sqlalchemy as sa
     from prometheus_client import CollectorRegistry, generate_latest
+
+    from lmforge.monitor._store import Store
 
     records: list[PredictionRecord] = make_records(40)
     with Monitor(MonitorSettings(url=store_url, flush_interval_s=0.05), LABELS) as monitor:
-        def locked(rows: Any) -> None:
-            raise RuntimeError("database is locked")
-
-        monkeypatch.setattr(monitor.store, "insert_predictions", locked)
-        monitor.record_many(records)  # only queues: the failures happen on the writer thread
+        # The writer process's inserts fail for real: its table is gone.
+        with monitor.store.engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE predictions"))
+        monitor.record_many(records)  # only buffers: the failures happen in the writer process
         monitor.flush(timeout=30)
         assert monitor.failed == 40 and monitor.written == 0
         registry = CollectorRegistry()
         registry.register(monitor.collector())
         text = generate_latest(registry).decode()
         assert "lmforge_monitor_write_failed_total 40.0" in text
-        monkeypatch.undo()  # the database is back: the next predictions are stored
+        Store(store_url).close()  # the database is back (the table created again): the next ones are stored
         monitor.record_many(make_records(5, t0=time.time() + 1))
         monitor.flush()
         assert monitor.written == 5
