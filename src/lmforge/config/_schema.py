@@ -276,6 +276,12 @@ class EvalConfig:
     """Equal-width confidence bins of the expected calibration error."""
     max_errors: int = 500
     """Misclassified test examples kept in `errors.jsonl` (most confident first)."""
+    max_new_tokens: int = 128
+    """`task: generate`: the most tokens generated per test answer (greedy decoding); an answer
+    cut here counts against `stop_rate`."""
+    max_test: int | None = None
+    """`task: generate`: evaluate only the first this many test examples (generation is slow on a
+    CPU); None evaluates the whole test split."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -285,6 +291,12 @@ class EvalConfig:
             problems.append(f"evaluate.calibration_bins must be in [2, 100], got {self.calibration_bins}.")
         if self.max_errors < 0:
             problems.append(f"evaluate.max_errors must be >= 0, got {self.max_errors}.")
+        if self.max_new_tokens < 1:
+            problems.append(f"evaluate.max_new_tokens must be at least 1, got {self.max_new_tokens}.")
+        if self.max_test is not None and self.max_test < 1:
+            problems.append(
+                f"evaluate.max_test must be at least 1 (or null for the whole test split), got {self.max_test}."
+            )
         _check(problems)
 
 

@@ -77,10 +77,12 @@ PUBLIC = {
         "resolve_precision", "train",
     ],
     "lmforge.evaluate": [
-        "collect_errors", "compliance_report", "compute_metrics", "error_rate_by_length", "evaluate",
+        "BLOCK_KEYS", "GenExample", "NearestPrompt", "bleu", "chrf", "collect_errors", "compliance_report",
+        "compute_metrics", "error_rate_by_length", "evaluate", "evaluate_generation", "exact_match",
         "fairness_for_run", "fairness_report", "groups_from_field", "groups_from_handles",
-        "groups_from_keywords", "load_labels", "load_test_split", "macro_f1", "most_confused",
-        "render_fairness_markdown", "weak_classes",
+        "groups_from_keywords", "load_labels", "load_test_split", "macro_f1", "mean_length", "most_confused",
+        "perplexity", "read_generation_split", "render_fairness_markdown", "rouge_l", "rouge_l_f",
+        "rouge_tokens", "score_answers", "stop_rate", "weak_classes",
     ],
     "lmforge.compress": [
         "COMPRESSORS", "MIN_CALIBRATION", "CompressContext", "CompressOptions", "Compressor",
