@@ -19,7 +19,7 @@ from lmforge.catalog import DATASETS, MODELS, resolve_model
 from lmforge.config import Spec, load_spec, spec_to_dict, spec_to_yaml
 from lmforge.data import prepare
 from lmforge.errors import ConfigError, LmforgeError
-from lmforge.evaluate import evaluate
+from lmforge.evaluate import evaluate, evaluate_generation, is_generative_run
 from lmforge.rundir import RunDir, atomic_write_text
 from lmforge.train import METHODS, train
 
@@ -131,4 +131,6 @@ def run_all(spec: Spec, out: str | Path, *, progress: bool = True) -> dict[str, 
     logger.info("train (%s, %s)", spec.train.method, spec.model.name)
     train(spec, run, progress=progress)
     logger.info("evaluate -> %s", run.eval_dir)
+    if is_generative_run(spec, run):
+        return evaluate_generation(spec, run, progress=progress)
     return evaluate(spec, run, progress=progress)

@@ -72,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", help="run directory with a trained model")
     add_trust_args(p)
+    add_progress_arg(p)
     p.set_defaults(func=evaluate)
 
 
@@ -170,15 +171,20 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     from lmforge.evaluate import evaluate as evaluate_run
+    from lmforge.evaluate import evaluate_generation, is_generative_run
     from lmforge.guard import trust_run
     from lmforge.pipeline import load_run_spec
-    from lmforge.predict import load_predictor
+    from lmforge.predict import load_generator, load_predictor
     from lmforge.rundir import FP32, RunDir
 
     run_dir = RunDir(args.run)
     check = trust_run(run_dir, args.public_key, allow_unsigned=args.allow_unsigned)
     spec = load_run_spec(run_dir)
-    metrics = evaluate_run(spec, run_dir, load_predictor(run_dir, FP32, verified=check))
+    if is_generative_run(spec, run_dir):
+        generator = load_generator(run_dir, verified=check)
+        metrics = evaluate_generation(spec, run_dir, generator=generator, progress=args.progress)
+    else:
+        metrics = evaluate_run(spec, run_dir, load_predictor(run_dir, FP32, verified=check))
     resign(run_dir.root, check, ("eval", "MODEL_CARD.md"))
     say(f"test: {metrics_line(metrics)}")
     say(f"report: {run_dir.eval_dir / 'report.html'}")

@@ -28,7 +28,7 @@ from lmforge.evaluate._fairness import (
     render_fairness_markdown,
 )
 from lmforge.evaluate._gen_data import GenExample, read_generation_split
-from lmforge.evaluate._gen_evaluate import BLOCK_KEYS, evaluate_generation, score_answers
+from lmforge.evaluate._gen_evaluate import BLOCK_KEYS, evaluate_generation, is_generative_run, score_answers
 from lmforge.evaluate._gen_metrics import (
     bleu,
     chrf,
@@ -61,6 +61,7 @@ __all__ = [
     "groups_from_field",
     "groups_from_handles",
     "groups_from_keywords",
+    "is_generative_run",
     "load_labels",
     "load_test_split",
     "macro_f1",

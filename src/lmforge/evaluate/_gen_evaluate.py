@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmforge.catalog import resolve_model
 from lmforge.errors import DataError, RunDirError
 from lmforge.evaluate._gen_card import render_generation_card
 from lmforge.evaluate._gen_data import GenExample, read_generation_split
@@ -44,12 +45,28 @@ from lmforge.rundir import MODEL_META, RunDir, atomic_write_json, atomic_write_t
 if TYPE_CHECKING:
     from lmforge.config import Spec
 
-__all__ = ["BLOCK_KEYS", "evaluate_generation", "score_answers"]
+__all__ = ["BLOCK_KEYS", "evaluate_generation", "is_generative_run", "score_answers"]
 
 logger = logging.getLogger(__name__)
 
 BLOCK_KEYS = ("bleu", "chrf", "exact_match", "mean_length", "n_test", "perplexity", "pii", "rouge_l", "stop_rate")
 """The keys of every scored block of metrics.json: the model's (top level) and each baseline's."""
+
+
+def is_generative_run(spec: Spec, run: RunDir | str | Path) -> bool:
+    """Whether ``run`` is evaluated as a generator: ``task: generate``, or a causal LM in ``model/``.
+
+    A spec whose task is unset takes it from the model's kind, so the trained model's
+    ``lmforge_model.json`` (``"kind": "causal-lm"``) decides when the spec does not.
+    """
+    if spec.task is not None:
+        return spec.task == "generate"
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    path = run.model_dir / MODEL_META
+    if not path.is_file():
+        return False
+    meta = read_json(path, hint="re-run `lmforge train`.")
+    return isinstance(meta, dict) and meta.get("kind") == "causal-lm"
 
 
 def score_answers(
@@ -116,15 +133,20 @@ def _logliks(generator: Generator, prompts: list[Any], responses: list[str], *, 
 
 
 def _base_model_path(run: RunDir) -> Path:
+    """The folder of the model the run was fine-tuned from: ``base_model_path``, else ``base_model`` resolved."""
     path = run.require(f"model/{MODEL_META}", hint="Run `lmforge train` first.")
     meta = read_json(path, hint="re-run `lmforge train`.")
-    base = meta.get("base_model_path") if isinstance(meta, dict) else None
-    if not isinstance(base, str) or not base:
+    meta = meta if isinstance(meta, dict) else {}
+    recorded = meta.get("base_model_path")
+    if isinstance(recorded, str) and Path(recorded).is_dir():
+        return Path(recorded)
+    name = meta.get("base_model")
+    if not isinstance(name, str) or not name:
         raise RunDirError(
-            f"{path} names no base_model_path, so the base-model baseline cannot load. "
-            "Re-run `lmforge train` with this version of lmforge."
+            f"{path} names no base model (base_model_path or base_model), so the base-model baseline cannot "
+            "load. Re-run `lmforge train` with this version of lmforge."
         )
-    return Path(base)
+    return resolve_model(name)
 
 
 def _test_examples(run: RunDir, max_test: int | None) -> tuple[list[GenExample], int]:
