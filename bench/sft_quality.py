@@ -25,7 +25,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import SHARED_DATASETS, default_out, log, read_job, run_worker, target, write_result, write_worker_result
+from _harness import (
+    SHARED_DATASETS,
+    default_out,
+    log,
+    read_job,
+    run_worker,
+    target,
+    write_result,
+    write_worker_result,
+)
 
 NAME = "sft_quality"
 MODEL = "smollm2-135m"

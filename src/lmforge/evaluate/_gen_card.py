@@ -79,9 +79,9 @@ def render_generation_card(*, name: str, metrics: dict[str, Any], summary: dict[
     data_rows = [r for r in data_rows if r[0] != "Labels"]
     train_rows = [r for r in train_rows if r[0] != "Best validation macro-F1"]
     source = format_value(summary["source"])
-    spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
-    data_spec = spec.get("data") if isinstance(spec.get("data"), dict) else {}
-    system = data_spec.get("system")
+    spec = manifest.get("spec")
+    data_spec = spec.get("data") if isinstance(spec, dict) else None
+    system = data_spec.get("system") if isinstance(data_spec, dict) else None
     blocks = [metrics, metrics["baselines"]["base_model"], metrics["baselines"]["retrieval"]]
     rows = [
         (label, *(_fmt(b[key], fmt) for b in blocks))

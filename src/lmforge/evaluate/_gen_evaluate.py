@@ -34,6 +34,7 @@ from lmforge.evaluate._gen_report import render_generation_report
 from lmforge.evaluate._retrieval import NearestPrompt
 from lmforge.evaluate._summary import run_summary
 from lmforge.guard.pii import scan_texts
+
 try:  # TEMP until gen-model merges
     from lmforge.predict import Generator, load_generator, to_messages
 except ImportError:

@@ -112,9 +112,9 @@ def chrf(predictions: Sequence[str], references: Sequence[str], *, char_order: i
             recalls.append(matched[n] / ref_total[n])
     if not precisions:
         return 0.0
-    p, r = sum(precisions) / len(precisions), sum(recalls) / len(recalls)
+    mean_p, mean_r = sum(precisions) / len(precisions), sum(recalls) / len(recalls)
     factor = beta**2
-    return 100 * (1 + factor) * p * r / (factor * p + r) if p + r else 0.0
+    return 100 * (1 + factor) * mean_p * mean_r / (factor * mean_p + mean_r) if mean_p + mean_r else 0.0
 
 
 def _tokenize_13a(line: str) -> list[str]:

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests._chromium import MISSING, Browser, chromium_installed
 
 from lmforge.evaluate import score_answers
 from lmforge.evaluate._gen_card import render_generation_card
 from lmforge.evaluate._gen_report import REPORT_SAMPLES, render_generation_report
 from lmforge.evaluate._summary import run_summary
-from tests._chromium import MISSING, Browser, chromium_installed
 
 EVIL = '<script>window.pwned = 1</script><img src=x onerror="window.pwned=2">'
 
