@@ -63,14 +63,14 @@ def _limitations(metrics: dict[str, Any], source: str) -> list[str]:
 
 
 def render_generation_card(*, name: str, metrics: dict[str, Any], summary: dict[str, Any],
-                           manifest: dict[str, Any]) -> str:
+                           system: str | None) -> str:
     """Render MODEL_CARD.md for a generative run.
 
     Args:
         name: Run name.
         metrics: The dict ``evaluate_generation`` writes to metrics.json.
         summary: :func:`run_summary` of the manifest.
-        manifest: The run's manifest (for the system prompt of the spec).
+        system: The system prompt the model was fine-tuned with (None: the chat template's default).
 
     Returns:
         The Markdown text.
@@ -79,9 +79,6 @@ def render_generation_card(*, name: str, metrics: dict[str, Any], summary: dict[
     data_rows = [r for r in data_rows if r[0] != "Labels"]
     train_rows = [r for r in train_rows if r[0] != "Best validation macro-F1"]
     source = format_value(summary["source"])
-    spec = manifest.get("spec")
-    data_spec = spec.get("data") if isinstance(spec, dict) else None
-    system = data_spec.get("system") if isinstance(data_spec, dict) else None
     blocks = [metrics, metrics["baselines"]["base_model"], metrics["baselines"]["retrieval"]]
     rows = [
         (label, *(_fmt(b[key], fmt) for b in blocks))
@@ -100,7 +97,7 @@ def render_generation_card(*, name: str, metrics: dict[str, Any], summary: dict[
     lines += [
         "",
         "A causal language model fine-tuned by lmforge to answer prompts like those of its training data.",
-        f"System prompt: {_md(system) if system else 'none'}.",
+        f"System prompt: {_md(system) if system else 'none (the chat template default)'}.",
         "",
         "## Intended use",
         "",

@@ -179,6 +179,20 @@ def _count_tokens(generator: Generator) -> Callable[[str], int]:
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def _write_eval(run: RunDir, spec: Spec, manifest: dict[str, Any], metrics: dict[str, Any],
+                rows: list[dict[str, Any]], system: str | None) -> None:
+    """``eval/`` atomically (metrics.json, generations.jsonl, report.html), then MODEL_CARD.md."""
+    summary = run_summary(manifest)
+    title = spec.name or summary["name"] or run.root.name
+    with run.stage("eval") as tmp:
+        atomic_write_json(tmp / "metrics.json", metrics)
+        atomic_write_text(tmp / "generations.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        atomic_write_text(tmp / "report.html", render_generation_report(title=title, metrics=metrics,
+                                                                        summary=summary, rows=rows))
+    atomic_write_text(run.model_card_path, render_generation_card(name=title, metrics=metrics, summary=summary,
+                                                                  system=system))
+
+
 def evaluate_generation(
     spec: Spec,
     run: RunDir | str | Path,
@@ -244,15 +258,7 @@ def evaluate_generation(
          "base_model": b, "retrieval": n}
         for e, a, r, b, n in zip(examples, answers, reasons, base_answers, looked_up, strict=True)
     ]
-    summary = run_summary(manifest)
-    title = spec.name or summary["name"] or run.root.name
-    with run.stage("eval") as tmp:
-        atomic_write_json(tmp / "metrics.json", metrics)
-        atomic_write_text(tmp / "generations.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-        atomic_write_text(tmp / "report.html", render_generation_report(title=title, metrics=metrics,
-                                                                        summary=summary, rows=rows))
-    atomic_write_text(run.model_card_path, render_generation_card(name=title, metrics=metrics, summary=summary,
-                                                                  manifest=manifest))
+    _write_eval(run, spec, manifest, metrics, rows, generator.system)
     run.update_manifest(metrics={key: metrics[key] for key in ("rouge_l", "perplexity", "stop_rate", "n_test")})
     logger.info(
         "Test ROUGE-L %.4f, perplexity %.3f, stop rate %.1f%% on %d examples (base model ROUGE-L %.4f, "

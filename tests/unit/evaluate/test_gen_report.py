@@ -81,7 +81,7 @@ def test_report_metric_table_has_the_model_and_both_baselines() -> None:
 def test_generation_card_compares_with_baselines() -> None:
     rows = _rows(3)
     card = render_generation_card(name="demo", metrics=_metrics(rows), summary=run_summary({}),
-                                  manifest={"spec": {"data": {"system": "Be brief | kind."}}})
+                                  system="Be brief | kind.")
     assert card.startswith("# Model card: demo\n")
     assert "System prompt: Be brief \\| kind.." in card
     assert "| Metric | Fine-tuned | Base model | Retrieval |" in card

@@ -173,3 +173,25 @@ def test_empty_or_malformed_test_split_is_a_data_error(base_model: Path, tmp_pat
     run = _make_run(tmp_path / "bad", base_model, test=[{"prompt": "x"}, {"text": "y", "label": "z"}])
     with pytest.raises(DataError, match=r"line 1: expected .*fields prompt\); line 2: .*fields text, label"):
         evaluate_generation(_spec(), run, progress=False)
+
+
+def test_cli_evaluate_dispatches_on_the_task_and_prints_the_baselines(
+        base_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from lmforge.cli.__main__ import main
+    from lmforge.config import spec_to_yaml
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LMFORGE_AUTO_SIGN", "0")
+    run = _make_run(tmp_path / "run", base_model)
+    run.spec_path.write_text(spec_to_yaml(_spec(max_new_tokens=3)), encoding="utf-8")
+    run.update_manifest(spec={"name": "tiny-gen"})
+    assert main(["evaluate", str(run.root), "--allow-unsigned", "--no-progress"]) == 0
+    metrics = json.loads((run.eval_dir / "metrics.json").read_text(encoding="utf-8"))
+    base, nearest = metrics["baselines"]["base_model"], metrics["baselines"]["retrieval"]
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("test: "))
+    assert line == (
+        f"test: ROUGE-L {metrics['rouge_l']:.4f}  perplexity {metrics['perplexity']:.3f}  stop rate "
+        f"{metrics['stop_rate']:.1%}  (n_test=3); base model: ROUGE-L {base['rouge_l']:.4f}  perplexity "
+        f"{base['perplexity']:.3f}  stop rate {base['stop_rate']:.1%}; retrieval: ROUGE-L {nearest['rouge_l']:.4f}  "
+        "perplexity n/a  stop rate 100.0%"
+    )
