@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import lmforge.evaluate as evaluate_package
 from lmforge.catalog import DATASETS, MODELS, model_kind, resolve_model
 from lmforge.config import Spec, load_spec, spec_to_dict, spec_to_yaml
 from lmforge.data import prepare
@@ -142,21 +141,12 @@ def load_run_spec(run: RunDir, overrides: list[str] | tuple[str, ...] = ()) -> S
 def run_all(spec: Spec, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """prepare -> train -> evaluate into ``out``; returns the final metrics.
 
-    A generative run (``task: generate``) is evaluated by ``lmforge.evaluate.evaluate_generation``
-    where the installed lmforge has it; without it the run stops after training, with a notice,
-    and the metrics are empty.
+    A generative run (``task: generate``) is evaluated by ``lmforge.evaluate.evaluate_generation``.
     """
     logger.info("prepare -> %s", Path(out) / "data")
     run, _report = prepare_run(spec, out)
     logger.info("train (%s, %s)", spec.train.method, spec.model.name)
     train(spec, run, progress=progress)
-    if spec.task == "generate":
-        evaluate_generation = getattr(evaluate_package, "evaluate_generation", None)
-        if evaluate_generation is None:
-            logger.warning("evaluate skipped: this lmforge has no evaluation for task: generate yet")
-            return {}
-        logger.info("evaluate -> %s", run.eval_dir)
-        return dict(evaluate_generation(spec, run))
     logger.info("evaluate -> %s", run.eval_dir)
     if is_generative_run(spec, run):
         return evaluate_generation(spec, run, progress=progress)

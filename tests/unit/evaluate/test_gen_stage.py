@@ -12,7 +12,7 @@ import pytest
 from tests._tiny_lm import build_tiny_lm
 
 from lmforge.config import spec_from_dict
-from lmforge.errors import DataError
+from lmforge.errors import DataError, RunDirError
 from lmforge.evaluate import BLOCK_KEYS, evaluate_generation, is_generative_run, perplexity
 from lmforge.predict import load_generator, render_prompt
 from lmforge.rundir import RunDir
@@ -171,7 +171,7 @@ def test_empty_or_malformed_test_split_is_a_data_error(base_model: Path, tmp_pat
     with pytest.raises(DataError, match="is empty, so there is nothing to evaluate"):
         evaluate_generation(_spec(), run, progress=False)
     run = _make_run(tmp_path / "bad", base_model, test=[{"prompt": "x"}, {"text": "y", "label": "z"}])
-    with pytest.raises(DataError, match=r"line 1: expected .*fields prompt\); line 2: .*fields text, label"):
+    with pytest.raises(RunDirError, match=r"test.jsonl has 2 malformed lines: line 1: expected .*; line 2: "):
         evaluate_generation(_spec(), run, progress=False)
 
 
