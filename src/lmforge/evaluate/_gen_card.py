@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lmforge.evaluate._card import _md
-from lmforge.evaluate._summary import format_value, summary_rows
+from lmforge.evaluate._summary import format_value, generation_summary_rows
 
 __all__ = ["render_generation_card"]
 
@@ -75,9 +75,7 @@ def render_generation_card(*, name: str, metrics: dict[str, Any], summary: dict[
     Returns:
         The Markdown text.
     """
-    data_rows, train_rows = summary_rows(summary)
-    data_rows = [r for r in data_rows if r[0] != "Labels"]
-    train_rows = [r for r in train_rows if r[0] != "Best validation macro-F1"]
+    data_rows, train_rows = generation_summary_rows(summary)
     source = format_value(summary["source"])
     blocks = [metrics, metrics["baselines"]["base_model"], metrics["baselines"]["retrieval"]]
     rows = [

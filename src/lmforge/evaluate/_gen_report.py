@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lmforge.evaluate._report import CSS, escape, html_table
-from lmforge.evaluate._summary import summary_rows
+from lmforge.evaluate._summary import generation_summary_rows
 
 __all__ = ["REPORT_SAMPLES", "render_generation_report"]
 
@@ -94,9 +94,7 @@ def render_generation_report(*, title: str, metrics: dict[str, Any], summary: di
     Returns:
         The HTML text.
     """
-    data_rows, train_rows = summary_rows(summary)
-    data_rows = [r for r in data_rows if r[0] != "Labels"]
-    train_rows = [r for r in train_rows if r[0] != "Best validation macro-F1"]
+    data_rows, train_rows = generation_summary_rows(summary)
     gen = metrics["generation"]
     sections = [
         f"<h1>Evaluation report: {escape(title)}</h1>",

@@ -100,3 +100,11 @@ def test_report_renders_in_headless_chromium_without_running_data(tmp_path: Path
         assert browser.eval("document.querySelectorAll('table.samples tbody tr').length") == REPORT_SAMPLES
         first = browser.eval("document.querySelector('table.samples tbody td').textContent")
         assert first == f"question 0 {EVIL}"  # shown as text, exactly as the data holds it
+
+
+def test_training_rows_of_a_generative_run_show_the_validation_loss() -> None:
+    summary = run_summary({"train": {"method": "lora", "best_val_loss": 1.23456, "best_val_macro_f1": 0.5},
+                           "data": {"labels": ["a"]}})
+    page = render_generation_report(title="t", metrics=_metrics(_rows(2)), summary=summary, rows=_rows(2))
+    assert "<td>Best validation loss</td><td>1.235</td>" in page
+    assert "macro-F1" not in page and "<td>Labels</td>" not in page
