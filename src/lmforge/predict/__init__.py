@@ -1,7 +1,12 @@
 """The inference layer: load a run's model, whatever runs it, behind one interface.
 
 - :class:`Predictor`: the Protocol of a text classifier (``labels``, ``max_length``,
-  ``predict_proba``, ``predict``); a causal-LM ``Generator`` Protocol goes beside it.
+  ``predict_proba``, ``predict``).
+- :class:`Generator`: the Protocol of a causal LM (``generate`` -> :class:`Generation`,
+  ``stream``, ``loglikelihood``, ``tokenizer``, ``max_length``, ``system``);
+  :func:`load_generator` loads a generative run (full weights or a LoRA adapter merged into
+  its checked base) or a plain causal LM folder, and :func:`run_kind` says which a run holds.
+  :class:`TorchGenerator` is its PyTorch backend.
 - :func:`load_predictor`: a run's selected variant, a named one or ``fp32`` (its ``model/``),
   optionally checked against the run's verification (``verified=``) once loaded;
   :func:`resolve_variant` (which validates variant names), :func:`read_selected` and
@@ -21,9 +26,25 @@ torch, transformers and onnxruntime load when a model is loaded.
 from __future__ import annotations
 
 from lmforge.predict._chat import Messages, render_prompt, to_messages
-from lmforge.predict._meta import BASE_DIGEST, base_model_digest, read_model_meta
+from lmforge.predict._generate import TorchGenerator
+from lmforge.predict._meta import (
+    BASE_DIGEST,
+    CAUSAL_LM,
+    GENERATOR_FORMATS,
+    base_model_digest,
+    read_generator_meta,
+    read_model_meta,
+)
 from lmforge.predict._onnx import OnnxPredictor, onnx_session
-from lmforge.predict._protocol import Predictor, batched_proba, softmax, to_predictions
+from lmforge.predict._protocol import (
+    Generation,
+    Generator,
+    Predictor,
+    PromptLike,
+    batched_proba,
+    softmax,
+    to_predictions,
+)
 from lmforge.predict._pruning import (
     PRUNABLE_TYPES,
     apply_pruning_shapes,
@@ -39,22 +60,30 @@ from lmforge.predict._variants import (
     BACKENDS,
     Backend,
     available_variants,
+    load_generator,
     load_model_folder,
     load_predictor,
     read_selected,
     resolve_variant,
+    run_kind,
 )
 
 __all__ = [
     "BACKENDS",
     "BASE_DIGEST",
+    "CAUSAL_LM",
+    "GENERATOR_FORMATS",
     "PRUNABLE_TYPES",
     "TOKENIZER_FILES",
     "Backend",
     "FastTokenizer",
+    "Generation",
+    "Generator",
     "Messages",
     "OnnxPredictor",
     "Predictor",
+    "PromptLike",
+    "TorchGenerator",
     "TorchPredictor",
     "apply_pruning_shapes",
     "available_variants",
@@ -63,16 +92,19 @@ __all__ = [
     "check_prunable",
     "encoder_layers",
     "head_size",
+    "load_generator",
     "load_model_folder",
     "load_predictor",
     "load_torch_model",
     "onnx_session",
     "prune_layer",
     "pruning_shapes",
+    "read_generator_meta",
     "read_model_meta",
     "read_selected",
     "render_prompt",
     "resolve_variant",
+    "run_kind",
     "save_torch_model",
     "softmax",
     "to_messages",

@@ -1,18 +1,22 @@
 """What a loaded model offers the stages above it, and the helpers every backend shares.
 
 :class:`Predictor` is the interface of a text classifier, whatever runs it (PyTorch or ONNX
-Runtime). A causal-LM ``Generator`` Protocol belongs beside it, in this module, with its own
-backends registered in :mod:`lmforge.predict._dispatch`.
+Runtime); :class:`Generator` is the interface of a causal LM that writes answers, and
+:class:`Generation` one answer it wrote.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Predictor", "batched_proba", "softmax", "to_predictions"]
+__all__ = ["Generation", "Generator", "Predictor", "PromptLike", "batched_proba", "softmax", "to_predictions"]
+
+PromptLike = str | Sequence[Mapping[str, Any]]
+"""A plain prompt (one user turn), or chat turns ``[{"role", "content"}, ...]``."""
 
 
 @runtime_checkable
@@ -30,6 +34,53 @@ class Predictor(Protocol):
 
     def predict(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> list[dict[str, Any]]:
         """Per text: ``label``, ``score`` and ``scores`` (every label's probability)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One answer a :class:`Generator` wrote."""
+
+    text: str
+    """The answer, without the end-of-sequence token and cut before the first stop sequence."""
+    finish_reason: Literal["stop", "length"]
+    """``stop``: the model ended it (end-of-sequence) or a stop sequence did; ``length``:
+    ``max_new_tokens`` ran out first."""
+    prompt_tokens: int
+    """Tokens of the rendered prompt (chat template and system prompt included)."""
+    completion_tokens: int
+    """Tokens the model generated for this answer (an end-of-sequence token included)."""
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A causal LM ready to answer prompts: what ``lmforge predict``, evaluation and serving use.
+
+    Prompts are rendered with the model's chat template by :func:`lmforge.predict.render_prompt`
+    (the same function training uses), with :attr:`system` as the system turn unless the
+    prompt's turns start with their own.
+    """
+
+    tokenizer: Any
+    """The model's tokenizer (a transformers tokenizer with the chat template)."""
+    max_length: int
+    """The model's context: prompt and answer tokens together never exceed it."""
+    system: str | None
+    """The system prompt the model was fine-tuned with (None: the template's own default)."""
+
+    def generate(self, prompts: Sequence[PromptLike], *, max_new_tokens: int = 128, temperature: float = 0.0,
+                 top_p: float = 1.0, stop: Sequence[str] = (), seed: int | None = None) -> list[Generation]:
+        """One :class:`Generation` per prompt, in input order (greedy when ``temperature`` is 0)."""
+        ...
+
+    def stream(self, prompt: PromptLike, *, max_new_tokens: int = 128, temperature: float = 0.0,
+               top_p: float = 1.0, stop: Sequence[str] = (), seed: int | None = None) -> Iterator[str]:
+        """The answer to one prompt as text deltas; joined, they are ``generate([prompt])[0].text``."""
+        ...
+
+    def loglikelihood(self, prompts: Sequence[PromptLike], responses: Sequence[str]) -> list[tuple[float, int]]:
+        """Per pair: the summed natural-log probability of the response's tokens and the
+        end-of-sequence token after the rendered prompt, and how many tokens that is."""
         ...
 
 

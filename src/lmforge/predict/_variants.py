@@ -20,7 +20,8 @@ from typing import Any
 
 from lmforge.errors import ConfigError, RunDirError
 from lmforge.guard import RunVerification
-from lmforge.predict._protocol import Predictor
+from lmforge.predict._meta import CAUSAL_LM
+from lmforge.predict._protocol import Generator, Predictor
 from lmforge.rundir import (
     COMPRESSED,
     FP32,
@@ -38,10 +39,12 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "available_variants",
+    "load_generator",
     "load_model_folder",
     "load_predictor",
     "read_selected",
     "resolve_variant",
+    "run_kind",
 ]
 
 _COMPRESS_HINT = "re-run `lmforge compress`."
@@ -212,3 +215,59 @@ def load_predictor(
     if verified is not None:
         verified.check_unchanged()
     return predictor
+
+
+def _generator_folder(root: Path) -> Path:
+    """The folder a generator loads: ``root/model/`` of a run, else ``root`` itself."""
+    model_dir = RunDir(root).model_dir
+    if (problem := _symlink_problem(root, model_dir)) is not None:
+        raise RunDirError(problem)
+    if model_dir.is_dir() and _real_file(model_dir / MODEL_META):
+        return model_dir
+    if _real_file(root / MODEL_META) or (root / "config.json").is_file():
+        return root
+    if not root.is_dir():
+        raise RunDirError(f"Run directory {root} does not exist.")
+    raise RunDirError(f"{root} has no trained model ({model_dir / MODEL_META} is missing). Run `lmforge train` first.")
+
+
+def run_kind(run: RunDir | str | Path) -> str:
+    """``causal-lm`` when a run's ``model/`` (or the model folder given) holds a generative model,
+    else ``encoder`` (a classifier; also when there is no trained model yet: the classifier path
+    says what is missing)."""
+    root = _root(run)
+    for folder in (RunDir(root).model_dir, root):
+        path = folder / MODEL_META
+        if _real_file(path):
+            meta = read_json(path, hint="re-run `lmforge train`.")
+            return CAUSAL_LM if isinstance(meta, dict) and meta.get("kind") == CAUSAL_LM else "encoder"
+    return "encoder"
+
+
+def load_generator(run: RunDir | str | Path, *, verified: RunVerification | None = None) -> Generator:
+    """A :class:`~lmforge.predict.Generator` for a generative run, or for a plain causal LM folder.
+
+    Like :func:`load_predictor`, loading decides no trust: the caller verifies the run
+    (``lmforge.guard.trust_run``) and passes the result as ``verified``, checked once the
+    weights are in memory. A plain ``save_pretrained`` folder (a catalog model's path, any local
+    causal LM) loads as it is, without a system prompt: the "base model without fine-tuning"
+    an evaluation compares against.
+
+    Args:
+        run: a run directory, its ``model/`` folder, or a causal LM folder.
+        verified: the verification of this run that the loaded files must still match.
+
+    Raises:
+        ConfigError: ``verified`` is of another run.
+        RunDirError: no causal LM there, or its ``lmforge_model.json`` breaks the contract.
+        IntegrityError: an adapter's base model changed since training, or a file changed
+            between verification and loading.
+    """
+    root = _root(run)
+    if verified is not None and Path(verified.run).resolve() != root.resolve():
+        raise ConfigError(f"The verification passed is of {verified.run}, not of {root}.")
+    folder = _generator_folder(root)
+    generator: Generator = importlib.import_module("lmforge.predict._torch_generator").load(folder)
+    if verified is not None:
+        verified.check_unchanged()
+    return generator

@@ -10,6 +10,7 @@ import pytest
 
 from lmforge.catalog import MODELS, resolve_model
 from lmforge.catalog._cache import CACHE_META, cache_root
+from lmforge.predict import load_generator
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -70,3 +71,5 @@ def test_conversion_is_cached_rebuilt_when_stale_and_answers_like_the_gguf(lmfor
     assert torch.equal(ours, theirs)
     answer = tokenizer.decode(ours[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     assert "password" in answer.lower()
+    generated = load_generator(folder).generate(["How do I reset my password?"], max_new_tokens=24)[0]
+    assert (generated.text, generated.prompt_tokens) == (answer, inputs["input_ids"].shape[1])

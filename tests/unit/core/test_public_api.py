@@ -36,7 +36,7 @@ PUBLIC = {
         "require",
     ],
     "lmforge._jsonl": [
-        "iter_text_records",
+        "iter_prompt_records", "iter_text_records",
     ],
     "lmforge._sql": [
         "open_engine",
@@ -66,12 +66,13 @@ PUBLIC = {
         "prepare", "prepare_generation", "read_examples", "stratified_sample", "stratified_split",
     ],
     "lmforge.predict": [
-        "BACKENDS", "BASE_DIGEST", "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend", "FastTokenizer",
-        "Messages", "OnnxPredictor", "Predictor", "TorchPredictor", "apply_pruning_shapes", "available_variants",
+        "BACKENDS", "BASE_DIGEST", "CAUSAL_LM", "GENERATOR_FORMATS", "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend",
+        "FastTokenizer", "Generation", "Generator", "Messages", "OnnxPredictor", "Predictor", "PromptLike",
+        "TorchGenerator", "TorchPredictor", "apply_pruning_shapes", "available_variants",
         "base_model_digest", "batched_proba",
-        "check_prunable", "encoder_layers", "head_size", "load_model_folder", "load_predictor",
-        "load_torch_model", "onnx_session", "prune_layer", "pruning_shapes", "read_model_meta",
-        "read_selected", "render_prompt", "resolve_variant", "save_torch_model", "softmax", "to_messages",
+        "check_prunable", "encoder_layers", "head_size", "load_generator", "load_model_folder", "load_predictor",
+        "load_torch_model", "onnx_session", "prune_layer", "pruning_shapes", "read_generator_meta", "read_model_meta",
+        "read_selected", "render_prompt", "resolve_variant", "run_kind", "save_torch_model", "softmax", "to_messages",
         "to_predictions",
     ],
     "lmforge.train": [
