@@ -34,13 +34,7 @@ from lmforge.evaluate._gen_report import render_generation_report
 from lmforge.evaluate._retrieval import NearestPrompt
 from lmforge.evaluate._summary import run_summary
 from lmforge.guard.pii import scan_texts
-
-try:  # TEMP until gen-model merges
-    from lmforge.predict import Generator, load_generator, to_messages
-except ImportError:
-    from lmforge.predict import to_messages
-    Generator = Any
-    load_generator = None
+from lmforge.predict import Generator, load_generator, run_kind, to_messages
 from lmforge.rundir import MODEL_META, RunDir, atomic_write_json, atomic_write_text, read_json
 
 if TYPE_CHECKING:
@@ -62,12 +56,7 @@ def is_generative_run(spec: Spec, run: RunDir | str | Path) -> bool:
     """
     if spec.task is not None:
         return spec.task == "generate"
-    run = run if isinstance(run, RunDir) else RunDir(run)
-    path = run.model_dir / MODEL_META
-    if not path.is_file():
-        return False
-    meta = read_json(path, hint="re-run `lmforge train`.")
-    return isinstance(meta, dict) and meta.get("kind") == "causal-lm"
+    return run_kind(run) == "causal-lm"
 
 
 def score_answers(
