@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests._gen_runs import build_peaky_lm
 from tests._tiny_lm import build_tiny_lm
 
 from lmforge.config import spec_from_dict
@@ -42,9 +43,13 @@ def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _make_run(root: Path, base: Path, *, test: list[dict[str, Any]] = TEST) -> RunDir:
-    """A generative run: a "fine-tuned" tiny LM (other seed) in model/, its base, and the splits."""
+    """A generative run: a "fine-tuned" tiny LM in model/, its base, and the splits.
+
+    The fine-tuned stand-in is the decisive ("peaky") tiny LM of seed 3: with the system prompt and
+    6 new tokens it ends the first and third test answers itself and runs the second to the limit.
+    """
     run = RunDir(root)
-    build_tiny_lm(run.model_dir, seed=1)
+    build_peaky_lm(run.model_dir, seed=3)
     meta = {"kind": "causal-lm", "format": "transformers", "base_model": str(base), "base_model_path": str(base),
             "max_length": 256, "system": SYSTEM}
     (run.model_dir / "lmforge_model.json").write_text(json.dumps(meta), encoding="utf-8")
@@ -96,9 +101,8 @@ def test_retrieval_baseline_answers_with_the_nearest_training_response(
     assert [r["prompt"] for r in rows] == ["cancel my order please", "my refund", "password reset"]
     # the second test answer is exactly its reference: exact match 1/3, and its ROUGE-L is 1
     assert metrics["baselines"]["retrieval"]["exact_match"] == pytest.approx(1 / 3)
-    for row in rows:
-        assert row["finish_reason"] in {"stop", "length"}
-    assert metrics["stop_rate"] == sum(r["finish_reason"] == "stop" for r in rows) / 3
+    assert [r["finish_reason"] for r in rows] == ["stop", "length", "stop"]
+    assert metrics["stop_rate"] == pytest.approx(2 / 3)
 
 
 def test_generated_answers_are_the_generators_own_greedy_answers(
@@ -142,6 +146,7 @@ def test_report_and_card_show_the_side_by_side_rows_escaped(evaluated: tuple[Run
     assert "please call us &lt;script&gt;alert(1)&lt;/script&gt;" in page
     samples = page.split('<table class="samples">', 1)[1].split("</table>", 1)[0]
     assert samples.count("<tr>") == 4  # header + 3 examples
+    assert samples.count("(cut at max_new_tokens)") == 1
     for prompt in ("cancel my order please", "my refund", "password reset"):
         assert f'<td class="text">{prompt}</td>' in samples
     card = run.model_card_path.read_text(encoding="utf-8")
