@@ -188,10 +188,17 @@ def test_cli_evaluate_dispatches_on_the_task_and_prints_the_baselines(
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("LMFORGE_AUTO_SIGN", "0")
     run = _make_run(tmp_path / "run", base_model)
-    run.spec_path.write_text(spec_to_yaml(_spec(max_new_tokens=3)), encoding="utf-8")
+    run.spec_path.write_text(spec_to_yaml(_spec()), encoding="utf-8")
     run.update_manifest(spec={"name": "tiny-gen"})
-    assert main(["evaluate", str(run.root), "--allow-unsigned", "--no-progress"]) == 0
+    spec_before = run.spec_path.read_bytes()
+    assert main(["evaluate", str(run.root), "--allow-unsigned", "--no-progress", "--set", "data.system=x"]) == 2
+    assert "`lmforge evaluate --set` takes evaluate.* keys only, got data.system=x." in capsys.readouterr().err
+    assert not run.eval_dir.exists()
+    assert main(["evaluate", str(run.root), "--allow-unsigned", "--no-progress",
+                 "--set", "evaluate.max_new_tokens=3"]) == 0
+    assert run.spec_path.read_bytes() == spec_before  # the override applies to this evaluation only
     metrics = json.loads((run.eval_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["generation"]["max_new_tokens"] == 3
     base, nearest = metrics["baselines"]["base_model"], metrics["baselines"]["retrieval"]
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("test: "))
     assert line == (
