@@ -11,7 +11,8 @@ from typing import Any
 def add_spec_args(parser: argparse.ArgumentParser, *, spec_optional: bool = True) -> None:
     parser.add_argument(
         "spec", nargs="?" if spec_optional else None, default=None,
-        help="YAML spec file (omit for the embedded default: airline-tweets + minilm-l6)",
+        help="YAML spec file (omit for the embedded default: airline-tweets + minilm-l6; with --set "
+        "task=generate: support-answers + smollm2-135m)",
     )
     add_set_arg(parser)
 
@@ -51,6 +52,9 @@ def dump(data: Any) -> None:
 
 
 def metrics_line(metrics: dict[str, Any]) -> str:
+    if "rouge_l" in metrics:  # task: generate
+        return (f"ROUGE-L {metrics['rouge_l']:.4f}  perplexity {metrics.get('perplexity', float('nan')):.2f}  "
+                f"stop rate {metrics.get('stop_rate', float('nan')):.3f}  (n_test={metrics['n_test']})")
     return (
         f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
         f"ECE {metrics.get('ece', float('nan')):.4f}  (n_test={metrics['n_test']})"

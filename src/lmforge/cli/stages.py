@@ -102,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     say(f"run: {spec.data.path or spec.data.dataset} + {spec.model.name} ({spec.train.method}) -> {out}")
     metrics = run_all(spec, out, progress=args.progress)
     resign(out, check, ("data", "spec.yaml", "model", "eval", "MODEL_CARD.md"))  # compressed/ is as verified
+    if not metrics:  # task: generate on an lmforge without its evaluation
+        say(f"trained {out / 'model'}; evaluate skipped (no evaluation for task: generate in this lmforge)")
+        return 0
     say(f"test: {metrics_line(metrics)}")
     say(f"report: {out / 'eval' / 'report.html'}")
     say(f"model card: {out / 'MODEL_CARD.md'}")
@@ -163,8 +166,9 @@ def train(args: argparse.Namespace) -> int:
         return 0
     resign(run_dir.root, check, ("model", "spec.yaml"))
     workers = f" on {summary['world_size']} processes" if summary.get("world_size", 1) > 1 else ""
-    say(f"trained {run_dir.model_dir}: {summary['steps']} steps in {summary['seconds']:.0f}s{workers}, "
-        f"best val macro-F1 {summary['best_val_macro_f1']}")
+    best = (f"best val loss {summary['best_val_loss']}, {summary['tokens_per_second']:.0f} tokens/s"
+            if summary.get("task") == "generate" else f"best val macro-F1 {summary['best_val_macro_f1']}")
+    say(f"trained {run_dir.model_dir}: {summary['steps']} steps in {summary['seconds']:.0f}s{workers}, {best}")
     return 0
 
 
