@@ -11,7 +11,8 @@ from typing import Any
 def add_spec_args(parser: argparse.ArgumentParser, *, spec_optional: bool = True) -> None:
     parser.add_argument(
         "spec", nargs="?" if spec_optional else None, default=None,
-        help="YAML spec file (omit for the embedded default: airline-tweets + minilm-l6)",
+        help="YAML spec file (omit for the embedded default: airline-tweets + minilm-l6; with --set "
+        "task=generate: support-answers + smollm2-135m)",
     )
     add_set_arg(parser)
 

@@ -166,8 +166,9 @@ def train(args: argparse.Namespace) -> int:
         return 0
     resign(run_dir.root, check, ("model", "spec.yaml"))
     workers = f" on {summary['world_size']} processes" if summary.get("world_size", 1) > 1 else ""
-    say(f"trained {run_dir.model_dir}: {summary['steps']} steps in {summary['seconds']:.0f}s{workers}, "
-        f"best val macro-F1 {summary['best_val_macro_f1']}")
+    best = (f"best val loss {summary['best_val_loss']}, {summary['tokens_per_second']:.0f} tokens/s"
+            if summary.get("task") == "generate" else f"best val macro-F1 {summary['best_val_macro_f1']}")
+    say(f"trained {run_dir.model_dir}: {summary['steps']} steps in {summary['seconds']:.0f}s{workers}, {best}")
     return 0
 
 

@@ -147,10 +147,8 @@ def _remove_leakage(cfg: DataConfig, parts: dict[str, _Part], notes: list[str]) 
 
 
 def prepare(spec: Spec, run: RunDir, *, check_examples: ExampleCheck | None = None) -> dict[str, Any]:
-    """Load, clean, deduplicate, split and augment ``spec.data`` into ``run.data_dir``.
-
-    ``task: generate`` goes to :func:`prepare_generation` (question/answer rows; ``check_examples``
-    is its pre-write check, see :data:`ExampleCheck`).
+    """Load, clean, deduplicate, split and augment ``spec.data`` into ``run.data_dir`` (``task:
+    generate``: :func:`prepare_generation`, with ``check_examples`` as its pre-write check).
 
     Writes ``train/val/test.jsonl`` (``{"text", "label"}`` per line), ``labels.json``,
     ``data_report.json``, ``class_balance.png`` and ``text_length.png`` through

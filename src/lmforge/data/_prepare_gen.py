@@ -149,6 +149,9 @@ def _fingerprint(folder: Path) -> str:
 def prepare_generation(spec: Spec, run: RunDir, *, check: ExampleCheck | None = None) -> dict[str, Any]:
     """Load, clean, deduplicate and split ``spec.data`` for ``task: generate`` into ``run.data_dir``.
 
+    Long because it reads as the stage's steps in order (see the module docstring), with the
+    report assembled where each number is known.
+
     Writes ``train/val/test.jsonl`` (``{"prompt", "response"}`` or ``{"messages"}`` per line) and
     ``data_report.json`` through :meth:`RunDir.stage` (a failure leaves any previous ``data/``),
     then records the source, the splits' fingerprint and sizes in the manifest.

@@ -74,6 +74,9 @@ def _dataset(tokenizer: Any, records: list[dict[str, Any]], spec: Spec, limit: i
 def train_sft(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Fine-tune the causal LM ``spec.model`` on ``run``'s question/answer splits into ``run.model_dir``.
 
+    Long because it is the classifier's ``train`` step for step (read, build, Trainer, train,
+    summarize, save), over the shared helpers, so the two stay easy to compare.
+
     Same contract as :func:`lmforge.train.train` (resume, distributed, rank 0 writes); the best
     checkpoint is the one with the lowest validation loss, and early stopping watches it.
 
@@ -100,6 +103,8 @@ def train_sft(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool =
     limit = context_limit(spec, base_path)
     train_set, notes = _dataset(tokenizer, train_rows, spec, limit)
     val_set = _dataset(tokenizer, val_rows, spec, limit)[0] if val_rows else None
+    for note in notes:
+        logger.warning(note)
     model = _build_causal_lm(spec, base_path, method)
 
     has_val = val_set is not None

@@ -16,7 +16,6 @@ prompt is cut on the right and loses its EOS (counted in the warnings).
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,6 @@ from lmforge.config import Spec
 from lmforge.data import ExampleCheck, example_prompt, example_response
 from lmforge.errors import DataError
 from lmforge.predict import render_prompt
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["IGNORE", "Encoded", "context_limit", "cut_warnings", "encode_example", "encode_examples",
            "load_tokenizer", "prompt_length_check", "sft_collator"]
@@ -103,7 +100,7 @@ def encode_examples(tokenizer: Any, records: list[dict[str, Any]], *, system: st
 
 
 def cut_warnings(encoded: Encoded, limit: int) -> list[str]:
-    """The warnings a cut prompt or answer earns (also logged)."""
+    """The warnings a cut prompt or answer earns (the caller logs them)."""
     notes = []
     if encoded.prompts_cut:
         notes.append(f"{encoded.prompts_cut} prompts were longer than {limit} tokens and lost their oldest tokens "
@@ -111,8 +108,6 @@ def cut_warnings(encoded: Encoded, limit: int) -> list[str]:
     if encoded.answers_cut:
         notes.append(f"{encoded.answers_cut} answers did not fit in {limit} tokens after their prompt and were cut "
                      "(without their end-of-sequence token); raise model.max_length to keep them whole.")
-    for note in notes:
-        logger.warning(note)
     return notes
 
 

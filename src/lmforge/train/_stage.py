@@ -196,9 +196,8 @@ def _save_model(run: RunDir, spec: Spec, method: Method, model: Any, tokenizer: 
 
 
 def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Fine-tune ``spec.model`` on ``run``'s prepared splits and save it to ``run.model_dir``.
-
-    ``task: generate`` trains a causal LM on question/answer pairs instead (``_sft.train_sft``).
+    """Fine-tune ``spec.model`` on ``run``'s prepared splits and save it to ``run.model_dir``
+    (``task: generate``: a causal LM on question/answer pairs, ``_sft.train_sft``).
 
     Args:
         spec: the resolved spec.
@@ -215,8 +214,7 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
         The training summary also stored in the manifest under ``train``.
     """
     if spec.task == "generate":
-        from lmforge.train._sft import train_sft  # a causal LM on question/answer pairs
-
+        from lmforge.train._sft import train_sft  # here: _sft imports this module
         return train_sft(spec, run, resume=resume, progress=progress)
     torch = require("torch", extra="train", purpose="Training")
     transformers = require("transformers", extra="train", purpose="Training")

@@ -158,3 +158,19 @@ def test_support_answers_ships_with_its_licence_and_covers_27_intents(tmp_path: 
     report = prepare(spec_from_dict({"task": "generate"}), run)
     assert report["source"] == "catalog:support-answers"
     assert sum(report["counts"].values()) == 594 - report["dropped"]["duplicates"] - report["dropped"]["leakage"]
+
+
+def test_read_examples_names_malformed_lines(tmp_path: Path) -> None:
+    from lmforge.errors import RunDirError
+
+    run = RunDir(tmp_path / "run")
+    run.data_dir.mkdir(parents=True)
+    run.split_path("train").write_text(
+        json.dumps({"prompt": "q", "response": "a"}) + "\n" + json.dumps({"text": "x", "label": "y"}) + "\n"
+        + json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n", encoding="utf-8")
+    with pytest.raises(RunDirError) as info:
+        read_examples(run, "train")
+    message = str(info.value)
+    assert message.startswith(f"{run.split_path('train')} has 2 malformed lines: line 2: expected ")
+    assert "; line 3: expected " in message and message.endswith("Run `lmforge prepare` (or `lmforge run`) first "
+                                                                 "to create the data splits.")

@@ -24,7 +24,7 @@ from lmforge.train import IGNORE, encode_example, sft_collator, train
 # (its whitespace pre-tokenizer drops the template's line breaks).
 START, END = 2, 3
 USER, ASSISTANT, SYSTEM = 6, 7, 5
-HOW, DO, I, CANCEL, MY, ORDER = 13, 14, 15, 16, 17, 18
+HOW, DO, I_, CANCEL, MY, ORDER = 13, 14, 15, 16, 17, 18
 PLEASE, CALL, US = 26, 27, 28
 YOU, ARE, A, HELPFUL, BOT = 8, 9, 10, 11, 12
 
@@ -43,7 +43,7 @@ def test_hand_made_example_masks_the_prompt_and_ends_with_eos(tokenizer: transfo
     ids, labels, prompt_cut, answer_cut = encode_example(
         tokenizer, "how do i cancel my order", "please call us", system=None, limit=64
     )
-    prompt = [START, USER, HOW, DO, I, CANCEL, MY, ORDER, END, START, ASSISTANT]
+    prompt = [START, USER, HOW, DO, I_, CANCEL, MY, ORDER, END, START, ASSISTANT]
     assert ids == [*prompt, PLEASE, CALL, US, END]
     assert labels == [IGNORE] * 11 + [PLEASE, CALL, US, END]
     assert ids[-1] == tokenizer.eos_token_id == END
@@ -54,7 +54,7 @@ def test_system_prompt_and_chat_turns_are_in_the_masked_part(tokenizer: transfor
     turns = [{"role": "user", "content": "how do i cancel my order"}]
     ids, labels, _, _ = encode_example(tokenizer, turns, "please call us", system="you are a helpful bot", limit=64)
     system = [START, SYSTEM, YOU, ARE, A, HELPFUL, BOT, END]
-    user = [START, USER, HOW, DO, I, CANCEL, MY, ORDER, END, START, ASSISTANT]
+    user = [START, USER, HOW, DO, I_, CANCEL, MY, ORDER, END, START, ASSISTANT]
     assert ids == [*system, *user, PLEASE, CALL, US, END]
     assert labels == [IGNORE] * (len(system) + len(user)) + [PLEASE, CALL, US, END]
 
@@ -76,7 +76,7 @@ def test_truncate_left_keeps_the_newest_prompt_tokens(tokenizer: transformers.Pr
         tokenizer, "how do i cancel my order", "please call us", system=None, limit=12, truncate="left"
     )
     # 12 - min(4 answer tokens, 12 // 2) = 8 prompt tokens kept: the last 8 of the rendered prompt.
-    assert ids == [DO, I, CANCEL, MY, ORDER, END, START, ASSISTANT, PLEASE, CALL, US, END]
+    assert ids == [DO, I_, CANCEL, MY, ORDER, END, START, ASSISTANT, PLEASE, CALL, US, END]
     assert labels == [IGNORE] * 8 + [PLEASE, CALL, US, END]
     assert (prompt_cut, answer_cut) == (True, False)
 
@@ -85,7 +85,7 @@ def test_an_answer_that_does_not_fit_is_cut_and_loses_eos(tokenizer: transformer
     ids, labels, prompt_cut, answer_cut = encode_example(
         tokenizer, "how do i cancel my order", "please call us", system=None, limit=13
     )
-    assert ids == [START, USER, HOW, DO, I, CANCEL, MY, ORDER, END, START, ASSISTANT, PLEASE, CALL]
+    assert ids == [START, USER, HOW, DO, I_, CANCEL, MY, ORDER, END, START, ASSISTANT, PLEASE, CALL]
     assert labels == [IGNORE] * 11 + [PLEASE, CALL]
     assert (prompt_cut, answer_cut) == (False, True)
 
