@@ -90,12 +90,13 @@ def render_generation_card(*, name: str, metrics: dict[str, Any], summary: dict[
         )
     ]
     rows.append(("Mean length (words)", *(f"{b['mean_length']['words']:.1f}" for b in blocks)))
+    system_text = f'"{_md(system)}"' if system else "none (the chat template default)"
     lines = [f"# Model card: {name}", "", "## Model details", ""]
     lines += _table(["Field", "Value"], train_rows)
     lines += [
         "",
         "A causal language model fine-tuned by lmforge to answer prompts like those of its training data.",
-        f"System prompt: {_md(system) if system else 'none (the chat template default)'}.",
+        f"System prompt: {system_text}.",
         "",
         "## Intended use",
         "",

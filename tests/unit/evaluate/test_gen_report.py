@@ -83,7 +83,7 @@ def test_generation_card_compares_with_baselines() -> None:
     card = render_generation_card(name="demo", metrics=_metrics(rows), summary=run_summary({}),
                                   system="Be brief | kind.")
     assert card.startswith("# Model card: demo\n")
-    assert "System prompt: Be brief \\| kind.." in card
+    assert 'System prompt: "Be brief \\| kind.".' in card
     assert "| Metric | Fine-tuned | Base model | Retrieval |" in card
     assert "| Perplexity of the references | 1.649 | 7.389 | n/a |" in card
     assert "- Runaway answers: 33.3% of test answers did not end on their own within 32 new tokens" in card

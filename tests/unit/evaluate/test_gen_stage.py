@@ -151,7 +151,7 @@ def test_report_and_card_show_the_side_by_side_rows_escaped(evaluated: tuple[Run
         assert f'<td class="text">{prompt}</td>' in samples
     card = run.model_card_path.read_text(encoding="utf-8")
     assert "| Metric | Fine-tuned | Base model | Retrieval |" in card
-    assert f"System prompt: {SYSTEM}." in card
+    assert f'System prompt: "{SYSTEM}".' in card
 
 
 def test_max_test_caps_the_examples(base_model: Path, tmp_path: Path) -> None:
