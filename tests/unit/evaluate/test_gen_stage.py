@@ -207,3 +207,25 @@ def test_cli_evaluate_dispatches_on_the_task_and_prints_the_baselines(
         f"{base['perplexity']:.3f}  stop rate {base['stop_rate']:.1%}; retrieval: ROUGE-L {nearest['rouge_l']:.4f}  "
         "perplexity n/a  stop rate 100.0%"
     )
+
+
+@pytest.mark.slow
+def test_lmforge_run_with_task_generate_ends_with_the_evaluation(
+        base_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from lmforge.cli.__main__ import main
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LMFORGE_AUTO_SIGN", "0")
+    words = ["cancel my order", "track my refund", "reset my password", "open my account", "call us"]
+    pairs = [{"prompt": f"how do i {w} {i}", "response": f"please {w}"} for i in range(6) for w in words]
+    data = tmp_path / "qa.jsonl"
+    _write_jsonl(data, pairs)
+    sets = ["task=generate", f"model.name={base_model}", f"data.path={data}", "data.dedupe=false",
+            "train.max_steps=2", "train.batch_size=4", "evaluate.max_new_tokens=3", "evaluate.max_test=3"]
+    out = tmp_path / "run"
+    assert main(["run", *[a for s in sets for a in ("--set", s)], "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    assert set(metrics) == {*BLOCK_KEYS, "baselines", "generation"} and metrics["n_test"] == 3
+    assert any(line.startswith("test: ROUGE-L ") for line in capsys.readouterr().out.splitlines())
+    assert {p.name for p in (out / "eval").iterdir()} == {"metrics.json", "generations.jsonl", "report.html"}
+    assert (out / "MODEL_CARD.md").read_text(encoding="utf-8").startswith("# Model card: ")
