@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lmforge.catalog import DATASETS, MODELS, resolve_model
+from lmforge.catalog import DATASETS, MODELS, model_kind, resolve_model
 from lmforge.config import Spec, load_spec, spec_to_dict, spec_to_yaml
 from lmforge.data import prepare
 from lmforge.errors import ConfigError, LmforgeError
-from lmforge.evaluate import evaluate
+from lmforge.evaluate import evaluate, evaluate_generation, is_generative_run
 from lmforge.rundir import RunDir, atomic_write_text
-from lmforge.train import METHODS, train
+from lmforge.train import METHODS, prompt_length_check, train
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +45,23 @@ def versions() -> dict[str, str]:
 def check_spec(spec: Spec) -> None:
     """Check what the schema alone cannot: catalog names, files on disk, registered methods.
 
-    Runs before any stage writes, so a typo in a model name fails in a second, not after
-    the data was prepared. Every problem is reported at once.
+    Also settles ``spec.task``: unset, it comes from the model's kind (an encoder classifies,
+    a causal LM generates; keys left unset take that task's defaults); set, the model must be
+    of the matching kind. Runs before any stage writes, so a typo in a model name fails in a
+    second, not after the data was prepared. Every problem is reported at once.
     """
     problems: list[str] = []
+    try:
+        model_path = resolve_model(spec.model.name)
+    except LmforgeError as exc:
+        close = difflib.get_close_matches(spec.model.name, list(MODELS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        problems.append(f"model.name: {exc}{hint}")
+    else:
+        try:
+            spec.resolve_task(model_kind(model_path))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     for key, value in (("data.path", spec.data.path), ("data.test_path", spec.data.test_path)):
         if value is not None and not Path(value).is_file():
             problems.append(f"{key}: file not found: {value}")
@@ -59,12 +72,12 @@ def check_spec(spec: Spec) -> None:
             f"data.dataset: unknown dataset '{spec.data.dataset}'.{hint} Available: {', '.join(sorted(DATASETS))}; "
             "or set data.path to a CSV, JSONL or Parquet file."
         )
-    try:
-        resolve_model(spec.model.name)
-    except LmforgeError as exc:
-        close = difflib.get_close_matches(spec.model.name, list(MODELS), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        problems.append(f"model.name: {exc}{hint}")
+    elif spec.data.path is None and spec.task is not None and DATASETS[str(spec.data.dataset)].task != spec.task:
+        entry = DATASETS[str(spec.data.dataset)]
+        problems.append(
+            f"data.dataset: '{entry.name}' is a {entry.task} dataset but task is '{spec.task}'. Pick a "
+            f"{spec.task} dataset: {', '.join(sorted(n for n, d in DATASETS.items() if d.task == spec.task))}."
+        )
     if spec.train.method not in METHODS:
         close = difflib.get_close_matches(spec.train.method, list(METHODS), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -101,7 +114,8 @@ def prepare_run(spec: Spec, out: str | Path) -> tuple[RunDir, dict[str, Any]]:
     saved = {path: path.read_bytes() for path in (run.spec_path, run.manifest_path) if path.is_file()}
     try:
         init_run(spec, run.root)
-        return run, prepare(spec, run)
+        check = prompt_length_check(spec) if spec.task == "generate" else None
+        return run, prepare(spec, run, check_examples=check)
     except BaseException:
         if created:
             shutil.rmtree(run.root, ignore_errors=True)
@@ -125,10 +139,15 @@ def load_run_spec(run: RunDir, overrides: list[str] | tuple[str, ...] = ()) -> S
 
 
 def run_all(spec: Spec, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    """prepare -> train -> evaluate into ``out``; returns the final metrics."""
+    """prepare -> train -> evaluate into ``out``; returns the final metrics.
+
+    A generative run (``task: generate``) is evaluated by ``lmforge.evaluate.evaluate_generation``.
+    """
     logger.info("prepare -> %s", Path(out) / "data")
     run, _report = prepare_run(spec, out)
     logger.info("train (%s, %s)", spec.train.method, spec.model.name)
     train(spec, run, progress=progress)
     logger.info("evaluate -> %s", run.eval_dir)
+    if is_generative_run(spec, run):
+        return evaluate_generation(spec, run, progress=progress)
     return evaluate(spec, run, progress=progress)

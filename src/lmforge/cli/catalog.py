@@ -36,10 +36,11 @@ def list_models(args: argparse.Namespace) -> int:
 def list_datasets(args: argparse.Namespace) -> int:
     from lmforge.catalog import DATASETS
 
-    rows: list[tuple[str, ...]] = [("NAME", "EXAMPLES", "LANG", "LABELS", "LICENSE", "SOURCE", "INSTALLED")]
+    rows: list[tuple[str, ...]] = [("NAME", "TASK", "EXAMPLES", "LANG", "LABELS", "LICENSE", "SOURCE", "INSTALLED")]
     for d in DATASETS.values():
-        rows.append((d.name, d.examples, d.language, ",".join(d.labels), d.license, d.source,
+        rows.append((d.name, d.task, d.examples, d.language, ",".join(d.labels) or "-", d.license, d.source,
                      "yes" if d.installed() else "no"))
     _table(rows)
-    say("Any CSV, JSONL or Parquet file also works: data.path: my.csv (with data.text_column, data.label_column)")
+    say("Any CSV, JSONL or Parquet file also works: data.path: my.csv (with data.text_column, data.label_column; "
+        "for task: generate, data.prompt_column and data.response_column)")
     return 0

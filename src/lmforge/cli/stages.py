@@ -66,12 +66,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "evaluate", help="evaluate a trained run on its test split",
-        epilog="example: lmforge evaluate runs/exp1\n\nThe run must verify as for `lmforge predict`: a valid "
+        epilog="examples:\n  lmforge evaluate runs/exp1\n  lmforge evaluate runs/gen --set evaluate.max_test=100   "
+        "# a generative run: the first 100 test prompts\n\nThe run must verify as for `lmforge predict`: a valid "
         "signature, or --allow-unsigned;\na run whose files differ from its manifest is always refused.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run", help="run directory with a trained model")
     add_trust_args(p)
+    add_set_arg(p)
+    add_progress_arg(p)
     p.set_defaults(func=evaluate)
 
 
@@ -163,22 +166,36 @@ def train(args: argparse.Namespace) -> int:
         return 0
     resign(run_dir.root, check, ("model", "spec.yaml"))
     workers = f" on {summary['world_size']} processes" if summary.get("world_size", 1) > 1 else ""
-    say(f"trained {run_dir.model_dir}: {summary['steps']} steps in {summary['seconds']:.0f}s{workers}, "
-        f"best val macro-F1 {summary['best_val_macro_f1']}")
+    best = (f"best val loss {summary['best_val_loss']}, {summary['tokens_per_second']:.0f} tokens/s"
+            if summary.get("task") == "generate" else f"best val macro-F1 {summary['best_val_macro_f1']}")
+    say(f"trained {run_dir.model_dir}: {summary['steps']} steps in {summary['seconds']:.0f}s{workers}, {best}")
     return 0
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    from lmforge.config import load_spec
+    from lmforge.errors import ConfigError
     from lmforge.evaluate import evaluate as evaluate_run
+    from lmforge.evaluate import evaluate_generation, is_generative_run
     from lmforge.guard import trust_run
     from lmforge.pipeline import load_run_spec
-    from lmforge.predict import load_predictor
+    from lmforge.predict import load_generator, load_predictor
     from lmforge.rundir import FP32, RunDir
 
     run_dir = RunDir(args.run)
     check = trust_run(run_dir, args.public_key, allow_unsigned=args.allow_unsigned)
     spec = load_run_spec(run_dir)
-    metrics = evaluate_run(spec, run_dir, load_predictor(run_dir, FP32, verified=check))
+    if args.overrides:  # for this evaluation only: the run's files stay as verified
+        bad = [o for o in args.overrides if not o.startswith("evaluate.")]
+        if bad:
+            raise ConfigError(f"`lmforge evaluate --set` takes evaluate.* keys only, got {', '.join(bad)}. "
+                              "Change the others with `lmforge train RUN --set ...` or a new run.")
+        spec = load_spec(run_dir.spec_path, args.overrides)
+    if is_generative_run(spec, run_dir):
+        generator = load_generator(run_dir, verified=check)
+        metrics = evaluate_generation(spec, run_dir, generator=generator, progress=args.progress)
+    else:
+        metrics = evaluate_run(spec, run_dir, load_predictor(run_dir, FP32, verified=check))
     resign(run_dir.root, check, ("eval", "MODEL_CARD.md"))
     say(f"test: {metrics_line(metrics)}")
     say(f"report: {run_dir.eval_dir / 'report.html'}")

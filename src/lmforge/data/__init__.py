@@ -3,27 +3,38 @@
 ``prepare(spec, run)`` writes ``RUN/data/`` (``train/val/test.jsonl``, ``labels.json``,
 ``data_report.json`` and two plots) and records the data fingerprint in the manifest; later
 stages read it back with :func:`lmforge.rundir.read_split` and :func:`lmforge.rundir.read_labels`.
+For ``task: generate`` (:func:`prepare_generation`) the splits hold ``{"prompt", "response"}`` or
+``{"messages"}`` rows, read back with :func:`read_examples`.
 Needs the ``data`` extra (pandas, pyarrow, matplotlib), imported only when used.
 """
 
 from lmforge.data._augment import augment, eda
 from lmforge.data._clean import clean_text
 from lmforge.data._dedupe import find_duplicates, find_leakage
+from lmforge.data._examples import example_prompt, example_response, is_example, read_examples
 from lmforge.data._io import load_frame
 from lmforge.data._minhash import minhash_signatures, near_duplicate_pairs
 from lmforge.data._prepare import prepare
+from lmforge.data._prepare_gen import ExampleCheck, clean_answer, prepare_generation
 from lmforge.data._split import stratified_sample, stratified_split
 
 __all__ = [
+    "ExampleCheck",
     "augment",
+    "clean_answer",
     "clean_text",
     "eda",
+    "example_prompt",
+    "example_response",
     "find_duplicates",
     "find_leakage",
+    "is_example",
     "load_frame",
     "minhash_signatures",
     "near_duplicate_pairs",
     "prepare",
+    "prepare_generation",
+    "read_examples",
     "stratified_sample",
     "stratified_split",
 ]

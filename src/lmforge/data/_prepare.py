@@ -22,6 +22,7 @@ from lmforge.data._augment import augment
 from lmforge.data._clean import clean_rows
 from lmforge.data._dedupe import find_duplicates, find_leakage
 from lmforge.data._io import read_table
+from lmforge.data._prepare_gen import ExampleCheck, prepare_generation
 from lmforge.data._report import class_counts, length_stats, plot_class_balance, plot_text_length
 from lmforge.data._split import stratified_sample, stratified_split
 from lmforge.errors import DataError
@@ -31,7 +32,6 @@ from lmforge.rundir import LABELS, SPLITS, RunDir, atomic_write_json
 __all__ = ["prepare"]
 
 logger = logging.getLogger(__name__)
-
 
 
 def _check_labels(labels: list[str], cfg: DataConfig, source: str) -> None:
@@ -146,8 +146,9 @@ def _remove_leakage(cfg: DataConfig, parts: dict[str, _Part], notes: list[str]) 
     return leakage, removed
 
 
-def prepare(spec: Spec, run: RunDir) -> dict[str, Any]:
-    """Load, clean, deduplicate, split and augment ``spec.data`` into ``run.data_dir``.
+def prepare(spec: Spec, run: RunDir, *, check_examples: ExampleCheck | None = None) -> dict[str, Any]:
+    """Load, clean, deduplicate, split and augment ``spec.data`` into ``run.data_dir`` (``task:
+    generate``: :func:`prepare_generation`, with ``check_examples`` as its pre-write check).
 
     Writes ``train/val/test.jsonl`` (``{"text", "label"}`` per line), ``labels.json``,
     ``data_report.json``, ``class_balance.png`` and ``text_length.png`` through
@@ -160,6 +161,8 @@ def prepare(spec: Spec, run: RunDir) -> dict[str, Any]:
     Raises:
         DataError: the data cannot be used as asked; the message says what to change.
     """
+    if spec.task == "generate":
+        return prepare_generation(spec, run, check=check_examples)
     cfg = spec.data
     started = time.perf_counter()
     table = read_table(cfg)

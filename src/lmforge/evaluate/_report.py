@@ -14,7 +14,7 @@ from typing import Any
 
 from lmforge.evaluate._summary import summary_rows
 
-__all__ = ["render_report"]
+__all__ = ["CSS", "escape", "html_table", "render_report"]
 
 # Errors shown in the report; errors.jsonl holds up to `evaluate.max_errors`.
 REPORT_ERRORS = 25
@@ -37,6 +37,8 @@ td.diag { background: #eef6ee; font-weight: 600; }
 td.text { max-width: 40rem; white-space: pre-wrap; word-break: break-word; }
 img { max-width: 100%; height: auto; }
 """
+CSS = _CSS
+"""The report stylesheet, shared with the generative report (``_gen_report.py``)."""
 
 
 def _e(value: Any) -> str:
@@ -56,6 +58,10 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequen
     head = "".join(cell("th", i, h) for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+escape = _e
+html_table = _table
 
 
 def _headline(metrics: dict[str, Any]) -> str:

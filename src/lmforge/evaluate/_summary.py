@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["UNKNOWN", "format_value", "run_summary", "summary_rows"]
+__all__ = ["UNKNOWN", "format_value", "generation_summary_rows", "run_summary", "summary_rows"]
 
 UNKNOWN = "unknown"
 
@@ -55,7 +55,7 @@ def run_summary(manifest: dict[str, Any]) -> dict[str, Any]:
         Raw values (None where unknown) under ``name``, ``source``, ``fingerprint``,
         ``counts`` (``{train, val, test}``), ``labels``, ``base_model``, ``method``,
         ``trainable_parameters``, ``total_parameters``, ``steps``, ``epochs``, ``seconds``,
-        ``best_val_macro_f1``, ``precision``, ``max_length``, ``lmforge_version``.
+        ``best_val_macro_f1``, ``best_val_loss`` (generative runs), ``precision``, ``max_length``, ``lmforge_version``.
     """
     train: dict[str, Any] = manifest["train"] if isinstance(manifest.get("train"), dict) else {}
     counts = _get(manifest, "data", "counts")
@@ -74,6 +74,7 @@ def run_summary(manifest: dict[str, Any]) -> dict[str, Any]:
         "epochs": train.get("epochs"),
         "seconds": train.get("seconds"),
         "best_val_macro_f1": train.get("best_val_macro_f1"),
+        "best_val_loss": train.get("best_val_loss"),
         "precision": train.get("precision"),
         "max_length": _get(manifest, "spec", "model", "max_length"),
         "lmforge_version": manifest.get("lmforge_version") or _get(manifest, "versions", "lmforge"),
@@ -108,5 +109,17 @@ def summary_rows(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], list[t
         ("Training time", duration),
         ("Best validation macro-F1", format_value(summary["best_val_macro_f1"])),
         ("Precision", format_value(summary["precision"])),
+    ]
+    return data, training
+
+
+def generation_summary_rows(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """:func:`summary_rows` for a generative run: no label row, the best validation loss for macro-F1."""
+    data, training = summary_rows(summary)
+    data = [row for row in data if row[0] != "Labels"]
+    training = [
+        ("Best validation loss", format_value(summary.get("best_val_loss"))) if name == "Best validation macro-F1"
+        else (name, value)
+        for name, value in training
     ]
     return data, training

@@ -3,6 +3,10 @@
 - :func:`train`: prepared splits + spec -> ``RUN/model/`` (``_stage.py``); the Trainer subclass
   with atomic checkpoints, the seeded sampler and FGM lives in ``_trainer.py``.
 - :data:`METHODS` / :func:`register_method`: full fine-tuning and LoRA, by name.
+- ``task: generate``: :func:`train` fine-tunes a causal LM on question/answer pairs
+  (``_sft.py``); :func:`encode_example` renders, tokenizes and masks one example (loss on the
+  answer and EOS only), :func:`sft_collator` pads or packs batches, and
+  :func:`prompt_length_check` is the prepare stage's check that every prompt fits.
 - Loading the trained model back is the inference layer's job: :func:`lmforge.predict.load_predictor`.
 
 Importing this package is cheap; torch and transformers load when a function runs.
@@ -11,16 +15,22 @@ Importing this package is cheap; torch and transformers load when a function run
 from __future__ import annotations
 
 from lmforge.train._hardware import fast_bf16, resolve_precision
-from lmforge.train._methods import METHODS, Method, get_method, register_method
+from lmforge.train._methods import METHODS, Method, get_method, is_causal_lm, register_method
+from lmforge.train._sft_data import IGNORE, encode_example, prompt_length_check, sft_collator
 from lmforge.train._stage import per_process_batch, train
 
 __all__ = [
+    "IGNORE",
     "METHODS",
     "Method",
+    "encode_example",
     "fast_bf16",
     "get_method",
+    "is_causal_lm",
     "per_process_batch",
+    "prompt_length_check",
     "register_method",
     "resolve_precision",
+    "sft_collator",
     "train",
 ]

@@ -19,12 +19,11 @@ if TYPE_CHECKING:
 
     from lmforge.config import TrainConfig
 
-__all__ = ["METHODS", "Method", "get_method", "register_method"]
-
+__all__ = ["METHODS", "Method", "get_method", "is_causal_lm", "register_method"]
 
 
 class Method(Protocol):
-    """How a pretrained classifier is adapted, saved and loaded back."""
+    """How a pretrained model (a classifier or a causal LM) is adapted, saved and loaded back."""
 
     name: str
 
@@ -94,21 +93,35 @@ def _default_lora_targets(model: torch.nn.Module) -> list[str]:
     return targets
 
 
+# A causal LM's attention and MLP projections (Llama, Mistral, Qwen, SmolLM, Gemma, Phi-3 naming).
+_CAUSAL_LM_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def is_causal_lm(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is a ``*ForCausalLM`` / ``*LMHeadModel`` (it generates; it has no classifier)."""
+    return type(model).__name__.endswith(("ForCausalLM", "LMHeadModel"))
+
+
 @register_method("lora")
 class LoRA:
     """Low-rank adapters on the attention and FFN projections (Hu et al., 2021), via peft.
 
-    The classification head trains fully (peft's ``modules_to_save`` for sequence
-    classification); the saved folder is a peft adapter plus a reference to the base model.
+    For a classifier the head trains fully (peft's ``modules_to_save`` for sequence
+    classification); a causal LM (peft task type ``CAUSAL_LM``) adapts its q/k/v/o and
+    gate/up/down projections and keeps its LM head frozen. The saved folder is a peft adapter
+    plus a reference to the base model.
     """
 
     name = "lora"
 
     def wrap(self, model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
         peft = require("peft", extra="train", purpose="LoRA fine-tuning")
+        causal = is_causal_lm(model)
         targets = cfg.lora.target_modules or _default_lora_targets(model)
+        if causal and not cfg.lora.target_modules:
+            targets = [t for t in targets if t in _CAUSAL_LM_TARGETS] or targets
         config = peft.LoraConfig(
-            task_type=peft.TaskType.SEQ_CLS,
+            task_type=peft.TaskType.CAUSAL_LM if causal else peft.TaskType.SEQ_CLS,
             r=cfg.lora.r,
             lora_alpha=cfg.lora.alpha,
             lora_dropout=cfg.lora.dropout,

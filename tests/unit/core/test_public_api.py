@@ -57,11 +57,13 @@ PUBLIC = {
         "redact_file", "redact_texts", "register_recognizer", "scan_texts",
     ],
     "lmforge.catalog": [
-        "DATASETS", "MODELS", "DatasetEntry", "ModelEntry", "load_dataset", "resolve_model",
+        "CAUSAL_MODEL_TYPES", "DATASETS", "MODELS", "DatasetEntry", "ModelEntry", "ModelKind", "load_dataset",
+        "model_kind", "resolve_model",
     ],
     "lmforge.data": [
-        "augment", "clean_text", "eda", "find_duplicates", "find_leakage", "load_frame",
-        "minhash_signatures", "near_duplicate_pairs", "prepare", "stratified_sample", "stratified_split",
+        "ExampleCheck", "augment", "clean_answer", "clean_text", "eda", "example_prompt", "example_response",
+        "find_duplicates", "find_leakage", "is_example", "load_frame", "minhash_signatures", "near_duplicate_pairs",
+        "prepare", "prepare_generation", "read_examples", "stratified_sample", "stratified_split",
     ],
     "lmforge.predict": [
         "BACKENDS", "BASE_DIGEST", "CAUSAL_LM", "GENERATOR_FORMATS", "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend",
@@ -74,14 +76,17 @@ PUBLIC = {
         "to_predictions",
     ],
     "lmforge.train": [
-        "METHODS", "Method", "fast_bf16", "get_method", "per_process_batch", "register_method",
-        "resolve_precision", "train",
+        "IGNORE", "METHODS", "Method", "encode_example", "fast_bf16", "get_method", "is_causal_lm",
+        "per_process_batch", "prompt_length_check", "register_method", "resolve_precision", "sft_collator", "train",
     ],
     "lmforge.evaluate": [
-        "collect_errors", "compliance_report", "compute_metrics", "error_rate_by_length", "evaluate",
+        "BLOCK_KEYS", "GenExample", "NearestPrompt", "bleu", "chrf", "collect_errors", "compliance_report",
+        "compute_metrics", "error_rate_by_length", "evaluate", "evaluate_generation", "exact_match",
         "fairness_for_run", "fairness_report", "groups_from_field", "groups_from_handles",
-        "groups_from_keywords", "load_labels", "load_test_split", "macro_f1", "most_confused",
-        "render_fairness_markdown", "weak_classes",
+        "groups_from_keywords", "is_generative_run", "load_labels", "load_test_split", "macro_f1", "mean_length",
+        "most_confused",
+        "perplexity", "read_generation_split", "render_fairness_markdown", "rouge_l", "rouge_l_f",
+        "rouge_tokens", "score_answers", "stop_rate", "weak_classes",
     ],
     "lmforge.compress": [
         "COMPRESSORS", "MIN_CALIBRATION", "CompressContext", "CompressOptions", "Compressor",
