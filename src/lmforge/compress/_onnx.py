@@ -92,7 +92,9 @@ def export_onnx(model: Any, path: Path) -> list[str]:
         model.set_attn_implementation("eager")
     else:
         model.config._attn_implementation = "eager"
-    ids = torch.tensor([[101, 2023, 2003, 1037, 3231, 102], [101, 2307, 102, 0, 0, 0]], dtype=torch.long)
+    # Sample ids for tracing, inside any vocabulary (a small one of a model built in a test too).
+    vocab = int(model.get_input_embeddings().num_embeddings)
+    ids = torch.tensor([[101, 2023, 2003, 1037, 3231, 102], [101, 2307, 102, 0, 0, 0]], dtype=torch.long) % vocab
     mask = (ids != 0).long()
     args: tuple[Any, ...] = (ids, mask) + ((torch.zeros_like(ids),) if "token_type_ids" in names else ())
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
