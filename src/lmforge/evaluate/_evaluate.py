@@ -165,10 +165,12 @@ def _baselines(spec: Spec, run: RunDir, labels: list[str], y_true: np.ndarray,
     warning here, and ``--strict`` turns it into exit 3 in the CLI.
     """
     index = {label: i for i, label in enumerate(labels)}
-    y_train = [index[r["label"]] for r in read_split(run, "train") if r["label"] in index]
+    rows = read_split(run, "train") if run.split_path("train").is_file() else []
+    y_train = [index[r["label"]] for r in rows if r["label"] in index]
     baselines = baseline_scores(y_train or y_true, y_true, len(labels), spec.data.seed)
     baselines["majority"]["label"] = labels[int(baselines["majority"]["class"])]
     check = beats_baselines(metrics["accuracy"], metrics["macro_f1"], baselines, spec.evaluate.baseline_margin)
+    check["fitted_on"] = "train" if y_train else "test"  # no training split: the test labels' frequencies
     if not check["beats"]:
         logger.error(
             "CHANCE LEVEL: the model does not beat a baseline that never reads the text (accuracy %.4f vs. "

@@ -30,7 +30,8 @@ PUBLIC = {
         "read_json", "read_labels", "read_split", "sha256_file",
     ],
     "lmforge.metrics": [
-        "class_indices", "confusion_matrix", "macro_f1", "per_class_scores", "safe_divide",
+        "baseline_scores", "beats_baselines", "class_indices", "confusion_matrix", "macro_f1",
+        "per_class_scores", "required_score", "safe_divide",
     ],
     "lmforge._extras": [
         "require",
@@ -60,8 +61,10 @@ PUBLIC = {
         "DATASETS", "MODELS", "DatasetEntry", "ModelEntry", "load_dataset", "resolve_model",
     ],
     "lmforge.data": [
-        "augment", "clean_text", "eda", "find_duplicates", "find_leakage", "load_frame",
-        "minhash_signatures", "near_duplicate_pairs", "prepare", "stratified_sample", "stratified_split",
+        "augment", "check_or_raise", "clean_text", "eda", "find_duplicates", "find_leakage",
+        "hard_to_read_message", "load_frame", "load_tokenizer", "minhash_signatures", "near_duplicate_pairs",
+        "prepare", "readability", "readability_decision", "script_shares", "stratified_sample",
+        "stratified_split", "unknown_characters", "unreadable_message",
     ],
     "lmforge.predict": [
         "BACKENDS", "BASE_DIGEST", "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend", "FastTokenizer",
