@@ -141,6 +141,16 @@ _WORD_OPS: dict[str, Operation] = {"synonym": _replace, "insert": _insert, "swap
 _CHAR_OPS: dict[str, Operation] = {"swap": _swap, "delete": _delete}
 
 
+def _join_units(units: list[str]) -> str:
+    """Units back into text; two non-CJK units that a swap made neighbours get a space between them."""
+    out = ""
+    for unit in units:
+        if out and unit[:1].isalnum() and out[-1:].isalnum() and not _CJK.match(unit[0]) and not _CJK.match(out[-1]):
+            out += " "
+        out += unit
+    return out.strip()
+
+
 def _mostly_cjk(text: str) -> bool:
     """At least half of the text's units (see ``_CJK_UNIT``) are CJK characters: augment it by units."""
     cjk = len(_CJK.findall(text))
@@ -160,7 +170,7 @@ def eda(text: str, *, alpha: float, rng: np.random.Generator) -> str:
     names = list(ops)
     for k in rng.permutation(len(names)).tolist():
         new_units = ops[names[k]](units, alpha, rng, table)
-        new = "".join(new_units).strip() if by_chars else " ".join(new_units)
+        new = _join_units(new_units) if by_chars else " ".join(new_units)
         if new != text:
             return new
     return text
