@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests._tiny_bert import ZH_NEG, ZH_POS, build_tiny_bert
 
 from lmforge.config import spec_from_dict
 from lmforge.data import (
@@ -19,7 +20,6 @@ from lmforge.data import (
     unknown_characters,
 )
 from lmforge.errors import DataError
-from tests._tiny_bert import ZH_NEG, ZH_POS, build_tiny_bert
 
 MIXED = ["the food is good", "这家餐厅的菜很好", "very bad 服务"]
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests._tiny_bert import build_tiny_bert, write_zh_prepared
 
 from lmforge.config import spec_from_dict
 from lmforge.metrics import baseline_scores, beats_baselines, required_score
 from lmforge.rundir import RunDir
 from lmforge.train import train
-from tests._tiny_bert import build_tiny_bert, write_zh_prepared
 
 
 def test_majority_and_stratified_numbers_are_exact() -> None:

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests._tiny_bert import SPECIALS, WORDS, ZH_NEG, ZH_POS, build_tiny_bert, write_zh_prepared
 
 from lmforge.config import spec_from_dict
 from lmforge.errors import DataError
 from lmforge.predict import FastTokenizer, load_predictor
 from lmforge.rundir import RunDir
 from lmforge.train import train
-from tests._tiny_bert import SPECIALS, WORDS, ZH_NEG, ZH_POS, build_tiny_bert, write_zh_prepared
 
 BASE_VOCAB = len(SPECIALS) + len(WORDS)
 SAMPLE = ["这家餐厅的菜很好吃", "服务差，等了很久", "the food is good 菜"]
@@ -103,9 +103,9 @@ def test_lora_new_rows_train_and_old_rows_stay(lora_run: RunDir, tiny: Path) -> 
 
 def test_extended_tokenizer_round_trips_through_predict_and_onnx(full_run: RunDir, tmp_path: Path) -> None:
     import transformers
+    from tests._runs import copy_run, fast_options
 
     from lmforge.compress import compress
-    from tests._runs import copy_run, fast_options
 
     saved = transformers.AutoTokenizer.from_pretrained(full_run.model_dir)
     want = saved(SAMPLE)["input_ids"]
