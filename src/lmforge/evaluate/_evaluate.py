@@ -167,9 +167,11 @@ def _baselines(spec: Spec, run: RunDir, labels: list[str], y_true: np.ndarray,
     index = {label: i for i, label in enumerate(labels)}
     rows = read_split(run, "train") if run.split_path("train").is_file() else []
     y_train = [index[r["label"]] for r in rows if r["label"] in index]
-    baselines = baseline_scores(y_train or y_true, y_true, len(labels), spec.data.seed)
+    scores = baseline_scores(y_train or y_true, y_true, len(labels), spec.data.seed)
+    check: dict[str, Any] = dict(beats_baselines(metrics["accuracy"], metrics["macro_f1"], scores,
+                                                 spec.evaluate.baseline_margin))
+    baselines: dict[str, Any] = {name: dict(values) for name, values in scores.items()}
     baselines["majority"]["label"] = labels[int(baselines["majority"]["class"])]
-    check = beats_baselines(metrics["accuracy"], metrics["macro_f1"], baselines, spec.evaluate.baseline_margin)
     check["fitted_on"] = "train" if y_train else "test"  # no training split: the test labels' frequencies
     if not check["beats"]:
         logger.error(
