@@ -3,8 +3,8 @@
 Pure functions over measurement records (the ``variant.json`` fields), so the rule is
 tested with synthetic numbers. A variant qualifies when it is not stale (built from the
 current model), its accuracy is at most ``budget`` points below fp32's, and it is faster
-than fp32, and (given the run's baselines) it beats the majority-class and stratified baselines
-as evaluate requires of a model (:func:`lmforge.metrics.beats_baselines`); the fastest qualifying one wins (ties: smaller, then by name). When none
+than fp32, and (given the run's baselines) it beats the majority-class baseline as evaluate
+requires of a model (:func:`lmforge.metrics.beats_baselines`); the fastest qualifying one wins (ties: smaller, then by name). When none
 qualifies, fp32 stays selected and the reason names what each variant missed.
 """
 

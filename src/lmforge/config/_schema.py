@@ -303,8 +303,8 @@ class EvalConfig:
     """Misclassified test examples kept in `errors.jsonl` (most confident first)."""
     baseline_margin: float = 0.05
     """The model must close at least this share of the gap between a baseline and a perfect score
-    (score >= b + margin * (1 - b)) on accuracy (vs. the majority class) and macro-F1 (vs. the better
-    of the majority and stratified-random baselines); else evaluate warns and `--strict` exits 3."""
+    (score >= b + margin * (1 - b)) on accuracy and on macro-F1, b being the majority-class
+    baseline's; else evaluate warns and `--strict` exits 3."""
 
     def __post_init__(self) -> None:
         problems = []

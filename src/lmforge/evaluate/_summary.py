@@ -116,15 +116,15 @@ def baseline_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def baseline_verdict(metrics: dict[str, Any]) -> str:
-    """One sentence: does the model beat the baselines by ``evaluate.baseline_margin``?"""
+    """One sentence: does the model beat the majority-class baseline by ``evaluate.baseline_margin``?"""
     check = metrics.get("baseline_check")
     if not isinstance(check, dict):
         return "No baselines were computed for this evaluation."
     need = (f"(needed accuracy {check['required_accuracy']:.4f} and macro-F1 {check['required_macro_f1']:.4f}: "
             f"evaluate.baseline_margin {check['margin']:g} of the gap to a perfect score)")
     if check["beats"]:
-        return f"The model beats both baselines {need}."
-    return (f"WARNING: the model does NOT beat the baselines {need}: it is at chance level and learned next to "
+        return f"The model beats the majority-class baseline {need}."
+    return (f"WARNING: the model does NOT beat the majority-class baseline {need}: it is at chance level and learned next to "
             "nothing from the texts. Do not use it; see the readability check of the training data.")
 
 

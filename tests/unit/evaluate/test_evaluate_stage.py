@@ -294,5 +294,5 @@ def test_baselines_beside_the_model(evaluated: tuple[RunDir, dict, StandInPredic
     assert saved["baselines"] == metrics["baselines"]
     card = run.model_card_path.read_text(encoding="utf-8")
     assert "| Majority class (negative) | 0.3333 | 0.1667 |" in card
-    assert "The model beats both baselines" in card
+    assert "The model beats the majority-class baseline" in card
     assert "Majority class (negative)" in (run.eval_dir / "report.html").read_text(encoding="utf-8")
