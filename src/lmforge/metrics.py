@@ -15,7 +15,16 @@ import numpy as np
 
 from lmforge.errors import DataError
 
-__all__ = ["class_indices", "confusion_matrix", "macro_f1", "per_class_scores", "safe_divide"]
+__all__ = [
+    "baseline_scores",
+    "beats_baselines",
+    "class_indices",
+    "confusion_matrix",
+    "macro_f1",
+    "per_class_scores",
+    "required_score",
+    "safe_divide",
+]
 
 
 def class_indices(y: Sequence[int] | np.ndarray, n_classes: int, name: str) -> np.ndarray:
@@ -85,3 +94,50 @@ def macro_f1(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndar
         raise DataError("Cannot compute macro-F1 of zero examples.")
     _, _, f1, _ = per_class_scores(confusion_matrix(t, p, n_classes))
     return float(f1.mean())
+
+
+def baseline_scores(y_train: Sequence[int] | np.ndarray, y_test: Sequence[int] | np.ndarray, n_classes: int,
+                    seed: int) -> dict[str, dict[str, float | int]]:
+    """Accuracy and macro-F1 on ``y_test`` of two models that never read a text.
+
+    ``majority`` always answers the most frequent training class (ties: the lowest index);
+    ``stratified`` draws each answer at random from the training class frequencies, seeded
+    by ``seed`` (NumPy's ``default_rng``), so the numbers repeat. A trained model that does
+    not beat them learned nothing from the texts.
+    """
+    train = class_indices(y_train, n_classes, "y_train")
+    test = class_indices(y_test, n_classes, "y_test")
+    if train.size == 0 or test.size == 0:
+        raise DataError("Baselines need at least one training and one test example.")
+    counts = np.bincount(train, minlength=n_classes)
+    majority = int(np.argmax(counts))
+    guess = np.random.default_rng(seed).choice(n_classes, size=test.size, p=counts / counts.sum())
+    out: dict[str, dict[str, float | int]] = {}
+    for name, pred in (("majority", np.full(test.size, majority)), ("stratified", guess)):
+        out[name] = {"accuracy": float((pred == test).mean()), "macro_f1": macro_f1(test, pred, n_classes)}
+    out["majority"]["class"] = majority
+    out["stratified"]["seed"] = seed
+    return out
+
+
+def required_score(baseline: float, margin: float) -> float:
+    """The score that beats ``baseline`` by ``margin``: it closes ``margin`` of the gap to 1."""
+    return baseline + margin * (1.0 - baseline)
+
+
+def beats_baselines(accuracy: float, macro: float, baselines: dict[str, dict[str, float | int]],
+                    margin: float) -> dict[str, float | bool]:
+    """Whether a model's scores beat the baselines of :func:`baseline_scores` by ``margin``.
+
+    Both the accuracy and the macro-F1 must reach :func:`required_score` of the majority
+    class's. The stratified guess is reported beside it but not held against the model: one
+    seeded draw on a small test split can score well above its expectation by luck.
+    """
+    need_acc = required_score(float(baselines["majority"]["accuracy"]), margin)
+    need_f1 = required_score(float(baselines["majority"]["macro_f1"]), margin)
+    return {
+        "margin": margin,
+        "required_accuracy": round(need_acc, 6),
+        "required_macro_f1": round(need_f1, 6),
+        "beats": bool(accuracy >= need_acc and macro >= need_f1),
+    }

@@ -60,11 +60,37 @@ def metrics_line(metrics: dict[str, Any]) -> str:
     """The headline test metrics on one line: a classifier's, or a generator's with its baselines."""
     if "rouge_l" in metrics:
         base, nearest = metrics["baselines"]["base_model"], metrics["baselines"]["retrieval"]
-        return (
+        line = (
             f"{_gen_part(metrics)}  (n_test={metrics['n_test']}); base model: {_gen_part(base)}; "
             f"retrieval: {_gen_part(nearest)}"
         )
-    return (
+    line = (
         f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
         f"ECE {metrics.get('ece', float('nan')):.4f}  (n_test={metrics['n_test']})"
     )
+    majority = (metrics.get("baselines") or {}).get("majority")
+    if majority:
+        line += f"  | majority class: accuracy {majority['accuracy']:.4f}  macro-F1 {majority['macro_f1']:.4f}"
+    if (metrics.get("baseline_check") or {}).get("beats") is False:
+        line += "  | CHANCE LEVEL: no better than the majority class"
+    return line
+
+
+STRICT_EXIT = 3
+"""Exit status of ``--strict`` when the model does not beat the baselines (2 means bad input)."""
+
+
+def add_strict_arg(p: argparse.ArgumentParser) -> None:
+    """``--strict``: a chance-level model (not beating the majority baseline) exits 3."""
+    p.add_argument("--strict", action="store_true",
+                   help=f"exit {STRICT_EXIT} when the model does not beat the majority-class baseline by "
+                   "evaluate.baseline_margin (accuracy and macro-F1)")
+
+
+def strict_status(args: argparse.Namespace, metrics: dict[str, Any]) -> int:
+    """0, or ``STRICT_EXIT`` under ``--strict`` for a model at chance level (saying so)."""
+    if (metrics.get("baseline_check") or {}).get("beats") is not False:
+        return 0
+    say("warning: the model does not beat the majority-class baseline: it is at chance level "
+        "(see eval/metrics.json baselines).")
+    return STRICT_EXIT if getattr(args, "strict", False) else 0

@@ -15,7 +15,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lmforge.cli._common import add_progress_arg, add_set_arg, add_spec_args, metrics_line, say, sign_after
+from lmforge.cli._common import (
+    add_progress_arg,
+    add_set_arg,
+    add_spec_args,
+    add_strict_arg,
+    metrics_line,
+    say,
+    sign_after,
+    strict_status,
+)
 
 _PUBLIC_KEY_HELP = "the signer's public key, to verify a signed run first (default: $LMFORGE_PUBLIC_KEY, else your own)"
 
@@ -36,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory (default: runs/<spec name>)")
     p.add_argument("--public-key", help=_PUBLIC_KEY_HELP)
     add_progress_arg(p)
+    add_strict_arg(p)
     p.set_defaults(func=run)
 
     p = sub.add_parser(
@@ -75,6 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_trust_args(p)
     add_set_arg(p)
     add_progress_arg(p)
+    add_strict_arg(p)
     p.set_defaults(func=evaluate)
 
 
@@ -108,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"test: {metrics_line(metrics)}")
     say(f"report: {out / 'eval' / 'report.html'}")
     say(f"model card: {out / 'MODEL_CARD.md'}")
-    return 0
+    return strict_status(args, metrics)
 
 
 def prepare(args: argparse.Namespace) -> int:
@@ -199,4 +210,4 @@ def evaluate(args: argparse.Namespace) -> int:
     resign(run_dir.root, check, ("eval", "MODEL_CARD.md"))
     say(f"test: {metrics_line(metrics)}")
     say(f"report: {run_dir.eval_dir / 'report.html'}")
-    return 0
+    return strict_status(args, metrics)

@@ -13,8 +13,10 @@ import numpy as np
 
 from lmforge.catalog import resolve_model
 from lmforge.compress._options import CompressOptions
+from lmforge.config import DataConfig, EvalConfig
 from lmforge.errors import RunDirError
 from lmforge.evaluate import load_test_split
+from lmforge.metrics import baseline_scores
 from lmforge.predict import FastTokenizer, TorchPredictor, load_predictor, load_torch_model
 from lmforge.rundir import ADAPTER_CONFIG, FP32, WEIGHTS, RunDir, read_split, sha256_file
 
@@ -118,6 +120,15 @@ class CompressContext:
         index = {label: i for i, label in enumerate(self.labels)}
         rows = [r for r in rows if r["label"] in index]
         return [r["text"] for r in rows], np.array([index[r["label"]] for r in rows], dtype=np.int64)
+
+    @functools.cached_property
+    def baseline_floor(self) -> dict[str, Any]:
+        """The majority and stratified baselines on the test split, with the run's evaluate.baseline_margin."""
+        spec = self.run.read_manifest().get("spec") or {}
+        margin = float((spec.get("evaluate") or {}).get("baseline_margin", EvalConfig().baseline_margin))
+        seed = int((spec.get("data") or {}).get("seed", DataConfig().seed))
+        y_train = self.train[1] if len(self.train[1]) else self.test[1]
+        return {"baselines": baseline_scores(y_train, self.test[1], len(self.labels), seed), "margin": margin}
 
     @functools.cached_property
     def fp32_test_proba(self) -> np.ndarray:

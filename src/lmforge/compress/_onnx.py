@@ -92,8 +92,9 @@ def export_onnx(model: Any, path: Path) -> list[str]:
         model.set_attn_implementation("eager")
     else:
         model.config._attn_implementation = "eager"
-    # Tracing inputs: any ids inside the vocabulary (a small or extended one too), one padded row.
-    vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 30522)
+    # Tracing inputs: any ids inside the vocabulary (a small or an extended one too), one padded row
+    # (the mask is explicit: XLM-R pads with id 1, not 0).
+    vocab = int(model.get_input_embeddings().num_embeddings)
     ids = torch.tensor([[101, 2023, 2003, 1037, 3231, 102], [101, 2307, 102, 0, 0, 0]], dtype=torch.long) % vocab
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.long)
     args: tuple[Any, ...] = (ids, mask) + ((torch.zeros_like(ids),) if "token_type_ids" in names else ())

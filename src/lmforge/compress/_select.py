@@ -3,13 +3,16 @@
 Pure functions over measurement records (the ``variant.json`` fields), so the rule is
 tested with synthetic numbers. A variant qualifies when it is not stale (built from the
 current model), its accuracy is at most ``budget`` points below fp32's, and it is faster
-than fp32; the fastest qualifying one wins (ties: smaller, then by name). When none
+than fp32, and (given the run's baselines) it beats the majority-class baseline as evaluate
+requires of a model (:func:`lmforge.metrics.beats_baselines`); the fastest qualifying one wins (ties: smaller, then by name). When none
 qualifies, fp32 stays selected and the reason names what each variant missed.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from lmforge.metrics import beats_baselines
 
 __all__ = ["accuracy_drop_points", "describe_drop", "select_variant"]
 
@@ -33,7 +36,7 @@ def _speed(record: dict[str, Any], speed_by: str) -> float:
 
 
 def select_variant(baseline: dict[str, Any], variants: dict[str, dict[str, Any]], budget: float,
-                   speed_by: str = "batch_1") -> dict[str, Any]:
+                   speed_by: str = "batch_1", floor: dict[str, Any] | None = None) -> dict[str, Any]:
     """The selection and why.
 
     Args:
@@ -41,6 +44,8 @@ def select_variant(baseline: dict[str, Any], variants: dict[str, dict[str, Any]]
         variants: name -> record (the same fields, ``size_bytes``; ``stale`` when built from other weights).
         budget: accuracy points a variant may lose.
         speed_by: ``batch_1`` or ``batch_32``: which latency "fastest" means.
+        floor: ``{"baselines": baseline_scores(...), "margin": m}``: a variant that does not beat
+            them (accuracy and ``macro_f1``) never qualifies, whatever the budget.
 
     Returns:
         ``{"variant", "reason", "budget", "speed_by", "considered": [{name, qualifies, why, ...}]}``;
@@ -54,6 +59,11 @@ def select_variant(baseline: dict[str, Any], variants: dict[str, dict[str, Any]]
         ms = _speed(record, speed_by)
         if record.get("stale"):
             why = "stale: built from other model weights than model/ holds now; re-run `lmforge compress`"
+        elif floor and not (check := beats_baselines(float(record["accuracy"]), float(record["macro_f1"]),
+                                                     floor["baselines"], floor["margin"]))["beats"]:
+            why = (f"does not beat the majority-class baseline (accuracy {float(record['accuracy']):.4f}, "
+                   f"macro-F1 {float(record['macro_f1']):.4f}; needs {check['required_accuracy']:.4f} and "
+                   f"{check['required_macro_f1']:.4f})")
         elif drop > budget + _EPS:
             why = f"loses {drop:.2f} accuracy points, more than the budget of {budget:g}"
         elif ms >= base_ms:

@@ -142,7 +142,7 @@ def _write_selection(ctx: CompressContext, baseline: dict[str, Any], variants: d
                      skipped: dict[str, str]) -> dict[str, Any]:
     """Select under the budget; write ``baseline.json``, ``selected``, the report and the plot."""
     options = ctx.options
-    selection = select_variant(baseline, variants, options.budget, options.speed_by)
+    selection = select_variant(baseline, variants, options.budget, options.speed_by, floor=ctx.baseline_floor)
     selected_path = MODEL if selection["variant"] == FP32 else f"{COMPRESSED}/{selection['variant']}"
     atomic_write_json(ctx.compressed_dir / BASELINE, baseline)
     atomic_write_json(ctx.compressed_dir / SELECTED, {

@@ -103,6 +103,12 @@ class DataConfig:
     every text before deduplication (lmforge.guard.pii)."""
     pii_mode: Literal["mask", "hash", "drop"] = "mask"
     """How PII is replaced: `[PHONE]`-style tags, a keyed hash (needs $LMFORGE_PII_SALT), or nothing."""
+    max_unknown_rate: float = 0.05
+    """Readability check: above this share of training-split tokens that the model's tokenizer maps
+    to its unknown token, prepare and train warn and say how to fix it."""
+    max_unknown_rate_stop: float = 0.30
+    """Above this share the model cannot read the data: with `model.extend_vocab: false` prepare
+    and train stop (exit 2); with `auto` train extends the vocabulary instead. 1.0 never stops."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -125,6 +131,14 @@ class DataConfig:
             )
         if self.min_per_class < 2:
             problems.append(f"data.min_per_class must be at least 2, got {self.min_per_class}.")
+        for key in ("max_unknown_rate", "max_unknown_rate_stop"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                problems.append(f"data.{key} must be in [0, 1], got {getattr(self, key)}.")
+        if self.max_unknown_rate > self.max_unknown_rate_stop:
+            problems.append(
+                f"data.max_unknown_rate ({self.max_unknown_rate}) must not exceed data.max_unknown_rate_stop "
+                f"({self.max_unknown_rate_stop}): the warning comes before the stop."
+            )
         _check(problems)
 
 
@@ -140,10 +154,21 @@ class ModelConfig:
     Unset (0): 128 to classify (short texts, a small encoder); 512 for `task: generate`, where the
     limit covers prompt + answer (Bitext's answers average 143 SmolLM2 tokens, the longest 477, after
     a ~45-token prompt)."""
+    extend_vocab: Literal["auto"] | bool = "auto"
+    """Add the characters of the training split that the tokenizer maps to its unknown token as new
+    tokens (embeddings start near the mean embedding, seeded, and train even with
+    `train.freeze_embeddings`). `auto`: only when the unknown
+    share exceeds `data.max_unknown_rate_stop` (with a notice); `true`: always; `false`: never."""
+    extend_vocab_max_tokens: int = 5000
+    """At most this many new tokens (the most frequent unknown characters, seen at least twice)."""
 
     def __post_init__(self) -> None:
+        problems = []
         if self.max_length != 0 and not 8 <= self.max_length <= 8192:
-            raise ConfigError(f"model.max_length must be in [8, 8192], got {self.max_length}.")
+            problems.append(f"model.max_length must be in [8, 8192], got {self.max_length}.")
+        if self.extend_vocab_max_tokens < 1:
+            problems.append(f"model.extend_vocab_max_tokens must be at least 1, got {self.extend_vocab_max_tokens}.")
+        _check(problems)
 
 
 @dataclass
@@ -292,6 +317,10 @@ class EvalConfig:
     max_test: int | None = None
     """`task: generate`: evaluate only the first this many test examples (generation is slow on a
     CPU); None evaluates the whole test split."""
+    baseline_margin: float = 0.05
+    """The model must close at least this share of the gap between a baseline and a perfect score
+    (score >= b + margin * (1 - b)) on accuracy and on macro-F1, b being the majority-class
+    baseline's; else evaluate warns and `--strict` exits 3."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -307,6 +336,8 @@ class EvalConfig:
             problems.append(
                 f"evaluate.max_test must be at least 1 (or null for the whole test split), got {self.max_test}."
             )
+        if not 0.0 <= self.baseline_margin < 1.0:
+            problems.append(f"evaluate.baseline_margin must be in [0, 1), got {self.baseline_margin}.")
         _check(problems)
 
 

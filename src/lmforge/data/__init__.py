@@ -16,11 +16,22 @@ from lmforge.data._io import load_frame
 from lmforge.data._minhash import minhash_signatures, near_duplicate_pairs
 from lmforge.data._prepare import prepare
 from lmforge.data._prepare_gen import ExampleCheck, clean_answer, prepare_generation
+from lmforge.data._readability import (
+    check_or_raise,
+    hard_to_read_message,
+    load_tokenizer,
+    readability,
+    readability_decision,
+    script_shares,
+    unknown_characters,
+    unreadable_message,
+)
 from lmforge.data._split import stratified_sample, stratified_split
 
 __all__ = [
     "ExampleCheck",
     "augment",
+    "check_or_raise",
     "clean_answer",
     "clean_text",
     "eda",
@@ -28,13 +39,20 @@ __all__ = [
     "example_response",
     "find_duplicates",
     "find_leakage",
+    "hard_to_read_message",
     "is_example",
     "load_frame",
+    "load_tokenizer",
     "minhash_signatures",
     "near_duplicate_pairs",
     "prepare",
     "prepare_generation",
     "read_examples",
+    "readability",
+    "readability_decision",
+    "script_shares",
     "stratified_sample",
     "stratified_split",
+    "unknown_characters",
+    "unreadable_message",
 ]

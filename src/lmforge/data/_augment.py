@@ -4,8 +4,12 @@ Each new example applies one of the four EDA operations to a training text, touc
 ``alpha`` of its words: synonym replacement, random insertion (of a synonym of a word in
 the text), random swap, random deletion. Synonyms come from a built-in table
 (``synonyms.json``, groups of interchangeable English words), so nothing is downloaded.
-Texts in a script written without spaces (Chinese, Japanese) are augmented per character, by swap and
-deletion only: a word-level synonym table does not apply to them.
+Texts mostly in a script written without spaces (at least half of their units, below, are
+CJK characters: Chinese, Japanese, Korean) are augmented by swap and deletion only, over
+units that never split a word: each
+CJK character is one unit, and each run of other non-space characters (a Latin word, a number,
+a run of punctuation) is one unit too, carrying its leading whitespace; so "这款iPhone很好" can
+become "这iPhone款很好" but never "这款iPohne很好". No dictionary or word segmenter is used.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ __all__ = ["augment", "eda", "synonyms"]
 _WORD = re.compile(r"^(\W*)(.*?)(\W*)$", re.S)
 # Scripts written without spaces between words (CJK ideographs, kana, hangul).
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+# One augmentation unit of a CJK text: a CJK character, or a run of other non-space characters,
+# each with the whitespace before it.
+_CJK_UNIT = re.compile(f"\\s*(?:[{_CJK_RANGES}]|[^\\s{_CJK_RANGES}]+)")
 # Mentions, hashtags and links carry meaning (the airline, the topic): never touched.
 _PROTECTED = re.compile(r"^[@#]|://|^www\.", re.I)
 
@@ -133,20 +141,36 @@ _WORD_OPS: dict[str, Operation] = {"synonym": _replace, "insert": _insert, "swap
 _CHAR_OPS: dict[str, Operation] = {"swap": _swap, "delete": _delete}
 
 
+def _join_units(units: list[str]) -> str:
+    """Units back into text; two non-CJK units that a swap made neighbours get a space between them."""
+    out = ""
+    for unit in units:
+        if out and unit[:1].isalnum() and out[-1:].isalnum() and not _CJK.match(unit[0]) and not _CJK.match(out[-1]):
+            out += " "
+        out += unit
+    return out.strip()
+
+
+def _mostly_cjk(text: str) -> bool:
+    """At least half of the text's units (see ``_CJK_UNIT``) are CJK characters: augment it by units."""
+    cjk = len(_CJK.findall(text))
+    return cjk > 0 and 2 * cjk >= len(_CJK_UNIT.findall(text))
+
+
 def eda(text: str, *, alpha: float, rng: np.random.Generator) -> str:
     """One EDA variant of ``text``, or ``text`` itself when no operation changes it.
 
     The operation is drawn at random; if it leaves the text unchanged (no word with a
     synonym, a one-word text) the others are tried in random order.
     """
-    by_chars = " " not in text and _CJK.search(text) is not None
-    units = list(text) if by_chars else text.split(" ")
+    by_chars = _mostly_cjk(text)
+    units = _CJK_UNIT.findall(text) if by_chars else text.split(" ")
     ops = _CHAR_OPS if by_chars else _WORD_OPS
     table = synonyms()
     names = list(ops)
     for k in rng.permutation(len(names)).tolist():
         new_units = ops[names[k]](units, alpha, rng, table)
-        new = ("" if by_chars else " ").join(new_units)
+        new = _join_units(new_units) if by_chars else " ".join(new_units)
         if new != text:
             return new
     return text

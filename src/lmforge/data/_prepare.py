@@ -23,9 +23,16 @@ from lmforge.data._clean import clean_rows
 from lmforge.data._dedupe import find_duplicates, find_leakage
 from lmforge.data._io import read_table
 from lmforge.data._prepare_gen import ExampleCheck, prepare_generation
+from lmforge.data._readability import (
+    check_or_raise,
+    hard_to_read_message,
+    load_tokenizer,
+    readability,
+    script_shares,
+)
 from lmforge.data._report import class_counts, length_stats, plot_class_balance, plot_text_length
 from lmforge.data._split import stratified_sample, stratified_split
-from lmforge.errors import DataError
+from lmforge.errors import DataError, MissingExtraError
 from lmforge.guard.pii import PrivacyPolicy, redact_texts
 from lmforge.rundir import LABELS, SPLITS, RunDir, atomic_write_json
 
@@ -181,6 +188,7 @@ def prepare(spec: Spec, run: RunDir, *, check_examples: ExampleCheck | None = No
         )
     parts, test_file = _split(cfg, pool, classes, table.source, notes)
     leakage, removed = _remove_leakage(cfg, parts, notes)
+    readable = _readability(spec, parts["train"].texts, notes)
     lengths = {"all": length_stats([t for s in SPLITS for t in parts[s].texts]),
                **{s: length_stats(parts[s].texts) for s in SPLITS}}
     augmented = _augment_train(cfg, parts)
@@ -209,6 +217,8 @@ def prepare(spec: Spec, run: RunDir, *, check_examples: ExampleCheck | None = No
         "class_counts": {s: class_counts(parts[s].labels, classes) for s in SPLITS},
         "text_length": lengths,
         "labels": classes,
+        "language": script_shares(parts["train"].texts),
+        "readability": readable,
         "seed": cfg.seed,
         "warnings": notes,
     }
@@ -226,6 +236,38 @@ def prepare(spec: Spec, run: RunDir, *, check_examples: ExampleCheck | None = No
     logger.info("prepared %s: train %d, val %d, test %d (%d labels) in %.1fs", table.source, counts["train"],
                 counts["val"], counts["test"], len(classes), report["seconds"])
     return report
+
+
+def _readability(spec: Spec, texts: list[str], notes: list[str]) -> dict[str, Any] | None:
+    """The readability check on the training split (before augmentation), with the base model's tokenizer.
+
+    Stops (:class:`DataError`, exit 2) when the model cannot read the data and may not extend its
+    vocabulary; notes a warning, or that training will extend the vocabulary. Skipped (None) for
+    ``task: generate`` and when the ``train`` extra (the tokenizer) is not installed.
+    """
+    if spec.task == "generate":
+        return None
+    try:
+        tokenizer = load_tokenizer(spec.model.name)
+    except MissingExtraError as exc:
+        notes.append(f"readability check skipped: {exc}")
+        logger.warning(notes[-1])
+        return None
+    stats = readability(tokenizer, texts, spec.model.max_length)
+    decision = check_or_raise(stats, spec)
+    stats = {"model": spec.model.name, **stats, "decision": decision}
+    if decision == "extend":
+        auto = " (model.extend_vocab: auto; the unknown share is above data.max_unknown_rate_stop)"
+        notes.append(
+            f"{spec.model.name} maps {stats['unknown_rate']:.1%} of the training tokens to {stats['unknown_token']}; "
+            f"training will add the unknown characters to its vocabulary"
+            f"{auto if spec.model.extend_vocab == 'auto' else ''}."
+        )
+    elif decision == "warn":
+        notes.append(hard_to_read_message(spec.model.name, stats))
+    if decision != "ok":
+        logger.warning(notes[-1])
+    return stats
 
 
 def _dedupe(cfg: DataConfig, cleaned: Any, notes: list[str]) -> tuple[_Part, Any]:

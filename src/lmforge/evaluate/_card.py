@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from lmforge.evaluate._summary import UNKNOWN, format_value, summary_rows
+from lmforge.evaluate._summary import UNKNOWN, baseline_rows, baseline_verdict, format_value, summary_rows
 
 __all__ = ["dominant_script", "render_model_card"]
 
@@ -136,6 +136,9 @@ def render_model_card(
             ("Expected calibration error", f"{metrics['ece']:.4f}"),
         ],
     )
+    lines += ["", "Against baselines that never read the text (fitted on the training labels):", ""]
+    lines += _table(["Model", "Accuracy", "Macro-F1"], baseline_rows(metrics))
+    lines += ["", baseline_verdict(metrics)]
     lines += ["", "Per class:", ""]
     lines += _table(
         ["Label", "Precision", "Recall", "F1", "Support"],

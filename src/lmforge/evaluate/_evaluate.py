@@ -16,6 +16,7 @@ from lmforge.evaluate._metrics import compute_metrics
 from lmforge.evaluate._plots import plot_calibration, plot_confusion
 from lmforge.evaluate._report import render_report
 from lmforge.evaluate._summary import run_summary
+from lmforge.metrics import baseline_scores, beats_baselines
 from lmforge.predict import Predictor, load_predictor
 from lmforge.rundir import FP32, RunDir, atomic_write_json, atomic_write_text, read_labels, read_split
 
@@ -124,6 +125,7 @@ def evaluate(
     proba = proba.astype(np.float64) / proba.sum(axis=1, keepdims=True)  # validated by compute_metrics
     correct = proba.argmax(axis=1) == y_true
     metrics["error_rate_by_length"] = error_rate_by_length(texts, correct)
+    metrics["baselines"], metrics["baseline_check"] = _baselines(spec, run, labels, y_true, metrics)
     errors = collect_errors(texts, y_true, proba, labels, limit=spec.evaluate.max_errors)
     weak = weak_classes(metrics)
     summary = run_summary(manifest)
@@ -139,7 +141,8 @@ def evaluate(
     )
     atomic_write_text(run.model_card_path, card)
     run.update_manifest(
-        metrics={key: metrics[key] for key in ("accuracy", "macro_f1", "ece", "n_test")},
+        metrics={**{key: metrics[key] for key in ("accuracy", "macro_f1", "ece", "n_test")},
+                 "beats_baselines": metrics["baseline_check"]["beats"]},
     )
     logger.info(
         "Test accuracy %.4f, macro-F1 %.4f, ECE %.4f on %d examples; report at %s",
@@ -152,6 +155,35 @@ def evaluate(
     if weak:
         logger.warning("Weak classes (low test F1): %s", ", ".join(weak))
     return metrics
+
+
+def _baselines(spec: Spec, run: RunDir, labels: list[str], y_true: np.ndarray,
+               metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The majority and stratified baselines (fitted on the training split's labels) and the check.
+
+    A model that does not beat them is at chance level: it is logged as an error-level
+    warning here, and ``--strict`` turns it into exit 3 in the CLI.
+    """
+    index = {label: i for i, label in enumerate(labels)}
+    rows = read_split(run, "train") if run.split_path("train").is_file() else []
+    y_train = [index[r["label"]] for r in rows if r["label"] in index]
+    scores = baseline_scores(y_train or y_true, y_true, len(labels), spec.data.seed)
+    check: dict[str, Any] = dict(beats_baselines(metrics["accuracy"], metrics["macro_f1"], scores,
+                                                 spec.evaluate.baseline_margin))
+    baselines: dict[str, Any] = {name: dict(values) for name, values in scores.items()}
+    baselines["majority"]["label"] = labels[int(baselines["majority"]["class"])]
+    check["fitted_on"] = "train" if y_train else "test"  # no training split: the test labels' frequencies
+    if not check["beats"]:
+        logger.error(
+            "CHANCE LEVEL: the model does not beat a baseline that never reads the text (accuracy %.4f vs. "
+            "majority class '%s' %.4f, macro-F1 %.4f vs. %.4f; needed %.4f and %.4f with evaluate.baseline_margin "
+            "%.2f). It learned next to nothing: check the readability report (data/data_report.json), train "
+            "longer, or use a model that reads this language.",
+            metrics["accuracy"], baselines["majority"]["label"], baselines["majority"]["accuracy"],
+            metrics["macro_f1"], baselines["majority"]["macro_f1"],
+            check["required_accuracy"], check["required_macro_f1"], check["margin"],
+        )
+    return baselines, check
 
 
 def _write_eval(run: RunDir, title: str, metrics: dict[str, Any], labels: list[str], summary: dict[str, Any],

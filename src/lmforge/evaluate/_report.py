@@ -12,7 +12,7 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from lmforge.evaluate._summary import summary_rows
+from lmforge.evaluate._summary import baseline_rows, baseline_verdict, summary_rows
 
 __all__ = ["CSS", "escape", "html_table", "render_report"]
 
@@ -209,6 +209,9 @@ def render_report(
         f'<p class="muted">Test split of {metrics["n_test"]:,} examples, {len(labels)} labels.</p>',
         "<h2>Headline metrics</h2>",
         _headline(metrics),
+        "<h2>Baselines</h2>",
+        f"<p><strong>{_e(baseline_verdict(metrics))}</strong></p>",
+        _table(["", "Accuracy", "Macro-F1"], baseline_rows(metrics), numeric=(False, True, True)),
         "<h2>Per class</h2>",
         _per_class(metrics, weak),
         "<h2>Confusion matrix</h2>",

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["UNKNOWN", "format_value", "generation_summary_rows", "run_summary", "summary_rows"]
+__all__ = ["UNKNOWN", "baseline_rows", "baseline_verdict", "format_value", "generation_summary_rows", "run_summary",
+           "summary_rows"]
 
 UNKNOWN = "unknown"
 
@@ -78,7 +79,55 @@ def run_summary(manifest: dict[str, Any]) -> dict[str, Any]:
         "precision": train.get("precision"),
         "max_length": _get(manifest, "spec", "model", "max_length"),
         "lmforge_version": manifest.get("lmforge_version") or _get(manifest, "versions", "lmforge"),
+        "readability": train.get("readability") if isinstance(train.get("readability"), dict) else None,
     }
+
+
+def _readability_rows(readable: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Rows of the readability check recorded by training (none for a run trained before it existed)."""
+    if not readable or not isinstance(readable.get("before"), dict):
+        return []
+    before = readable["before"]
+    unknown = f"{before['unknown_rate']:.2%} of {before['tokens']:,} training tokens read as {before['unknown_token']}"
+    extension = readable.get("extension")
+    if isinstance(extension, dict) and isinstance(readable.get("after"), dict):
+        unknown += (f"; {extension['added']:,} characters added to the vocabulary (model.extend_vocab), "
+                    f"{readable['after']['unknown_rate']:.2%} after")
+    shares = before.get("shares") or {}
+    script = ", ".join(f"{name} {share:.0%}" for name, share in list(shares.items())[:3]) or UNKNOWN
+    return [
+        ("Unknown tokens", unknown),
+        (f"Texts truncated at {before['max_length']} tokens",
+         f"{before['truncated_share']:.2%} ({before['truncated']:,} of {before['texts']:,})"),
+        ("Script of the letters", script),
+    ]
+
+
+def baseline_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(model, accuracy, macro-F1)`` rows: the model beside the baselines that never read a text."""
+    rows = [("This model", f"{metrics['accuracy']:.4f}", f"{metrics['macro_f1']:.4f}")]
+    baselines = metrics.get("baselines") or {}
+    if "majority" in baselines:
+        m = baselines["majority"]
+        rows.append((f"Majority class ({m.get('label', m.get('class'))})", f"{m['accuracy']:.4f}",
+                     f"{m['macro_f1']:.4f}"))
+    if "stratified" in baselines:
+        r = baselines["stratified"]
+        rows.append((f"Stratified random (seed {r.get('seed')})", f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}"))
+    return rows
+
+
+def baseline_verdict(metrics: dict[str, Any]) -> str:
+    """One sentence: does the model beat the majority-class baseline by ``evaluate.baseline_margin``?"""
+    check = metrics.get("baseline_check")
+    if not isinstance(check, dict):
+        return "No baselines were computed for this evaluation."
+    need = (f"(needed accuracy {check['required_accuracy']:.4f} and macro-F1 {check['required_macro_f1']:.4f}: "
+            f"evaluate.baseline_margin {check['margin']:g} of the gap to a perfect score)")
+    if check["beats"]:
+        return f"The model beats the majority-class baseline {need}."
+    return (f"WARNING: the model does NOT beat the majority-class baseline {need}: it is at chance level and learned next to "
+            "nothing from the texts. Do not use it; see the readability check of the training data.")
 
 
 def summary_rows(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -92,6 +141,7 @@ def summary_rows(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], list[t
             " / ".join(format_value(counts[s]) for s in ("train", "val", "test")),
         ),
         ("Labels", format_value(summary["labels"])),
+        *_readability_rows(summary.get("readability")),
     ]
     params = format_value(summary["trainable_parameters"])
     trainable, total = summary["trainable_parameters"], summary["total_parameters"]

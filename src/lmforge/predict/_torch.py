@@ -168,6 +168,10 @@ def _load_trained(model_dir: Path, meta: dict[str, Any]) -> Any:
         base, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)}, use_safetensors=True,
     )
+    vocab_size = (meta.get("vocab") or {}).get("vocab_size")
+    if vocab_size and vocab_size != model.get_input_embeddings().weight.shape[0]:
+        # model.extend_vocab added tokens: their rows come from the adapter (peft trainable tokens).
+        model.resize_token_embeddings(int(vocab_size), mean_resizing=False)
     model = _own_memory(peft.PeftModel.from_pretrained(model, model_dir).merge_and_unload())
     if changed := stamps.changed():
         raise IntegrityError(f"The base model {base} changed while it was loaded ({', '.join(changed)}); "

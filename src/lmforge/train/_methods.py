@@ -7,7 +7,7 @@ method (bottleneck adapters, prefix or prompt tuning...) is one class with ``wra
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -27,8 +27,13 @@ class Method(Protocol):
 
     name: str
 
-    def wrap(self, model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
-        """Return the model to train (the same one, or one wrapped with trainable adapters)."""
+    def wrap(self, model: torch.nn.Module, cfg: TrainConfig, *,
+             new_token_ids: Sequence[int] = ()) -> torch.nn.Module:
+        """Return the model to train (the same one, or one wrapped with trainable adapters).
+
+        ``new_token_ids`` (given only when ``model.extend_vocab`` added tokens) are embedding
+        rows that must train whatever else is frozen.
+        """
         ...
 
     def save(self, model: torch.nn.Module, out_dir: Path) -> None:
@@ -65,9 +70,14 @@ class FullFineTuning:
 
     name = "full"
 
-    def wrap(self, model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, cfg: TrainConfig, *,
+             new_token_ids: Sequence[int] = ()) -> torch.nn.Module:
         if cfg.freeze_embeddings:
             model.get_input_embeddings().weight.requires_grad_(False)  # type: ignore[operator]
+            if new_token_ids:
+                from lmforge.train._vocab import freeze_old_rows  # torch at its top
+
+                freeze_old_rows(model, min(new_token_ids))
         return model
 
     def save(self, model: torch.nn.Module, out_dir: Path) -> None:
@@ -114,7 +124,8 @@ class LoRA:
 
     name = "lora"
 
-    def wrap(self, model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, cfg: TrainConfig, *,
+             new_token_ids: Sequence[int] = ()) -> torch.nn.Module:
         peft = require("peft", extra="train", purpose="LoRA fine-tuning")
         causal = is_causal_lm(model)
         targets = cfg.lora.target_modules or _default_lora_targets(model)
@@ -126,6 +137,8 @@ class LoRA:
             lora_alpha=cfg.lora.alpha,
             lora_dropout=cfg.lora.dropout,
             target_modules=targets,
+            # Added tokens' rows train as a small delta saved in the adapter (peft's TrainableTokens).
+            trainable_token_indices=list(new_token_ids) or None,
         )
         try:
             return peft.get_peft_model(model, config)
@@ -133,4 +146,8 @@ class LoRA:
             raise ConfigError(f"train.lora.target_modules: {exc}") from None
 
     def save(self, model: torch.nn.Module, out_dir: Path) -> None:
-        model.save_pretrained(out_dir, safe_serialization=True)  # type: ignore[operator]
+        config = model.peft_config["default"]  # type: ignore[index]
+        # With trainable tokens the adapter holds the new rows; peft's "auto" would also copy the
+        # whole resized embedding matrix (it sees a vocabulary larger than the base's).
+        extra = {"save_embedding_layers": False} if getattr(config, "trainable_token_indices", None) else {}
+        model.save_pretrained(out_dir, safe_serialization=True, **extra)  # type: ignore[operator]

@@ -14,6 +14,7 @@ import numpy as np
 from lmforge._extras import require
 from lmforge.catalog import resolve_model
 from lmforge.config import Spec
+from lmforge.data import check_or_raise, hard_to_read_message, readability
 from lmforge.errors import ConfigError, DataError, RunDirError
 from lmforge.metrics import macro_f1
 from lmforge.predict import BASE_DIGEST, base_model_digest
@@ -129,8 +130,8 @@ def _start_checkpoint(run: RunDir, resume: bool, rank: int) -> Path | None:
     return None
 
 
-def _build_model(spec: Spec, base_path: Path, labels: list[str], method: Method) -> tuple[Any, Any]:
-    """The pretrained model with a fresh ``len(labels)``-way head, wrapped by the method, and its tokenizer."""
+def _build_model(spec: Spec, base_path: Path, labels: list[str]) -> tuple[Any, Any]:
+    """The pretrained model with a fresh ``len(labels)``-way head, and its tokenizer."""
     transformers = require("transformers", extra="train", purpose="Training")
     transformers.set_seed(spec.train.seed)  # before the head is initialized: same seed, same weights
     tokenizer = transformers.AutoTokenizer.from_pretrained(base_path)
@@ -147,7 +148,34 @@ def _build_model(spec: Spec, base_path: Path, labels: list[str], method: Method)
     model = transformers.AutoModelForSequenceClassification.from_pretrained(
         base_path, config=config, use_safetensors=True
     )
-    return method.wrap(model, spec.train), tokenizer
+    return model, tokenizer
+
+
+def _readable_model(spec: Spec, model: Any, tokenizer: Any, texts: list[str]) -> tuple[dict[str, Any], list[int]]:
+    """The readability check on the training texts; extends the vocabulary when it decides so.
+
+    Returns the record kept in the manifest (``before``, ``decision``, and after an extension
+    ``after`` and ``extension``) and the ids of the added tokens (empty when none were added).
+    """
+    from lmforge.train._vocab import extend_vocabulary  # torch at its top
+
+    before = readability(tokenizer, texts, spec.model.max_length)
+    decision = check_or_raise(before, spec)
+    record: dict[str, Any] = {"before": before, "decision": decision}
+    if decision == "warn":
+        logger.warning(hard_to_read_message(spec.model.name, before))
+    if decision != "extend":
+        return record, []
+    extension = extend_vocabulary(model, tokenizer, texts, spec.model.extend_vocab_max_tokens, spec.train.seed)
+    after = readability(tokenizer, texts, spec.model.max_length)
+    record.update(after=after, extension=extension.as_dict())
+    why = " (model.extend_vocab: auto)" if spec.model.extend_vocab == "auto" else ""
+    logger.warning(
+        "%s read %.1f%% of the training tokens as %s: added %d characters to its vocabulary%s; unknown now %.1f%%.",
+        spec.model.name, 100 * before["unknown_rate"], before["unknown_token"], len(extension.tokens), why,
+        100 * after["unknown_rate"],
+    )
+    return record, extension.token_ids
 
 
 def _callbacks(spec: Spec, run: RunDir, rank: int, progress: bool, has_val: bool) -> tuple[list[Any], Any]:
@@ -233,7 +261,9 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    model, tokenizer = _build_model(spec, base_path, labels, method)
+    model, tokenizer = _build_model(spec, base_path, labels)
+    readable, new_ids = _readable_model(spec, model, tokenizer, [r["text"] for r in train_rows])
+    model = method.wrap(model, cfg, new_token_ids=new_ids) if new_ids else method.wrap(model, cfg)
 
     label_ids = {label: i for i, label in enumerate(labels)}
     max_len = spec.model.max_length
@@ -266,9 +296,13 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
         writer.close()
     summary = _summary(spec, run, trainer, result, seconds, precision, device, world_size, len(train_set), checkpoint)
     summary[BASE_DIGEST] = base_digest
+    summary["readability"] = readable
     if rank != 0:  # one writer: rank 0 saves the model and the manifest
         return summary
-    _save_model(run, spec, method, trainer.model, tokenizer, labels, base_path, base_digest)
+    vocab = readable.get("extension")
+    # An extended vocabulary: the base model is resized to vocab_size before an adapter loads.
+    _save_model(run, spec, method, trainer.model, tokenizer, labels, base_path, base_digest,
+                {"vocab": vocab} if vocab else None)
     trainer.state.save_to_json(str(run.logs_dir / "trainer_state.json"))
     if not os.environ.get("LMFORGE_KEEP_CHECKPOINTS"):
         shutil.rmtree(run.checkpoints_dir, ignore_errors=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from transformers import Trainer
 
 from lmforge.rundir import fsync_tree
 from lmforge.train._encode import SeededLengthSampler
+from lmforge.train._vocab import NO_DECAY_ATTR
 
 __all__ = ["LmforgeTrainer", "latest_checkpoint"]
 
@@ -62,6 +64,11 @@ class LmforgeTrainer(Trainer):
         return SeededLengthSampler(
             dataset.lengths, self.args.train_batch_size, seed=self.args.seed, group=self.group_by_length
         )
+
+    def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:
+        """Trainer's choice, less the parameters marked to take no decay (partly frozen embeddings)."""
+        skip = {name for name, p in model.named_parameters() if getattr(p, NO_DECAY_ATTR, False)}
+        return [name for name in super().get_decay_parameter_names(model) if name not in skip]
 
     # -- FGM -----------------------------------------------------------------------------
     def compute_loss(
@@ -114,7 +121,11 @@ class LmforgeTrainer(Trainer):
         self.accelerator.wait_for_everyone()
         self.args.output_dir = str(staging_root)
         try:
-            super()._save_checkpoint(model, trial)
+            with warnings.catch_warnings():
+                # An extended vocabulary (model.extend_vocab) under LoRA: peft notices the resized
+                # embeddings and keeps a full copy in the checkpoint, as a resume needs; expected.
+                warnings.filterwarnings("ignore", message="Setting `save_embedding_layers` to `True`")
+                super()._save_checkpoint(model, trial)
         finally:
             self.args.output_dir = str(final_root)
         self.accelerator.wait_for_everyone()

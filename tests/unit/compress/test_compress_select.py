@@ -93,3 +93,19 @@ def test_only_lists_unknown_names_and_pulls_in_what_they_build_on() -> None:
         parse_only(" , ")
     with pytest.raises(ConfigError, match="Unknown compressor 'int3'. Available:"):
         get_compressor("int3")
+
+
+def test_a_variant_that_does_not_beat_the_majority_baseline_never_qualifies() -> None:
+    # Test split 52 % majority class: a variant must reach accuracy 0.52 + 0.05 * 0.48 = 0.544.
+    floor = {"baselines": {"majority": {"accuracy": 0.52, "macro_f1": 0.3421},
+                           "stratified": {"accuracy": 0.50, "macro_f1": 0.50}}, "margin": 0.05}  # 0.3421 + 0.05 * 0.6579
+    baseline = rec(0.545, 10.0, 100.0, macro_f1=0.54)
+    variants = {"onnx-int8-dynamic": rec(0.540, 4.0, 40.0, macro_f1=0.53),  # within a 1-point budget, yet chance
+                "onnx-fp32": rec(0.545, 8.0, 80.0, macro_f1=0.54)}
+    selection = select_variant(baseline, variants, budget=1.0, floor=floor)
+    assert selection["variant"] == "onnx-fp32"
+    why = {c["name"]: c["why"] for c in selection["considered"]}
+    assert why["onnx-int8-dynamic"] == ("does not beat the majority-class baseline (accuracy 0.5400, macro-F1 "
+                                        "0.5300; needs 0.5440 and 0.3750)")
+    # Without the floor the faster one would have won.
+    assert select_variant(baseline, variants, budget=1.0)["variant"] == "onnx-int8-dynamic"

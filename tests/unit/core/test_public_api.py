@@ -30,7 +30,8 @@ PUBLIC = {
         "read_json", "read_labels", "read_split", "sha256_file",
     ],
     "lmforge.metrics": [
-        "class_indices", "confusion_matrix", "macro_f1", "per_class_scores", "safe_divide",
+        "baseline_scores", "beats_baselines", "class_indices", "confusion_matrix", "macro_f1",
+        "per_class_scores", "required_score", "safe_divide",
     ],
     "lmforge._extras": [
         "require",
@@ -61,9 +62,11 @@ PUBLIC = {
         "model_kind", "resolve_model",
     ],
     "lmforge.data": [
-        "ExampleCheck", "augment", "clean_answer", "clean_text", "eda", "example_prompt", "example_response",
-        "find_duplicates", "find_leakage", "is_example", "load_frame", "minhash_signatures", "near_duplicate_pairs",
-        "prepare", "prepare_generation", "read_examples", "stratified_sample", "stratified_split",
+        "ExampleCheck", "augment", "check_or_raise", "clean_answer", "clean_text", "eda", "example_prompt",
+        "example_response", "find_duplicates", "find_leakage", "hard_to_read_message", "is_example",
+        "load_frame", "load_tokenizer", "minhash_signatures", "near_duplicate_pairs", "prepare",
+        "prepare_generation", "read_examples", "readability", "readability_decision", "script_shares",
+        "stratified_sample", "stratified_split", "unknown_characters", "unreadable_message",
     ],
     "lmforge.predict": [
         "BACKENDS", "BASE_DIGEST", "CAUSAL_LM", "GENERATOR_FORMATS", "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend",

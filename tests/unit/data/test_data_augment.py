@@ -73,3 +73,19 @@ def test_synonym_keeps_capitalization_and_punctuation():
     replaced = {v for v in seen if " " not in v and v != "Terrible!"}
     assert replaced  # one-word text: only synonym replacement can change it
     assert all(v[0].isupper() and v.endswith("!") for v in replaced)
+
+
+def test_cjk_units_keep_latin_words_and_numbers_whole():
+    from lmforge.data._augment import _CJK_UNIT, _mostly_cjk
+
+    source = "这款iPhone很好用，推荐 New York 买 128G"
+    assert _CJK_UNIT.findall(source) == ["这", "款", "iPhone", "很", "好", "用", "，", "推", "荐", " New", " York",
+                                         " 买", " 128G"]
+    assert _mostly_cjk(source) and not _mostly_cjk("I love 北京 a lot")
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        variant = eda(source, alpha=0.2, rng=rng)
+        assert variant != source
+        # Every Latin word or number is still whole: swaps and deletions move units, never letters.
+        words = [w for w in __import__("re").findall(r"[A-Za-z0-9]+", variant)]
+        assert set(words) <= {"iPhone", "New", "York", "128G"}, variant

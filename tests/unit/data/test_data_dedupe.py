@@ -174,3 +174,16 @@ def test_signatures_do_not_depend_on_batching(monkeypatch):
     whole = minhash_signatures(texts)
     monkeypatch.setattr(minhash, "_BATCH_CHARS", 500)
     assert np.array_equal(whole, minhash_signatures(texts))
+
+
+def test_chinese_without_spaces_near_and_exact_duplicates():
+    # Character shingles need no spaces: one added character in a 30-character review is a near copy.
+    base = "这家餐厅的菜很好吃，服务也很好，环境干净整洁，下次还会再来光顾"
+    near = base + "！"
+    other = "物流太慢了，包装也破了，客服态度很差，不推荐购买这家店的东西"
+    assert jaccard(base, near) > 0.9 and jaccard(base, other) < 0.1
+    dups = find_duplicates([base, other, near, base], ["pos", "neg", "pos", "pos"], threshold=0.9)
+    assert dups.keep.tolist() == [True, True, False, False]
+    assert (dups.exact, dups.near) == (1, 1)
+    leak = find_leakage([base, other], [near, "完全不同的一句话，讲的是别的事情，和上面无关"], threshold=0.9)
+    assert leak.near.tolist() == [True, False] and leak.exact.tolist() == [False, False]

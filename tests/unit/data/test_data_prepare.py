@@ -323,6 +323,26 @@ def test_chinese_texts_and_labels(tmp_path):
     assert report["near_duplicates"] == 1
     assert read_labels(run) == ["正面", "负面"]
     assert all(" " not in r["text"] for r in read_split(run, "train"))
+    assert report["language"] == {"script": "Han", "han_share": 1.0, "shares": {"Han": 1.0}}
+    # minilm-l6's English vocabulary cannot read most of it: train will extend it (model.extend_vocab: auto).
+    readable = report["readability"]
+    assert readable["decision"] == "extend" and readable["unknown_rate"] > 0.3 and readable["model"] == "minilm-l6"
+    assert any("training will add the unknown characters" in w for w in report["warnings"])
+
+
+def test_pii_redaction_in_chinese_text(tmp_path):
+    import json as _json
+
+    rows = [{"text": f"第{i}位顾客：请拨打电话138123450{i:02d}联系我，邮箱wang{i}@example.cn，谢谢", "label": "ab"[i % 2]}
+            for i in range(30)]
+    src = tmp_path / "zh-pii.jsonl"
+    src.write_text("".join(_json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    run = RunDir(tmp_path / "run")
+    report = prepare(spec(path=str(src), pii="redact", dedupe=False), run)
+    assert report["pii"]["entities"] == {"EMAIL": 30, "PHONE": 30}
+    texts = sorted(r["text"] for s in ("train", "val", "test") for r in read_split(run, s))
+    assert texts[0] == "第0位顾客:请拨打电话[PHONE]联系我,邮箱[EMAIL],谢谢"  # NFKC: full-width punctuation to ASCII
+    assert all("138" not in t and "@" not in t for t in texts)
 
 
 def test_read_split_unknown_name(tmp_path):

@@ -209,7 +209,8 @@ def test_model_card_has_metrics_and_names_the_weak_class(
 def test_manifest_gets_metrics_and_file_hashes(evaluated: tuple[RunDir, dict, StandInPredictor]) -> None:
     run, metrics, _ = evaluated
     manifest = run.read_manifest()
-    assert manifest["metrics"] == {k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "n_test")}
+    assert manifest["metrics"] == {**{k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "n_test")},
+                                   "beats_baselines": True}
     assert manifest["files"]["eval/metrics.json"] == sha256_file(run.eval_dir / "metrics.json")
     assert manifest["files"]["MODEL_CARD.md"] == sha256_file(run.model_card_path)
     assert manifest["train"]["method"] == "lora"  # merged, not replaced
@@ -278,3 +279,20 @@ def test_test_label_unknown_to_the_model_is_a_data_error(tmp_path: Path) -> None
         fh.write(json.dumps({"text": "meh", "label": "mixed"}) + "\n")
     with pytest.raises(DataError, match=r"does not know: \['mixed'\]"):
         evaluate(_spec(), run, predictor=StandInPredictor())
+
+
+def test_baselines_beside_the_model(evaluated: tuple[RunDir, dict, StandInPredictor]) -> None:
+    run, metrics, _ = evaluated
+    # No training split in this run: the baselines take the test labels' frequencies (4 / 4 / 4;
+    # the tie goes to the first label). Majority: accuracy 4/12, F1 of 'negative' 2*(1/3)/(4/3) = 0.5.
+    assert metrics["baselines"]["majority"] == {"accuracy": 1 / 3, "macro_f1": 0.5 / 3, "class": 0,
+                                                "label": "negative"}
+    assert metrics["baseline_check"] == {"margin": 0.05, "required_accuracy": round(1 / 3 + 0.05 * 2 / 3, 6),
+                                         "required_macro_f1": metrics["baseline_check"]["required_macro_f1"],
+                                         "beats": True, "fitted_on": "test"}
+    saved = json.loads((run.eval_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert saved["baselines"] == metrics["baselines"]
+    card = run.model_card_path.read_text(encoding="utf-8")
+    assert "| Majority class (negative) | 0.3333 | 0.1667 |" in card
+    assert "The model beats the majority-class baseline" in card
+    assert "Majority class (negative)" in (run.eval_dir / "report.html").read_text(encoding="utf-8")
