@@ -60,7 +60,7 @@ def metrics_line(metrics: dict[str, Any]) -> str:
     """The headline test metrics on one line: a classifier's, or a generator's with its baselines."""
     if "rouge_l" in metrics:
         base, nearest = metrics["baselines"]["base_model"], metrics["baselines"]["retrieval"]
-        line = (
+        return (
             f"{_gen_part(metrics)}  (n_test={metrics['n_test']}); base model: {_gen_part(base)}; "
             f"retrieval: {_gen_part(nearest)}"
         )

@@ -157,6 +157,9 @@ def prepare(spec: Spec, run: RunDir, *, check_examples: ExampleCheck | None = No
     """Load, clean, deduplicate, split and augment ``spec.data`` into ``run.data_dir`` (``task:
     generate``: :func:`prepare_generation`, with ``check_examples`` as its pre-write check).
 
+    Long because it is the stage's one sequence of steps (read, clean, redact, dedupe, sample,
+    split, leakage, readability, augment, write), each a call, best read top to bottom.
+
     Writes ``train/val/test.jsonl`` (``{"text", "label"}`` per line), ``labels.json``,
     ``data_report.json``, ``class_balance.png`` and ``text_length.png`` through
     :meth:`RunDir.stage`, so a failure leaves any previous ``data/`` untouched, then records

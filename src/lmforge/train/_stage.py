@@ -227,6 +227,9 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
     """Fine-tune ``spec.model`` on ``run``'s prepared splits and save it to ``run.model_dir``
     (``task: generate``: a causal LM on question/answer pairs, ``_sft.train_sft``).
 
+    Long because it is the stage's one sequence (read splits, check readability and extend the
+    vocabulary, build, encode, train, save), each step a call, best read top to bottom.
+
     Args:
         spec: the resolved spec.
         run: a run directory that went through ``prepare``.

@@ -1,0 +1,97 @@
+"""The small sections of the spec (augmentation, LoRA, evaluation), kept apart from ``_schema.py``
+so each module stays short; ``lmforge.config`` exports them all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lmforge.errors import ConfigError
+
+__all__ = ["AugmentConfig", "EvalConfig", "LoraConfig"]
+
+
+def _check(problems: list[str]) -> None:
+    if problems:
+        raise ConfigError(problems)
+
+
+@dataclass
+class AugmentConfig:
+    """EDA-style augmentation of the training split (Wei & Zou, 2019), seeded, no downloads."""
+
+    enabled: bool = False
+    """Turn augmentation on."""
+    copies: int = 1
+    """Augmented copies made of each training example."""
+    alpha: float = 0.1
+    """Fraction of words touched by each operation (swap, delete, insert, synonym)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.copies < 1:
+            problems.append(f"data.augment.copies must be at least 1, got {self.copies}.")
+        if not 0.0 < self.alpha <= 0.5:
+            problems.append(f"data.augment.alpha must be in (0, 0.5], got {self.alpha}.")
+        _check(problems)
+
+
+@dataclass
+class LoraConfig:
+    """LoRA hyperparameters (used when `train.method` is `lora`)."""
+
+    r: int = 16
+    """Rank of the low-rank update."""
+    alpha: int = 32
+    """Scaling numerator (the update is scaled by alpha / r)."""
+    dropout: float = 0.05
+    """Dropout on the LoRA branch."""
+    target_modules: list[str] | None = None
+    """Module names to adapt; the method picks the attention and FFN projections when unset."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.r < 1:
+            problems.append(f"train.lora.r must be at least 1, got {self.r}.")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"train.lora.dropout must be in [0, 1), got {self.dropout}.")
+        _check(problems)
+
+
+@dataclass
+class EvalConfig:
+    """How to evaluate on the test split."""
+
+    batch_size: int = 128
+    """Examples per forward pass."""
+    calibration_bins: int = 15
+    """Equal-width confidence bins of the expected calibration error."""
+    max_errors: int = 500
+    """Misclassified test examples kept in `errors.jsonl` (most confident first)."""
+    max_new_tokens: int = 128
+    """`task: generate`: the most tokens generated per test answer (greedy decoding); an answer
+    cut here counts against `stop_rate`."""
+    max_test: int | None = None
+    """`task: generate`: evaluate only the first this many test examples (generation is slow on a
+    CPU); None evaluates the whole test split."""
+    baseline_margin: float = 0.05
+    """The model must close at least this share of the gap between a baseline and a perfect score
+    (score >= b + margin * (1 - b)) on accuracy and on macro-F1, b being the majority-class
+    baseline's; else evaluate warns and `--strict` exits 3."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.batch_size < 1:
+            problems.append(f"evaluate.batch_size must be at least 1, got {self.batch_size}.")
+        if not 2 <= self.calibration_bins <= 100:
+            problems.append(f"evaluate.calibration_bins must be in [2, 100], got {self.calibration_bins}.")
+        if self.max_errors < 0:
+            problems.append(f"evaluate.max_errors must be >= 0, got {self.max_errors}.")
+        if self.max_new_tokens < 1:
+            problems.append(f"evaluate.max_new_tokens must be at least 1, got {self.max_new_tokens}.")
+        if self.max_test is not None and self.max_test < 1:
+            problems.append(
+                f"evaluate.max_test must be at least 1 (or null for the whole test split), got {self.max_test}."
+            )
+        if not 0.0 <= self.baseline_margin < 1.0:
+            problems.append(f"evaluate.baseline_margin must be in [0, 1), got {self.baseline_margin}.")
+        _check(problems)
