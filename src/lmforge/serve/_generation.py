@@ -60,6 +60,7 @@ class Running:
     reserved: int
     budget: TokenBudget
     created: int
+    metrics: Any
     _done: bool = False
 
     @property
@@ -75,6 +76,10 @@ class Running:
             self._done = True
             self.seq.cancel()
             self.budget.release(self.reserved)
+            model, version = self.loaded.model, str(self.loaded.version)
+            self.metrics.generations.labels(model, version, self.seq.finish or "cancelled").inc()
+            self.metrics.generated_tokens.labels(model, version).inc(len(self.seq.tokens))
+            self.metrics.tokens_reserved.set(self.budget.used)
 
 
 def _engine_of(runtime: Any, model: str | None) -> Loaded:
@@ -125,7 +130,8 @@ async def start(runtime: Any, settings: ServeSettings, budget: TokenBudget, *, m
                        f"{exc.retry_after} s.", {"Retry-After": str(exc.retry_after)}) from None
     params = DecodeParams(new, float(temperature), float(top_p), stop, seed)
     seq = Sequence(ids, params, time.monotonic() + g.request_timeout_s, asyncio.get_running_loop())
-    running = Running(seq, loaded, reserved, budget, int(time.time()))
+    running = Running(seq, loaded, reserved, budget, int(time.time()), runtime.metrics)
+    runtime.metrics.tokens_reserved.set(budget.used)
     try:
         engine.scheduler.submit(seq)
     except SchedulerClosed:

@@ -68,13 +68,19 @@ def _end_error(kind: str, value: Any, timeout: float) -> ApiError | None:
 async def _collect(running: Running, request: Request, timeout: float) -> tuple[str, str]:
     """The whole answer and its finish reason, watching for a disconnect while the model works."""
     parts: list[str] = []
+    loop = asyncio.get_running_loop()
+    check_at = loop.time() + _POLL_DISCONNECT_S
     while True:
         try:
             kind, value = await asyncio.wait_for(running.seq.events.get(), timeout=_POLL_DISCONNECT_S)
         except TimeoutError:
+            kind = None
+        if loop.time() >= check_at:  # tokens may arrive faster than the poll: check by the clock
+            check_at = loop.time() + _POLL_DISCONNECT_S
             if await request.is_disconnected():
                 running.finish()
                 raise _ClientGone from None
+        if kind is None:
             continue
         if kind == "delta":
             parts.append(value)

@@ -17,8 +17,7 @@ from tests.unit.serve.conftest import settings_for
 
 PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs"}
 LOGIN = {"/login", "/logout"}  # the dashboard's browser login, public by design: see test_serve_sessions.py
-ADMIN_ONLY = {
-    "/v1/models",
+ADMIN_ONLY = {  # GET /v1/models takes any key (OpenAI clients list models): tests/unit/serve/test_serve_generate.py
     "/v1/models/{name}/versions",
     "/v1/models/{name}/versions/{version}/activate",
     "/v1/models/{name}/canary",
