@@ -34,7 +34,7 @@ from typing import Any
 
 from lmforge._extras import require
 
-__all__ = ["DecodeParams", "DecodeScheduler", "Sequence", "SchedulerClosed"]
+__all__ = ["DecodeParams", "DecodeScheduler", "SchedulerClosed", "Sequence"]
 
 log = logging.getLogger("lmforge.serve")
 

@@ -84,7 +84,7 @@ class Running:
 
 def _engine_of(runtime: Any, model: str | None) -> Loaded:
     slot = runtime.resolve(model)
-    target = slot.pick()
+    target: Loaded | None = slot.pick()
     if target is None:
         raise ServeError(f"Model {slot.name!r} has no version loaded.")
     if getattr(target.engine, "kind", None) != CAUSAL_LM:

@@ -31,8 +31,8 @@ from lmforge.serve._admission import Admission
 from lmforge.serve._batcher import BatcherClosed, DeadlineExceeded
 from lmforge.serve._canary import CanaryJudge
 from lmforge.serve._engines import ModelOutputError
-from lmforge.serve._generation import TokenBudget
 from lmforge.serve._errors import ConflictError, NotFoundError, ServeError
+from lmforge.serve._generation import TokenBudget
 from lmforge.serve._keys import KeyStore
 from lmforge.serve._loading import VersionLoader, free
 from lmforge.serve._metrics import ServeMetrics

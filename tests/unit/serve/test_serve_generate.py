@@ -231,7 +231,7 @@ def test_bad_generation_requests_are_named(srv: Server) -> None:
 
     both = post("/v1/generate", {"prompt": "hi", "messages": [{"role": "user", "content": "hi"}]})
     assert both.status_code == 422 and "exactly one of 'prompt'" in both.json()["error"]["message"]
-    too_long = post("/v1/generate", {"prompt": "hello " * 80})
+    too_long = post("/v1/generate", {"prompt": "hello " * 300})
     assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"
     stops = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stop": ["a"] * 5})
     assert stops.status_code == 422 and stops.json()["error"]["type"] == "invalid_request_error"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,14 +25,8 @@ LONG = 1000
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from lmforge.rundir import MODEL_META, RunDir
-
     tmp = tmp_path_factory.mktemp("gen-limits")
-    run = full_run(tmp / "long", build_tiny_lm(tmp / "base", max_positions=4096))
-    meta_path = RunDir(run).model_dir / MODEL_META
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    meta_path.write_text(json.dumps({**meta, "max_length": 4096}), encoding="utf-8")
-    RunDir(run).update_manifest()
+    run = full_run(tmp / "long", build_tiny_lm(tmp / "base", max_positions=4096))  # the context: 4096 tokens
     state = tmp / "state"
     tokens = create_keys(state)
     config = {"registry_poll_s": 0, "generation": {"max_new_tokens": 3000, "token_budget": BUDGET,
