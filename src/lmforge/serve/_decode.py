@@ -28,6 +28,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,9 @@ class Sequence:
     finish: str | None = None
     cancelled: bool = False
     generator: Any = None
+    on_end: Callable[[], None] | None = None
+    """Called on the event loop once the sequence ended, whoever reads its events (or nobody: a stream
+    whose client left before its first byte), so what it holds is always given back."""
 
     def cancel(self) -> None:
         """Stop decoding this sequence at the next step (its client went away)."""
@@ -82,6 +86,8 @@ class Sequence:
     def post(self, kind: str, value: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening any more
             self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
+            if kind != "delta" and self.on_end is not None:
+                self.loop.call_soon_threadsafe(self.on_end)
 
 
 class DecodeScheduler:

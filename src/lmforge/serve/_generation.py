@@ -131,6 +131,7 @@ async def start(runtime: Any, settings: ServeSettings, budget: TokenBudget, *, m
     params = DecodeParams(new, float(temperature), float(top_p), stop, seed)
     seq = Sequence(ids, params, time.monotonic() + g.request_timeout_s, asyncio.get_running_loop())
     running = Running(seq, loaded, reserved, budget, int(time.time()), runtime.metrics)
+    seq.on_end = running.finish
     runtime.metrics.tokens_reserved.set(budget.used)
     try:
         engine.scheduler.submit(seq)

@@ -1,8 +1,9 @@
 """Limits of generation serving on a real server: 429 + Retry-After under the token budget, a client
 that goes away frees its tokens and batch place at once, and the request deadline stops a sequence.
 
-The model is the tiny LM with a 4096-token context and its unscaled random weights, which never
-says end-of-sequence early: an answer of 1000 tokens takes far longer than these tests wait.
+The model is the tiny LM made wider (4 layers of 256, a 4096-token context) with its unscaled random
+weights, which never says end-of-sequence early: an answer of 3000 tokens takes far longer than the
+4 s deadline (over a minute here), so what ends it is the deadline or the client leaving.
 """
 
 from __future__ import annotations
@@ -18,18 +19,18 @@ from tests._gen_runs import full_run
 from tests._serve import Server, create_keys, metric_value, serve_process
 from tests._tiny_lm import build_tiny_lm
 
-BUDGET = 1500
+BUDGET = 4000
 DEADLINE_S = 4.0
-LONG = 1000
+LONG = 3000
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("gen-limits")
-    run = full_run(tmp / "long", build_tiny_lm(tmp / "base", max_positions=4096))  # the context: 4096 tokens
+    run = full_run(tmp / "long", build_tiny_lm(tmp / "base", max_positions=4096, hidden=256, layers=4))
     state = tmp / "state"
     tokens = create_keys(state)
-    config = {"registry_poll_s": 0, "generation": {"max_new_tokens": 3000, "token_budget": BUDGET,
+    config = {"registry_poll_s": 0, "generation": {"max_new_tokens": 4000, "token_budget": BUDGET,
                                                    "request_timeout_s": DEADLINE_S, "max_batch": 4}}
     with serve_process(tmp, run, "--allow-unsigned", "--state", str(state), config=config, tokens=tokens) as server:
         yield server
@@ -65,16 +66,16 @@ def test_429_with_retry_after_when_the_token_budget_is_full(srv: Server) -> None
     with httpx.stream("POST", f"{srv.url}/v1/generate", json=_body(LONG, True), headers=_h(srv), timeout=30) as first:
         assert first.status_code == 200
         lines = first.iter_lines()  # kept: a dropped line iterator closes the response
-        assert next(lines).startswith('data: {"text": ')  # decoding: its prompt + 1000 tokens are reserved
-        assert 1000 < _metric(srv, "lmforge_generation_tokens_reserved") <= BUDGET
+        assert next(lines).startswith('data: {"text": ')  # decoding: its prompt + 3000 tokens are reserved
+        assert LONG < _metric(srv, "lmforge_generation_tokens_reserved") <= BUDGET
         refused = httpx.post(f"{srv.url}/v1/generate", json=_body(LONG, False), headers=_h(srv), timeout=30)
         assert refused.status_code == 429
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
         error = refused.json()["error"]
-        assert error["code"] == "overloaded" and "generation.token_budget = 1500" in error["message"]
+        assert error["code"] == "overloaded" and f"generation.token_budget = {BUDGET}" in error["message"]
         small = httpx.post(f"{srv.url}/v1/generate", json=_body(5, False), headers=_h(srv), timeout=30)
         assert small.status_code == 200 and small.json()["completion_tokens"] == 5  # what still fits is admitted
-    whole = httpx.post(f"{srv.url}/v1/generate", json=_body(2990, False), headers=_h(srv), timeout=30)
+    whole = httpx.post(f"{srv.url}/v1/generate", json=_body(4000, False), headers=_h(srv), timeout=30)
     assert whole.status_code == 422 and whole.json()["error"]["code"] == "over_token_budget"  # can never fit
 
 
