@@ -4,7 +4,9 @@ An engine has ``labels``, ``concurrency`` (model calls worth running at once) an
 ``async infer(texts) -> (N, C) probabilities``; ``close()`` frees it. Backends build them
 ("first match wins" by name): ``local`` runs the predictor in this process on a small thread
 pool, so the event loop never blocks on a model call; ``ray`` (:mod:`lmforge.serve._ray`)
-deploys the same predictor as a Ray Serve application.
+deploys the same predictor as a Ray Serve application. A generative run (``causal-lm``) loads,
+on the local backend only, as a :class:`GeneratorEngine`: the generator and its continuous-batching
+decode scheduler (:mod:`lmforge.serve._decode`), which the generation routes submit to.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from lmforge.predict import load_predictor
+from lmforge.predict import CAUSAL_LM, load_generator, load_predictor, run_kind
+from lmforge.rundir import FP32, RunDir
+from lmforge.serve._decode import DecodeScheduler
 
-__all__ = ["Engine", "LocalBackend", "LocalEngine", "ModelOutputError", "build_backend"]
+__all__ = ["Engine", "GeneratorEngine", "LocalBackend", "LocalEngine", "ModelOutputError", "build_backend"]
 
 
 class ModelOutputError(RuntimeError):
@@ -98,6 +102,25 @@ class LocalEngine:
         self.predictor = None
 
 
+class GeneratorEngine:
+    """A generative version in this process; answers ``/v1/generate`` and ``/v1/chat/completions``."""
+
+    kind = CAUSAL_LM
+    concurrency = 1
+
+    def __init__(self, generator: Any, *, max_batch: int) -> None:
+        self.generator = generator
+        self.labels: list[str] = []
+        self.scheduler = DecodeScheduler(generator, max_batch=max_batch)
+        self.scheduler.start()
+
+    async def infer(self, texts: list[str]) -> Any:
+        raise ModelOutputError("this model generates text; it has no class probabilities")
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.scheduler.close)
+
+
 class LocalBackend:
     """Loads predictors into this process."""
 
@@ -106,10 +129,14 @@ class LocalBackend:
     def __init__(self, settings: Any) -> None:
         self.settings = settings
 
-    def load(self, model: str, version: int, run: Path, variant: str) -> LocalEngine:
-        """Load (blocking; call from a worker thread)."""
-        predictor = load_predictor(run, variant=variant)
+    def load(self, model: str, version: int, run: Path, variant: str) -> LocalEngine | GeneratorEngine:
+        """Load (blocking; call from a worker thread): a :class:`GeneratorEngine` for a generative run."""
         b = self.settings.batching
+        if run_kind(run) == CAUSAL_LM:
+            generator = load_generator(run if variant == FP32 else RunDir(run).variant_dir(variant))
+            set_threads(generator, b.threads if b.threads is not None else default_threads(1))
+            return GeneratorEngine(generator, max_batch=self.settings.generation.max_batch)
+        predictor = load_predictor(run, variant=variant)
         backend = getattr(predictor, "backend", None)
         set_threads(predictor, b.threads if b.threads is not None else default_threads(b.workers, backend))
         return LocalEngine(predictor, workers=b.workers, batch_size=b.max_batch_size)

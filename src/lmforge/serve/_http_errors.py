@@ -27,6 +27,7 @@ __all__ = [
     "ADMIN_ERRORS",
     "AUTH_ERRORS",
     "BODY_ERRORS",
+    "OPENAI_ROUTES",
     "add_error_handlers",
     "json_error",
     "json_responses",
@@ -86,16 +87,33 @@ def json_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"description": _WHY[code], "content": {"application/json": ref}} for code in codes}
 
 
+OPENAI_ROUTES = ("/v1/chat/",)
+"""Path prefixes whose errors also carry OpenAI's ``type`` and ``param``, so OpenAI clients read them."""
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                 429: "rate_limit_error"}
+
+
+def _openai_fields(request: Request | None, status: int) -> dict[str, Any] | None:
+    if request is None or not request.url.path.startswith(OPENAI_ROUTES):
+        return None
+    kind = _OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+    return {"type": kind, "param": None}
+
+
 def json_error(
     status: int,
     code: str,
     message: str,
     details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    request: Request | None = None,
 ) -> Response:
-    """A response with the JSON error body."""
+    """A response with the JSON error body (in OpenAI's shape too on :data:`OPENAI_ROUTES`)."""
     return Response(
-        error_body(code, message, details), status_code=status, media_type="application/json", headers=headers
+        error_body(code, message, details, _openai_fields(request, status)),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
     )
 
 
@@ -104,17 +122,18 @@ def add_error_handlers(app: FastAPI, settings: ServeSettings) -> None:
     limits = settings.limits
 
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> Response:
-        return json_error(exc.status, exc.code, exc.message, headers=exc.headers)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return json_error(exc.status, exc.code, exc.message, headers=exc.headers, request=request)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         return json_error(
             exc.status_code,
             _CODES.get(exc.status_code, "error"),
             message,
             headers=getattr(exc, "headers", None),
+            request=request,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -140,29 +159,30 @@ def add_error_handlers(app: FastAPI, settings: ServeSettings) -> None:
             for e in errors
         ]  # never the input: it may hold texts
         if any(e.get("type") == "json_invalid" for e in errors):
-            return json_error(400, "invalid_json", "The request body is not valid JSON.", details)
+            return json_error(400, "invalid_json", "The request body is not valid JSON.", details, request=request)
         for d in details:  # name the setting behind a limit, so the message says what to change
             if d["loc"][:2] == ["body", "texts"] and d["type"] == "too_long" and len(d["loc"]) == 2:
                 d["msg"] += f" (limits.max_texts = {limits.max_texts} texts per request)"
             elif d["loc"][:2] == ["body", "texts"] and d["type"] == "string_too_long":
                 d["msg"] += f" (limits.max_text_chars = {limits.max_text_chars} characters per text)"
         message = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in details[:5])
-        return json_error(422, "validation_error", message or "Invalid request.", details)
+        return json_error(422, "validation_error", message or "Invalid request.", details, request=request)
 
     @app.exception_handler(ServeError)
-    async def serve_error(_: Request, exc: ServeError) -> Response:
-        return json_error(exc.status, exc.code, str(exc))
+    async def serve_error(request: Request, exc: ServeError) -> Response:
+        return json_error(exc.status, exc.code, str(exc), request=request)
 
     @app.exception_handler(LmforgeError)
-    async def lmforge_error(_: Request, exc: LmforgeError) -> Response:
+    async def lmforge_error(request: Request, exc: LmforgeError) -> Response:
         if isinstance(exc, MissingExtraError):
             log.error("%s", exc)
-            return json_error(500, "internal_error", str(exc))
-        return json_error(422, "invalid_request", str(exc))
+            return json_error(500, "internal_error", str(exc), request=request)
+        return json_error(422, "invalid_request", str(exc), request=request)
 
     @app.exception_handler(Exception)
-    async def internal_error(_: Request, exc: Exception) -> Response:
+    async def internal_error(request: Request, exc: Exception) -> Response:
         # The traceback without the exception's message: a message may quote a request text.
         frames = "".join(traceback.format_tb(exc.__traceback__))
         log.error("internal error: %s\n%s", type(exc).__name__, frames)
-        return json_error(500, "internal_error", "Internal server error; the server log has the details.")
+        return json_error(500, "internal_error", "Internal server error; the server log has the details.",
+                          request=request)

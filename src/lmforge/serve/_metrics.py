@@ -79,6 +79,21 @@ class ServeMetrics:
         self.canary_rollbacks = pc.Counter(
             "lmforge_canary_rollbacks_total", "Canaries rolled back automatically.", ["model"], registry=r
         )
+        self.generations = pc.Counter(
+            "lmforge_generations_total",
+            "Generation requests ended, by model, version and how (stop, length, deadline, cancelled, error).",
+            ["model", "version", "reason"],
+            registry=r,
+        )
+        self.generated_tokens = pc.Counter(
+            "lmforge_generated_tokens_total", "Tokens generated, by model and version.", ["model", "version"],
+            registry=r,
+        )
+        self.tokens_reserved = pc.Gauge(
+            "lmforge_generation_tokens_reserved",
+            "Tokens (prompt + max_new_tokens) reserved by admitted generation requests (generation.token_budget).",
+            registry=r,
+        )
         self.models_loaded = pc.Gauge(
             "lmforge_model_loaded",
             "1 for each loaded model version and its role.",

@@ -22,9 +22,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> bytes:
-    """The JSON error body every 4xx/5xx carries: ``{"error": {"code", "message"[, "details"]}}``."""
-    error: dict[str, Any] = {"code": code, "message": message}
+def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None,
+               extra: dict[str, Any] | None = None) -> bytes:
+    """The JSON error body every 4xx/5xx carries: ``{"error": {"code", "message"[, "details"]}}``
+    (``extra`` adds fields, such as the ``type`` and ``param`` of OpenAI's error shape)."""
+    error: dict[str, Any] = {"code": code, "message": message, **(extra or {})}
     if details is not None:
         error["details"] = details
     return json.dumps({"error": error}).encode("utf-8")

@@ -7,12 +7,13 @@ runtime loads a version completely before the registry records it as serving.
 # No `from __future__ import annotations` here: FastAPI reads the route signatures at runtime.
 
 import asyncio
+import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 
 from lmforge.serve._dependencies import KeyCheck, runtime_of
-from lmforge.serve._http_errors import ADMIN_ERRORS, BODY_ERRORS, responses
+from lmforge.serve._http_errors import ADMIN_ERRORS, AUTH_ERRORS, BODY_ERRORS, responses
 from lmforge.serve._keys import ApiKey
 from lmforge.serve._names import NAME_PATTERN
 from lmforge.serve._registry_queries import ModelInfo
@@ -51,21 +52,34 @@ def _model_out(runtime: Runtime, info: ModelInfo) -> dict[str, Any]:
     return {**info.to_dict(), "loaded": loaded}
 
 
-def admin_router(require_admin: KeyCheck) -> APIRouter:
-    """The registry routes, behind ``require_admin``."""
+def _openai_model(info: ModelInfo) -> dict[str, Any]:
+    """A model as an entry of OpenAI's model list (``created`` in Unix seconds)."""
+    try:
+        created = int(datetime.datetime.fromisoformat(info.created_at).timestamp())
+    except (TypeError, ValueError):
+        created = 0
+    return {"id": info.name, "object": "model", "created": created, "owned_by": "lmforge"}
+
+
+def admin_router(require_admin: KeyCheck, require_predict: KeyCheck) -> APIRouter:
+    """The registry routes, behind ``require_admin`` (the model list behind ``require_predict``)."""
     AdminKey = Annotated[ApiKey, Depends(require_admin)]
+    PredictKey = Annotated[ApiKey, Depends(require_predict)]
     router = APIRouter(tags=["registry"])
 
     @router.get(
         "/v1/models",
         response_model=ModelsResponse,
         summary="List models",
-        responses=responses(*ADMIN_ERRORS),
+        description="The registry's models (``models``) and, beside them, OpenAI's list shape (``object``, "
+        "``data``), so OpenAI clients' ``models.list()`` works. Any key may read it.",
+        responses=responses(*AUTH_ERRORS),
     )
-    async def list_models(request: Request, _: AdminKey) -> dict[str, Any]:
+    async def list_models(request: Request, _: PredictKey) -> dict[str, Any]:
         runtime = runtime_of(request)
         models = await asyncio.to_thread(runtime.registry.list_models)
-        return {"models": [_model_out(runtime, m) for m in models]}
+        return {"models": [_model_out(runtime, m) for m in models], "object": "list",
+                "data": [_openai_model(m) for m in models]}
 
     @router.get(
         "/v1/models/{name}/versions",

@@ -25,7 +25,9 @@ def resolve_variant(run: Path, variant: str | None) -> str:
 
 
 def read_labels(run: Path, variant: str) -> list[str]:
-    """The label list of ``run``'s ``variant``, or :class:`RunDirError` saying what is missing."""
+    """The label list of ``run``'s ``variant`` (none for a generative run), or :class:`RunDirError`."""
+    if predict.run_kind(run) == predict.CAUSAL_LM:
+        return []
     folder = RunDir(run).variant_dir(variant)
     labels: list[str] = read_model_meta(folder)["labels"]
     if len(labels) < 2:

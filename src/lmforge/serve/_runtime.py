@@ -26,11 +26,13 @@ from typing import Any
 import numpy as np
 
 from lmforge.errors import LmforgeError
+from lmforge.predict import CAUSAL_LM
 from lmforge.serve._admission import Admission
 from lmforge.serve._batcher import BatcherClosed, DeadlineExceeded
 from lmforge.serve._canary import CanaryJudge
 from lmforge.serve._engines import ModelOutputError
 from lmforge.serve._errors import ConflictError, NotFoundError, ServeError
+from lmforge.serve._generation import TokenBudget
 from lmforge.serve._keys import KeyStore
 from lmforge.serve._loading import VersionLoader, free
 from lmforge.serve._metrics import ServeMetrics
@@ -73,6 +75,8 @@ class Runtime:
         self.monitor = monitor
         limits = settings.limits
         self.admission = Admission(limits.max_in_flight, limits.max_queued_texts, limits.request_timeout_s)
+        self.tokens = TokenBudget(settings.generation.token_budget)
+        """Tokens reserved by generation requests (:mod:`lmforge.serve._generation`)."""
         self.slots: dict[str, Slot] = {}
         self.draining = False
         self._loader = VersionLoader(
@@ -165,6 +169,8 @@ class Runtime:
         target = slot.pick()
         if target is None:  # resolve() returns only slots with a stable version
             raise NotFoundError(f"Model {slot.name!r} has no version loaded.")
+        if getattr(target.engine, "kind", None) == CAUSAL_LM:
+            raise ServeError(f"Model {slot.name!r} generates text; POST /v1/generate or /v1/chat/completions.")
         try:
             proba = await self._on(target, texts, deadline)
         except DeadlineExceeded:

@@ -21,6 +21,7 @@ __all__ = [
     "KeyOut",
     "ModelOut",
     "ModelsResponse",
+    "OpenAIModel",
     "PredictRequestBase",
     "PredictResponse",
     "Prediction",
@@ -126,8 +127,17 @@ class ModelOut(BaseModel):
     loaded: LoadedOut | None = Field(default=None, description="What this server has loaded for the model.")
 
 
+class OpenAIModel(BaseModel):
+    id: str
+    object: str = "model"
+    created: int
+    owned_by: str
+
+
 class ModelsResponse(BaseModel):
     models: list[ModelOut]
+    object: str = Field(default="list", description="OpenAI's list shape, beside ``models``.")
+    data: list[OpenAIModel] = Field(default_factory=list, description="The models as OpenAI lists them.")
 
 
 class VersionOut(BaseModel):

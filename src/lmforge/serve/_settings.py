@@ -9,6 +9,7 @@
     limits: {max_in_flight: 256, max_queued_texts: 2048, request_timeout_s: 10}
     auth: {rate_per_s: 50, burst: 100, metrics_auth: true}
     canary: {min_requests: 200, error_margin: 0.02, min_feedback: 50, accuracy_margin: 0.05}
+    generation: {max_new_tokens: 256, token_budget: 16384, max_batch: 16, request_timeout_s: 120}
 
 Every field is checked in ``__post_init__``; all problems are reported at once, with the
 dotted key, as one :class:`~lmforge.errors.ConfigError`. This module is standard library
@@ -31,6 +32,7 @@ from lmforge.serve._settings_sections import (
     AuthSettings,
     BatchingSettings,
     CanarySettings,
+    GenerationSettings,
     LimitSettings,
 )
 from lmforge.serve._settings_sections import check as _check
@@ -40,6 +42,7 @@ __all__ = [
     "AuthSettings",
     "BatchingSettings",
     "CanarySettings",
+    "GenerationSettings",
     "LimitSettings",
     "ServeSettings",
     "load_settings",
@@ -108,6 +111,7 @@ class ServeSettings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     canary: CanarySettings = field(default_factory=CanarySettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
     monitor: Any = None
     """A ``lmforge.monitor.MonitorSettings`` to record predictions and take feedback; None: off."""
 
@@ -149,7 +153,7 @@ class ServeSettings:
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the monitor settings as a dict too), ready for YAML/JSON."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "monitor"}
-        for name in ("batching", "limits", "auth", "canary"):
+        for name in ("batching", "limits", "auth", "canary", "generation"):
             out[name] = dataclasses.asdict(out[name])
         monitor = self.monitor
         out["monitor"] = monitor.to_dict() if hasattr(monitor, "to_dict") else monitor
@@ -161,6 +165,7 @@ _SECTIONS = {
     "limits": LimitSettings,
     "auth": AuthSettings,
     "canary": CanarySettings,
+    "generation": GenerationSettings,
 }
 
 

@@ -10,7 +10,15 @@ from dataclasses import dataclass
 
 from lmforge.errors import ConfigError
 
-__all__ = ["AuthSettings", "BatchingSettings", "CanarySettings", "LimitSettings", "check", "positive"]
+__all__ = [
+    "AuthSettings",
+    "BatchingSettings",
+    "CanarySettings",
+    "GenerationSettings",
+    "LimitSettings",
+    "check",
+    "positive",
+]
 
 
 def positive(problems: list[str], key: str, value: float, *, allow_zero: bool = False) -> None:
@@ -163,6 +171,33 @@ class CanarySettings:
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
                 problems.append(f"canary.{name} must be a fraction in [0, 1), got {value!r}.")
         positive(problems, "canary.check_interval_s", self.check_interval_s)
+        check(problems)
+
+
+@dataclass
+class GenerationSettings:
+    """Serving a generative model: decode batching, token budget, caps (``/v1/generate``, ``/v1/chat``)."""
+
+    max_new_tokens: int = 256
+    """Cap on the tokens one request may generate; a request asking more (or naming none) gets this."""
+    token_budget: int = 16384
+    """Prompt plus ``max_new_tokens`` tokens of all admitted generation requests; the next request
+    that would pass it gets 429 + Retry-After (one larger than the whole budget gets 422)."""
+    max_batch: int = 16
+    """Sequences decoded together (continuous batching); more admitted ones wait for a free place."""
+    request_timeout_s: float = 120.0
+    """Deadline of a generation request from arrival: past it the sequence is stopped (504, or an
+    error event on a stream)."""
+    max_prompt_chars: int = 32000
+    """Longest prompt (all message contents together), in characters (422 beyond)."""
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for name in ("max_new_tokens", "token_budget", "max_batch", "max_prompt_chars"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"generation.{name} must be an integer >= 1, got {value!r}.")
+        positive(problems, "generation.request_timeout_s", self.request_timeout_s)
         check(problems)
 
 

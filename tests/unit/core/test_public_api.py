@@ -105,7 +105,7 @@ PUBLIC = {
         "register_detector",
     ],
     "lmforge.serve": [
-        "AuthSettings", "BatchingSettings", "CanarySettings", "LimitSettings", "ServeSettings",
+        "AuthSettings", "BatchingSettings", "CanarySettings", "GenerationSettings", "LimitSettings", "ServeSettings",
         "create_app", "create_key", "load_settings", "open_stores", "revoke_key", "run_server",
         "settings_from_dict", "source_overrides", "with_monitor",
     ],

@@ -15,10 +15,9 @@ from tests._runs import copy_run
 from tests._serve import create_keys, labeled_texts
 from tests.unit.serve.conftest import settings_for
 
-PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs"}
+PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/chat"}  # /chat: a page with no data; its calls send a key
 LOGIN = {"/login", "/logout"}  # the dashboard's browser login, public by design: see test_serve_sessions.py
-ADMIN_ONLY = {
-    "/v1/models",
+ADMIN_ONLY = {  # GET /v1/models takes any key (OpenAI clients list models): tests/unit/serve/test_serve_generate.py
     "/v1/models/{name}/versions",
     "/v1/models/{name}/versions/{version}/activate",
     "/v1/models/{name}/canary",
@@ -148,10 +147,11 @@ def test_every_route_but_health_needs_a_key(api: dict[str, Any]) -> None:
             with_predict_key[(method, path)] = r.status_code
         checked += 1
     assert checked >= len(ADMIN_ONLY) + 3
-    assert public == {"/healthz": 200, "/readyz": 200, "/openapi.json": 200}, public  # loaded: ready
+    assert public == {"/healthz": 200, "/readyz": 200, "/openapi.json": 200, "/chat": 200}, public  # loaded: ready
     # Past the key check: the empty bodies fail validation (not the role check), the read answers.
     assert with_predict_key == {("GET", "/metrics"): 200, ("POST", "/v1/predict"): 422,
-                                ("POST", "/v1/feedback"): 422}, with_predict_key
+                                ("POST", "/v1/feedback"): 422, ("GET", "/v1/models"): 200,
+                                ("POST", "/v1/generate"): 422, ("POST", "/v1/chat/completions"): 422}, with_predict_key
 
 
 def test_limits_and_bad_input_get_clear_4xx(api: dict[str, Any]) -> None:
