@@ -10,8 +10,11 @@ the packaged ``support-answers``, or the full Bitext set with ``--bitext``), the
 learning rate, batch size, evaluation schedule and seed.
 
 Measured: real (non-padding) training tokens per second; the training time (evaluation
-excluded, from each evaluation's arrival time minus every ``eval_runtime`` before it) until the
-validation loss first reaches the peer's best; and each process's peak RSS.
+excluded, from each evaluation's arrival time minus every ``eval_runtime`` before it; each clock
+starts when training is called, model load and tokenization included, and lmforge's keeps its
+checkpoint writes) until the validation loss first reaches the peer's best; and each process's
+peak RSS. The contenders see the same examples but not in the same order (lmforge's sampler
+groups by length, the peer's shuffles), so a short run compares different batches.
 
     .venv/bin/python bench/sft_speed.py --quick     # tiny slice, exercises the code path
     .venv/bin/python bench/sft_speed.py             # the comparison (an hour or more on 2 cores)
@@ -100,6 +103,7 @@ def padded_worker(job: dict[str, Any]) -> dict[str, Any]:
     from lmforge.data import example_prompt, example_response, read_examples
     from lmforge.train import encode_example
 
+    t0 = time.perf_counter()  # as lmforge's clock: from the call, model load and tokenization included
     path = resolve_model(MODEL)
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
@@ -128,7 +132,6 @@ def padded_worker(job: dict[str, Any]) -> dict[str, Any]:
         task_type=peft.TaskType.CAUSAL_LM, r=p["lora_r"], lora_alpha=2 * p["lora_r"], lora_dropout=0.05,
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
     records: list[tuple[float, dict[str, Any]]] = []
-    t0 = time.perf_counter()
 
     class Stamp(transformers.TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
