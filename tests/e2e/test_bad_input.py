@@ -141,7 +141,7 @@ def test_unknown_model_and_dataset_fail_before_anything_is_written(tmp_path: Pat
     out = tmp_path / "run"
     proc = run_cli(tmp_path, "run", "--out", str(out), "--set", "model.name=bert-huge",
                    "--set", "data.dataset=imbd")
-    assert_user_error(proc, "Unknown model 'bert-huge'", "Available: minilm-l6", "unknown dataset 'imbd'",
+    assert_user_error(proc, "Unknown model 'bert-huge'", "Available: m3e-small, minilm-l6", "unknown dataset 'imbd'",
                       "airline-tweets")
     assert not out.exists()
 

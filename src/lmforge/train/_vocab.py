@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from lmforge.data import unknown_characters
+from lmforge.errors import ConfigError
 
 __all__ = ["NO_DECAY_ATTR", "VocabExtension", "extend_vocabulary", "freeze_old_rows"]
 
@@ -57,10 +58,17 @@ def extend_vocabulary(model: Any, tokenizer: Any, texts: list[str], max_tokens: 
     """
     embeddings = model.get_input_embeddings()
     base = int(embeddings.weight.shape[0])
-    if len(tokenizer) != base:
-        # Rows past the tokenizer's end (vocabularies padded to a multiple of 8...) would be
-        # silently reused by the first added ids; refuse instead of guessing.
-        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the embedding matrix {base} rows")
+    if len(tokenizer) > base:
+        raise ConfigError(
+            f"model.name: the tokenizer has {len(tokenizer)} tokens but the model's embedding matrix only "
+            f"{base} rows, so its vocabulary cannot be extended; the folder mixes two models' files."
+        )
+    if len(tokenizer) < base:
+        # Rows past the tokenizer's end (a vocabulary padded to a multiple of 8...) are never
+        # read: drop them, so the added tokens (whose ids start at len(tokenizer)) get new rows
+        # initialised below rather than the leftover padding rows.
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        base = len(tokenizer)
     chars = unknown_characters(tokenizer, texts, limit=max_tokens)
     if not chars:
         return VocabExtension(base, ())
