@@ -18,8 +18,7 @@ Layout::
                         selected (pointer to the variant predict/serve load), baseline.json,
                         compression_report.md, tradeoff.png
       signature.json    Ed25519 signature over manifest.json (``lmforge sign``)
-      logs/             TensorBoard events, train.log
-      MODEL_CARD.md
+      logs/             TensorBoard events, train.log         MODEL_CARD.md
 """
 
 from __future__ import annotations
@@ -338,13 +337,18 @@ def read_json(path: str | Path, *, hint: str) -> Any:
         raise RunDirError(f"{path} is not valid JSON ({exc}); {hint}") from None
 
 
-def read_split(run: RunDir | str | Path, split: str) -> list[dict[str, Any]]:
-    """The records (``{"text", "label", ...}``) of a prepared split: ``train``, ``val`` or ``test``.
+def _is_labeled(record: Any) -> bool:
+    return isinstance(record, dict) and all(isinstance(record.get(key), str) for key in ("text", "label"))
+
+
+def read_split(run: RunDir | str | Path, split: str, *, valid: Callable[[Any], bool] = _is_labeled,
+               expected: str = '{"text": str, "label": str}') -> list[dict[str, Any]]:
+    """The records of a prepared split (``train``, ``val`` or ``test``): ``{"text", "label", ...}``,
+    or the shape ``valid`` accepts (``expected`` describes it; a generative run's examples).
 
     Raises:
         ConfigError: ``split`` is not one of :data:`SPLITS`.
-        RunDirError: the run has no prepared split (run ``lmforge prepare``), or lines of it
-            are not ``{"text": str, "label": str}`` (the first five are named).
+        RunDirError: the split is missing (run ``lmforge prepare``) or has malformed lines (five named).
     """
     run = _as_rundir(run)
     if split not in SPLITS:
@@ -362,14 +366,10 @@ def read_split(run: RunDir | str | Path, split: str) -> list[dict[str, Any]]:
             except json.JSONDecodeError as exc:
                 problems.append(f"line {lineno}: not JSON ({exc.msg})")
                 continue
-            if (
-                not isinstance(record, dict)
-                or not isinstance(record.get("text"), str)
-                or not isinstance(record.get("label"), str)
-            ):
-                problems.append(f'line {lineno}: expected {{"text": str, "label": str}}, got {line.strip()[:80]!r}')
-                continue
-            records.append(record)
+            if valid(record):
+                records.append(record)
+            else:
+                problems.append(f"line {lineno}: expected {expected}, got {line.strip()[:80]!r}")
     if problems:
         shown = "; ".join(problems[:5])
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""

@@ -7,12 +7,10 @@ and evaluation read them with :func:`read_examples`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from lmforge.errors import ConfigError, RunDirError
-from lmforge.rundir import SPLITS, RunDir
+from lmforge.rundir import RunDir, read_split
 
 __all__ = ["ROLES", "example_prompt", "example_response", "is_example", "read_examples"]
 
@@ -53,31 +51,5 @@ def read_examples(run: RunDir | str | Path, split: str) -> list[dict[str, Any]]:
         RunDirError: the split is missing (run ``lmforge prepare``) or lines of it are malformed
             (the first five are named).
     """
-    run = run if isinstance(run, RunDir) else RunDir(run)
-    if split not in SPLITS:
-        raise ConfigError(f"Unknown split '{split}'. Available: {', '.join(SPLITS)}.")
-    path = run.split_path(split)
-    run.require(path.relative_to(run.root).as_posix(), hint=_PREPARE_HINT)
-    records: list[dict[str, Any]] = []
-    problems: list[str] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"line {lineno}: not JSON ({exc.msg})")
-                continue
-            if not is_example(record):
-                problems.append(
-                    f'line {lineno}: expected {{"prompt": str, "response": str}} or {{"messages": [turns]}}, '
-                    f"got {line.strip()[:80]!r}"
-                )
-                continue
-            records.append(record)
-    if problems:
-        shown = "; ".join(problems[:5])
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise RunDirError(f"{path} has {len(problems)} malformed lines: {shown}{more}. {_PREPARE_HINT}")
-    return records
+    return read_split(run, split, valid=is_example,
+                      expected='{"prompt": str, "response": str} or {"messages": [turns]}')
