@@ -10,9 +10,6 @@ validation loss) and what ``lmforge_model.json`` records for the generator that 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,8 @@ from lmforge.train._methods import Method, get_method
 from lmforge.train._sft_data import context_limit, cut_warnings, encode_examples, load_tokenizer, sft_collator
 from lmforge.train._stage import (
     _callbacks,
+    _finish,
+    _fit,
     _save_model,
     _set_dropout,
     _start_checkpoint,
@@ -36,7 +35,6 @@ from lmforge.train._stage import (
     _training_args,
     per_process_batch,
 )
-from lmforge.train._trainer import LmforgeTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -115,26 +113,8 @@ def train_sft(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool =
         # Packed rows hold no padding (and no attention mask): count every token; padded ones, the real ones.
         include_num_input_tokens_seen="all" if cfg.packing else "non_padding",
     )
-    trainer = LmforgeTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=val_set,
-        data_collator=sft_collator(tokenizer, cfg.packing),
-        processing_class=tokenizer,
-        callbacks=callbacks,
-        fgm_epsilon=cfg.adversarial_epsilon if cfg.adversarial == "fgm" else None,
-        group_by_length=cfg.group_by_length,
-        keep_checkpoints=cfg.save_total_limit,
-    )
-    transformers = require("transformers", extra="train", purpose="Training")
-    trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
-
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    seconds = time.perf_counter() - start
-    if writer is not None:
-        writer.close()
+    trainer, result, seconds = _fit(spec, model, args, train_set, val_set, sft_collator(tokenizer, cfg.packing),
+                                   tokenizer, callbacks, writer, checkpoint)
     summary = _summary(spec, run, trainer, result, seconds, precision, device, world_size, len(train_set), checkpoint)
     summary.pop("best_val_macro_f1", None)
     tokens = int(trainer.state.num_input_tokens_seen or 0)
@@ -154,8 +134,4 @@ def train_sft(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool =
     extra = {"kind": "causal-lm", "task": "generate", "system": spec.data.system,
              "chat_template": getattr(tokenizer, "chat_template", None)}
     _save_model(run, spec, method, trainer.model, tokenizer, None, base_path, base_digest, extra)
-    trainer.state.save_to_json(str(run.logs_dir / "trainer_state.json"))
-    if not os.environ.get("LMFORGE_KEEP_CHECKPOINTS"):
-        shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
-    run.update_manifest(train=summary)
-    return summary
+    return _finish(run, trainer, summary)

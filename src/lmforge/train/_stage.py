@@ -250,7 +250,6 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
     torch = require("torch", extra="train", purpose="Training")
     transformers = require("transformers", extra="train", purpose="Training")
     from lmforge.train._encode import encode  # these import torch and transformers at their top
-    from lmforge.train._trainer import LmforgeTrainer
 
     cfg = spec.train
     rank, world_size = world()
@@ -277,26 +276,11 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
         else None
     )
     callbacks, writer = _callbacks(spec, run, rank, progress, has_val=val_set is not None)
-    trainer = LmforgeTrainer(
-        model=model,
-        args=_training_args(spec, run, precision, device, has_val=val_set is not None),
-        train_dataset=train_set,
-        eval_dataset=val_set,
-        data_collator=transformers.DataCollatorWithPadding(tokenizer),
-        processing_class=tokenizer,
+    trainer, result, seconds = _fit(
+        spec, model, _training_args(spec, run, precision, device, has_val=val_set is not None), train_set, val_set,
+        transformers.DataCollatorWithPadding(tokenizer), tokenizer, callbacks, writer, checkpoint,
         compute_metrics=_macro_f1 if val_set is not None else None,
-        callbacks=callbacks,
-        fgm_epsilon=cfg.adversarial_epsilon if cfg.adversarial == "fgm" else None,
-        group_by_length=cfg.group_by_length,
-        keep_checkpoints=cfg.save_total_limit,
     )
-    trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
-
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    seconds = time.perf_counter() - start
-    if writer is not None:
-        writer.close()
     summary = _summary(spec, run, trainer, result, seconds, precision, device, world_size, len(train_set), checkpoint)
     summary[BASE_DIGEST] = base_digest
     summary["readability"] = readable
@@ -306,6 +290,46 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
     # An extended vocabulary: the base model is resized to vocab_size before an adapter loads.
     _save_model(run, spec, method, trainer.model, tokenizer, labels, base_path, base_digest,
                 {"vocab": vocab} if vocab else None)
+    return _finish(run, trainer, summary)
+
+
+def _fit(spec: Spec, model: Any, args: Any, train_set: Any, val_set: Any, collator: Any, tokenizer: Any,
+        callbacks: list[Any], writer: Any, checkpoint: Path | None,
+        compute_metrics: Any = None) -> tuple[Any, Any, float]:
+    """Train with ``LmforgeTrainer`` (the classifier and SFT alike), from ``checkpoint`` when resuming.
+
+    Returns the trainer, its ``train()`` result and the seconds training took; the TensorBoard
+    ``writer`` is closed afterwards.
+    """
+    transformers = require("transformers", extra="train", purpose="Training")
+    from lmforge.train._trainer import LmforgeTrainer  # torch: imported when training starts
+
+    cfg = spec.train
+    trainer = LmforgeTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=val_set,
+        data_collator=collator,
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+        fgm_epsilon=cfg.adversarial_epsilon if cfg.adversarial == "fgm" else None,
+        group_by_length=cfg.group_by_length,
+        keep_checkpoints=cfg.save_total_limit,
+    )
+    trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.perf_counter() - start
+    if writer is not None:
+        writer.close()
+    return trainer, result, seconds
+
+
+def _finish(run: RunDir, trainer: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    """After rank 0 saved ``model/``: the trainer state into the logs, the checkpoints removed
+    (kept with ``LMFORGE_KEEP_CHECKPOINTS``), the summary into the manifest; returns the summary."""
     trainer.state.save_to_json(str(run.logs_dir / "trainer_state.json"))
     if not os.environ.get("LMFORGE_KEEP_CHECKPOINTS"):
         shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
