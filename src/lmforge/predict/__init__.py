@@ -26,7 +26,7 @@ torch, transformers and onnxruntime load when a model is loaded.
 from __future__ import annotations
 
 from lmforge.predict._chat import Messages, render_prompt, to_messages
-from lmforge.predict._generate import TorchGenerator
+from lmforge.predict._generate import TorchGenerator, read_answer, top_p_filter
 from lmforge.predict._meta import (
     BASE_DIGEST,
     CAUSAL_LM,
@@ -99,6 +99,7 @@ __all__ = [
     "onnx_session",
     "prune_layer",
     "pruning_shapes",
+    "read_answer",
     "read_generator_meta",
     "read_model_meta",
     "read_selected",
@@ -109,4 +110,5 @@ __all__ = [
     "softmax",
     "to_messages",
     "to_predictions",
+    "top_p_filter",
 ]

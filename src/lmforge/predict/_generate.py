@@ -22,7 +22,7 @@ as training appends it.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from lmforge.errors import ConfigError, DataError
 from lmforge.predict._chat import render_prompt
 from lmforge.predict._protocol import Generation, PromptLike
 
-__all__ = ["TorchGenerator"]
+__all__ = ["TorchGenerator", "read_answer", "top_p_filter"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,33 @@ class _Row:
     text: str = ""
     finish: str | None = None
 
+
+
+def top_p_filter(probs: Any, top_p: float) -> Any:
+    """``probs`` (``(..., V)``) with the tokens outside the top-``top_p`` mass zeroed (nucleus
+    sampling; unnormalized, as ``torch.multinomial`` takes it). A token stays when the mass
+    before it is below ``top_p``, so the most likely one always does."""
+    if top_p >= 1:
+        return probs
+    sorted_p, index = probs.sort(dim=-1, descending=True)
+    drop = (sorted_p.cumsum(dim=-1) - sorted_p) >= top_p
+    return probs.new_zeros(probs.shape).scatter(-1, index, sorted_p.masked_fill(drop, 0.0))
+
+
+def read_answer(tokenizer: Any, tokens: Sequence[int], eos: Collection[int], stop: Sequence[str],
+                max_new_tokens: int) -> tuple[str, str | None]:
+    """The answer so far and why it ended (``"stop"``, ``"length"``, or None while it goes on).
+
+    ``tokens`` are the generated ids, the newest last: an end-of-sequence id ends the answer
+    (and is not part of its text); so does the first stop string, cut from the text.
+    """
+    if tokens and tokens[-1] in eos:
+        return tokenizer.decode(list(tokens[:-1]), skip_special_tokens=True), "stop"
+    text = tokenizer.decode(list(tokens), skip_special_tokens=True)
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    if cuts:
+        return text[: min(cuts)], "stop"
+    return text, "length" if len(tokens) >= max_new_tokens else None
 
 class TorchGenerator:
     """A causal LM in PyTorch behind the :class:`~lmforge.predict.Generator` Protocol.
@@ -218,28 +245,13 @@ class TorchGenerator:
         torch = require("torch", extra="train", purpose="Generation")
         if settings.temperature == 0:
             return [int(t) for t in logits.argmax(dim=-1).tolist()]
-        probs = torch.softmax(logits / settings.temperature, dim=-1).cpu()  # (B, V)
-        if settings.top_p < 1:
-            sorted_p, index = probs.sort(dim=-1, descending=True)
-            # keep a token when the mass before it is below top_p (the most likely one always)
-            drop = (sorted_p.cumsum(dim=-1) - sorted_p) >= settings.top_p
-            sorted_p = sorted_p.masked_fill(drop, 0.0)
-            probs = torch.zeros_like(probs).scatter(-1, index, sorted_p)
+        probs = top_p_filter(torch.softmax(logits / settings.temperature, dim=-1).cpu(), settings.top_p)  # (B, V)
         return [int(torch.multinomial(p, 1, generator=row.generator)) for p, row in zip(probs, rows, strict=True)]
 
     def _advance(self, row: _Row, token: int, settings: _Settings) -> None:
         row.tokens.append(token)
-        if token in self._eos:
-            row.text = self.tokenizer.decode(row.tokens[:-1], skip_special_tokens=True)
-            row.finish = "stop"
-            return
-        row.text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
-        cuts = [i for i in (row.text.find(s) for s in settings.stop) if i >= 0]
-        if cuts:
-            row.text = row.text[: min(cuts)]
-            row.finish = "stop"
-        elif len(row.tokens) >= settings.max_new_tokens:
-            row.finish = "length"
+        row.text, row.finish = read_answer(self.tokenizer, row.tokens, self._eos, settings.stop,
+                                           settings.max_new_tokens)
 
     # -- scoring -----------------------------------------------------------------------------
 

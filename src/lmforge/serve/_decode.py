@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmforge._extras import require
+from lmforge.predict import read_answer, top_p_filter
 
 __all__ = ["DecodeParams", "DecodeScheduler", "SchedulerClosed", "Sequence"]
 
@@ -240,28 +241,14 @@ class DecodeScheduler:
         p = seq.params
         if p.temperature == 0:
             return int(logits.argmax())
-        probs = torch.softmax(logits / p.temperature, dim=-1)
-        if p.top_p < 1:
-            sorted_p, index = probs.sort(descending=True)
-            drop = (sorted_p.cumsum(dim=-1) - sorted_p) >= p.top_p  # the most likely token always stays
-            probs = torch.zeros_like(probs).scatter(-1, index, sorted_p.masked_fill(drop, 0.0))
+        probs = top_p_filter(torch.softmax(logits / p.temperature, dim=-1), p.top_p)
         return int(torch.multinomial(probs, 1, generator=seq.generator))
 
     def _advance(self, seq: Sequence, token: int) -> None:
         """Append ``token``, cut a stop string, post what is safe to send (and the end)."""
         p = seq.params
         seq.tokens.append(token)
-        if token in self.eos:
-            seq.text = self.tokenizer.decode(seq.tokens[:-1], skip_special_tokens=True)
-            seq.finish = "stop"
-        else:
-            seq.text = self.tokenizer.decode(seq.tokens, skip_special_tokens=True)
-            cuts = [i for i in (seq.text.find(s) for s in p.stop) if i >= 0]
-            if cuts:
-                seq.text = seq.text[: min(cuts)]
-                seq.finish = "stop"
-            elif len(seq.tokens) >= p.max_new_tokens:
-                seq.finish = "length"
+        seq.text, seq.finish = read_answer(self.tokenizer, seq.tokens, self.eos, p.stop, p.max_new_tokens)
         end = len(seq.text) if seq.finish else safe_end(seq.text, p.stop)
         if end > seq.sent:
             seq.post("delta", seq.text[seq.sent : end])

@@ -74,9 +74,9 @@ PUBLIC = {
         "TorchGenerator", "TorchPredictor", "apply_pruning_shapes", "available_variants",
         "base_model_digest", "batched_proba",
         "check_prunable", "encoder_layers", "head_size", "load_generator", "load_model_folder", "load_predictor",
-        "load_torch_model", "onnx_session", "prune_layer", "pruning_shapes", "read_generator_meta", "read_model_meta",
+        "load_torch_model", "onnx_session", "prune_layer", "pruning_shapes", "read_answer", "read_generator_meta", "read_model_meta",
         "read_selected", "render_prompt", "resolve_variant", "run_kind", "save_torch_model", "softmax", "to_messages",
-        "to_predictions",
+        "to_predictions", "top_p_filter",
     ],
     "lmforge.train": [
         "IGNORE", "METHODS", "Method", "encode_example", "fast_bf16", "get_method", "is_causal_lm",
