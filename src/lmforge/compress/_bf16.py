@@ -40,7 +40,7 @@ class TorchBf16:
 
         if fast_bf16() or ctx.options.force_bf16 or os.environ.get(FORCE_ENV) == "1":
             return None
-        return ("this CPU has no fast bf16 (no amx_bf16 flag in /proc/cpuinfo): bf16 matmuls are emulated and "
+        return ("this CPU has no fast bf16 (neither amx_bf16 nor avx512_bf16 in /proc/cpuinfo): bf16 matmuls are emulated and "
                 "slower than fp32 here; use --force-bf16 to build it anyway")
 
     def check(self, ctx: CompressContext) -> None:

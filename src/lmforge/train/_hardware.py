@@ -27,12 +27,15 @@ def cpu_flags() -> frozenset[str]:
 
 
 def fast_bf16() -> bool:
-    """True where bf16 matmuls run faster than fp32 on this CPU (AMX tiles present).
+    """True where bf16 matmuls run faster than fp32 on this CPU: AMX tiles or AVX512-BF16 units.
 
-    Without AMX, bf16 on CPU is emulated or runs at fp32 speed plus conversion cost and is
-    slower than fp32, so it is not worth choosing automatically.
+    Measured 2026-12-02 on a 2-core AMD EPYC with avx512_bf16 and no AMX (fp32 vs bf16
+    autocast, one training step, side by side): SmolLM2-135M with LoRA, batch 8 x 200 tokens,
+    9.1 s vs 5.7 s; MiniLM-L6, batch 32 x 64, 1.15 s vs 0.83 s. Without either flag bf16 is
+    emulated (AVX2 only) and slower than fp32, so it is not chosen automatically.
     """
-    return "amx_bf16" in cpu_flags()
+    flags = cpu_flags()
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def resolve_device(requested: str) -> str:
@@ -54,7 +57,7 @@ def resolve_precision(requested: str, device: str = "cpu") -> str:
 
             return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         chosen = "bf16" if fast_bf16() else "fp32"
-        logger.info("precision auto -> %s (amx_bf16 %s)", chosen, "present" if chosen == "bf16" else "absent")
+        logger.info("precision auto -> %s (amx_bf16 or avx512_bf16 %s)", chosen, "present" if chosen == "bf16" else "absent")
         return chosen
     return requested
 

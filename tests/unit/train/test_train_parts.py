@@ -20,8 +20,10 @@ def test_spec_with_unknown_method_fails_at_train_time_not_load_time() -> None:
     assert spec_from_dict({"train": {"method": "adapters"}}).train.method == "adapters"
 
 
-def test_precision_auto_follows_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_precision_auto_follows_bf16_units(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16", "amx_tile"}))
+    assert resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
     assert resolve_precision("auto") == "bf16"
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
     assert resolve_precision("auto") == "fp32"
