@@ -306,6 +306,12 @@ class Spec:
                 "deletions) would corrupt the answers a model learns to write. Set data.augment.enabled=false."
             )
 
+    def left_unset(self, key: str) -> bool:
+        """Whether the user left ``key`` (``data.dataset``, ``model.name``, ``model.max_length`` or
+        ``train.method``) to its default, so that a later stage may still choose it."""
+        unset: frozenset[str] = vars(self)["_unset"]
+        return key in unset
+
     def resolve_task(self, kind: str) -> None:
         """Set ``task`` from the model's kind (``encoder`` or ``causal-lm``) when unset, or check it.
 

@@ -58,8 +58,8 @@ PUBLIC = {
         "redact_file", "redact_texts", "register_recognizer", "scan_texts",
     ],
     "lmforge.catalog": [
-        "CAUSAL_MODEL_TYPES", "DATASETS", "MODELS", "DatasetEntry", "ModelEntry", "ModelKind", "load_dataset",
-        "model_kind", "resolve_model",
+        "CAUSAL_MODEL_TYPES", "DATASETS", "MODELS", "SCRIPT_DEFAULTS", "DatasetEntry", "ModelEntry", "ModelKind",
+        "load_dataset", "model_kind", "resolve_model",
     ],
     "lmforge.data": [
         "ExampleCheck", "augment", "check_or_raise", "clean_answer", "clean_text", "eda", "example_prompt",
