@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from tests._runs import write_prepared
+
 from lmforge._mlflow import store_location, uri_problem
 from lmforge.config import spec_from_dict
 from lmforge.errors import ConfigError
@@ -133,3 +133,17 @@ def test_a_tiny_run_logs_params_metrics_and_artifacts_to_mlflow(tmp_path: Path) 
     assert not (run.logs_dir / "tensorboard").exists()  # track: [mlflow] only
     assert not (run.logs_dir / "mlflow_run.json").exists()  # the run ended
     assert (store / "artifacts").is_dir()
+
+
+def test_mlflow_missing_is_named_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from lmforge.errors import MissingExtraError
+    from lmforge.rundir import RunDir
+    from lmforge.train._track import tracking_callbacks
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` raises ImportError
+    with pytest.raises(MissingExtraError) as err:
+        tracking_callbacks(spec_from_dict({"train": {"track": ["mlflow"]}}), RunDir(tmp_path / "run"), 0)
+    assert str(err.value) == ("MLflow tracking (train.track: [mlflow]) needs the Python package 'mlflow', which is "
+                              "not installed. Install it with: pip install 'lmforge[mlflow]'")
