@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests._chromium import MISSING, Browser, chromium_installed
+from tests._runs import write_prepared
 
 from lmforge.cli.__main__ import main
 from lmforge.config import spec_from_dict, spec_to_yaml
 from lmforge.evaluate import compare_runs, render_comparison_html, render_comparison_text
-from tests._chromium import MISSING, Browser, chromium_installed
-from tests._runs import write_prepared
 
 
 def _trained(root: Path, learning_rate: float) -> tuple[Path, dict, dict]:
