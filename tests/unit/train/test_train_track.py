@@ -147,3 +147,39 @@ def test_mlflow_missing_is_named_before_training(tmp_path: Path, monkeypatch: py
         tracking_callbacks(spec_from_dict({"train": {"track": ["mlflow"]}}), RunDir(tmp_path / "run"), 0)
     assert str(err.value) == ("MLflow tracking (train.track: [mlflow]) needs the Python package 'mlflow', which is "
                               "not installed. Install it with: pip install 'lmforge[mlflow]'")
+
+
+@pytest.mark.slow
+def test_resume_after_a_crash_logs_into_the_same_mlflow_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from lmforge.train import train
+    from lmforge.train._callbacks import JsonlLogCallback
+
+    run = write_prepared(tmp_path / "run")
+    spec = spec_from_dict({
+        "name": "resume-test", "model": {"max_length": 32},
+        "train": {"max_steps": 4, "eval_steps": 2, "logging_steps": 1, "batch_size": 8, "warmup_ratio": 0.0,
+                  "early_stopping_patience": None, "track": ["mlflow"]},
+    })
+    real_on_log = JsonlLogCallback.on_log
+
+    def crash_at_step_3(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        if state.global_step == 3:
+            raise RuntimeError("simulated crash after the step-2 checkpoint")
+        return real_on_log(self, args, state, control, logs=logs, **kwargs)
+
+    monkeypatch.setattr(JsonlLogCallback, "on_log", crash_at_step_3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(spec, run, progress=False)
+    active = json.loads((run.logs_dir / "mlflow_run.json").read_text())
+    monkeypatch.setattr(JsonlLogCallback, "on_log", real_on_log)
+    summary = train(spec, run, resume=True, progress=False)
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{run.logs_dir.resolve()}/mlflow/mlflow.db")
+    (found,) = client.search_runs([client.get_experiment_by_name("resume-test").experiment_id])
+    assert found.info.run_id == active["run_id"] == summary["mlflow"]["run_id"]
+    assert summary["mlflow"]["uri"] is None  # the run's own store, logs/mlflow/
+    assert found.info.status == "FINISHED" and summary["resumed_from"] == "checkpoint-2"
+    assert [m.step for m in client.get_metric_history(found.info.run_id, "loss")] == [1, 2, 3, 4]
+    assert [m.step for m in client.get_metric_history(found.info.run_id, "eval_macro_f1")] == [2, 4]
