@@ -14,8 +14,8 @@ from tests._tiny_bert import ZH_NEG, ZH_POS
 
 from lmforge.catalog import MODELS, SCRIPT_DEFAULTS
 from lmforge.config import spec_from_dict
-from lmforge.data import script_shares
 from lmforge.data import _readability as readability_module
+from lmforge.data import script_shares
 from lmforge.data._readability import choose_model
 from lmforge.errors import MissingExtraError
 
