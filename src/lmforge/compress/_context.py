@@ -17,8 +17,8 @@ from lmforge.config import DataConfig, EvalConfig
 from lmforge.errors import RunDirError
 from lmforge.evaluate import load_test_split
 from lmforge.metrics import baseline_scores
-from lmforge.predict import FastTokenizer, TorchPredictor, load_predictor, load_torch_model
-from lmforge.rundir import ADAPTER_CONFIG, FP32, WEIGHTS, RunDir, read_split, sha256_file
+from lmforge.predict import MODULES_FORMAT, FastTokenizer, TorchPredictor, load_predictor, load_torch_model
+from lmforge.rundir import ADAPTER_CONFIG, FP32, MODULES_WEIGHTS, WEIGHTS, RunDir, read_split, sha256_file
 
 __all__ = ["CompressContext"]
 
@@ -53,15 +53,19 @@ class CompressContext:
         self.labels: list[str] = list(self.meta["labels"])
         self.max_length = int(self.meta.get("max_length", 128))
         self.is_adapter = self.meta.get("format") == "peft-adapter" or (run.model_dir / ADAPTER_CONFIG).is_file()
-        if not self.is_adapter and not (run.model_dir / WEIGHTS).is_file():
+        # Bottleneck adapters, prefix or prompt: modules beside the base weights, which never merge.
+        self.has_modules = self.meta.get("format") == MODULES_FORMAT
+        if self.has_modules and not (run.model_dir / MODULES_WEIGHTS).is_file():
+            raise RunDirError(f"{run.model_dir} has no {MODULES_WEIGHTS}. {_TRAIN_HINT}")
+        if not self.is_adapter and not self.has_modules and not (run.model_dir / WEIGHTS).is_file():
             raise RunDirError(f"{run.model_dir} has no {WEIGHTS}. {_TRAIN_HINT}")
         self.compressed_dir = run.compressed_dir
 
     # -- the model -------------------------------------------------------------------------
     @functools.cached_property
     def model_config(self) -> dict[str, Any]:
-        """config.json of the full model (the base model's for a LoRA run)."""
-        if self.is_adapter:
+        """config.json of the full model (the base model's for a LoRA or modules run)."""
+        if self.is_adapter or self.has_modules:
             path = resolve_model(self.meta["base_model"]) / "config.json"
         else:
             path = self.run.model_dir / "config.json"

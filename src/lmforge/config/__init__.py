@@ -1,6 +1,7 @@
 """The spec: dataclass schema, YAML loading, ``--set`` overrides, validation."""
 
 from lmforge.config._load import apply_overrides, load_spec, spec_from_dict, spec_to_dict, spec_to_yaml
+from lmforge.config._sections import AdapterConfig, PrefixConfig, PromptConfig
 from lmforge.config._schema import (
     AugmentConfig,
     DataConfig,
@@ -12,11 +13,14 @@ from lmforge.config._schema import (
 )
 
 __all__ = [
+    "AdapterConfig",
     "AugmentConfig",
     "DataConfig",
     "EvalConfig",
     "LoraConfig",
     "ModelConfig",
+    "PrefixConfig",
+    "PromptConfig",
     "Spec",
     "TrainConfig",
     "apply_overrides",

@@ -26,6 +26,7 @@ from lmforge.rundir import (
     COMPRESSED,
     FP32,
     MODEL_META,
+    MODULES_WEIGHTS,
     ONNX_FILE,
     SELECTED,
     VARIANT_META,
@@ -62,7 +63,8 @@ class Backend:
 
 BACKENDS: tuple[Backend, ...] = (
     Backend("onnxruntime", lambda d: (d / ONNX_FILE).is_file(), "lmforge.predict._onnx"),
-    Backend("torch", lambda d: (d / WEIGHTS).is_file() or is_adapter_dir(d), "lmforge.predict._torch"),
+    Backend("torch", lambda d: (d / WEIGHTS).is_file() or is_adapter_dir(d) or (d / MODULES_WEIGHTS).is_file(),
+            "lmforge.predict._torch"),
 )
 
 
