@@ -38,7 +38,7 @@ from lmforge.errors import ConfigError, RunDirError
 
 __all__ = [
     "ADAPTER_CONFIG", "BASELINE", "COMPRESSED", "FP32", "LABELS", "MANIFEST", "MODEL", "MODEL_META",
-    "MODULES_CONFIG", "MODULES_WEIGHTS", "ONNX_FILE", "PRUNING", "SELECTED", "SPLITS", "VARIANT_META", "WEIGHTS", "RunDir", "atomic_open",
+    "ONNX_FILE", "PRUNING", "SELECTED", "SPLITS", "VARIANT_META", "WEIGHTS", "RunDir", "atomic_open",
     "atomic_write_json", "atomic_write_text", "fsync_tree", "is_adapter_dir", "read_json", "read_labels",
     "read_split", "sha256_file",
 ]
@@ -61,10 +61,6 @@ VARIANT_META = "variant.json"
 LABELS = "labels.json"
 ADAPTER_CONFIG = "adapter_config.json"
 WEIGHTS = "model.safetensors"
-MODULES_CONFIG = "lmforge_modules.json"
-"""Where a non-merging method's modules go (bottleneck adapters, prefix, prompt) and their base model."""
-MODULES_WEIGHTS = "lmforge_modules.safetensors"
-"""The weights of those modules and of the classifier head (nothing of the base model)."""
 ONNX_FILE = "model.onnx"
 PRUNING = "pruning.json"
 """Per-layer kept heads and FFN neurons of a structurally pruned variant."""

@@ -17,8 +17,15 @@ from lmforge.config import DataConfig, EvalConfig
 from lmforge.errors import RunDirError
 from lmforge.evaluate import load_test_split
 from lmforge.metrics import baseline_scores
-from lmforge.predict import MODULES_FORMAT, FastTokenizer, TorchPredictor, load_predictor, load_torch_model
-from lmforge.rundir import ADAPTER_CONFIG, FP32, MODULES_WEIGHTS, WEIGHTS, RunDir, read_split, sha256_file
+from lmforge.predict import (
+    MODULES_FORMAT,
+    MODULES_WEIGHTS,
+    FastTokenizer,
+    TorchPredictor,
+    load_predictor,
+    load_torch_model,
+)
+from lmforge.rundir import ADAPTER_CONFIG, FP32, WEIGHTS, RunDir, read_split, sha256_file
 
 __all__ = ["CompressContext"]
 
@@ -70,6 +77,18 @@ class CompressContext:
         else:
             path = self.run.model_dir / "config.json"
         return json.loads(path.read_text(encoding="utf-8"))
+
+    def modules_skip_reason(self, what: str) -> str | None:
+        """Why ``what`` (pruning, distillation) is not built for a run whose modules stay beside its weights.
+
+        Both rebuild the layers those modules sit in: pruning replaces the output projections an
+        adapter wraps (the adapter would be dropped) and shrinks the heads a prefix is shaped for;
+        a student has other layers than the ones trained with them.
+        """
+        if not self.has_modules:
+            return None
+        return (f"the run was trained with method '{self.meta.get('method')}', whose modules {what} would rebuild "
+                "away; it is built for full and LoRA runs (the ONNX and bf16 variants keep the modules)")
 
     @property
     def model_type(self) -> str:

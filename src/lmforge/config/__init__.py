@@ -1,7 +1,6 @@
 """The spec: dataclass schema, YAML loading, ``--set`` overrides, validation."""
 
 from lmforge.config._load import apply_overrides, load_spec, spec_from_dict, spec_to_dict, spec_to_yaml
-from lmforge.config._sections import AdapterConfig, PrefixConfig, PromptConfig
 from lmforge.config._schema import (
     AugmentConfig,
     DataConfig,
@@ -11,6 +10,7 @@ from lmforge.config._schema import (
     Spec,
     TrainConfig,
 )
+from lmforge.config._sections import AdapterConfig, PrefixConfig, PromptConfig
 
 __all__ = [
     "AdapterConfig",

@@ -38,7 +38,15 @@ from lmforge.predict._meta import (
     read_generator_meta,
     read_model_meta,
 )
-from lmforge.predict._modules_io import MODULES_FORMAT, attach_modules, load_modules, model_layout, save_modules
+from lmforge.predict._modules_io import (
+    MODULES_CONFIG,
+    MODULES_FORMAT,
+    MODULES_WEIGHTS,
+    attach_modules,
+    load_modules,
+    model_layout,
+    save_modules,
+)
 from lmforge.predict._onnx import OnnxPredictor, onnx_session
 from lmforge.predict._protocol import (
     Generation,
@@ -77,7 +85,9 @@ __all__ = [
     "BASE_DIGEST",
     "CAUSAL_LM",
     "GENERATOR_FORMATS",
+    "MODULES_CONFIG",
     "MODULES_FORMAT",
+    "MODULES_WEIGHTS",
     "PRUNABLE_TYPES",
     "TOKENIZER_FILES",
     "Backend",

@@ -57,7 +57,8 @@ class Bottleneck(nn.Module):
         nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.up(self.act(self.down(x)))  # (B, T, H)
+        out: torch.Tensor = x + self.up(self.act(self.down(x)))  # (B, T, H)
+        return out
 
 
 class AdaptedLinear(nn.Linear):
@@ -213,14 +214,14 @@ def attach(model: nn.Module, layout: dict[str, Any]) -> list[str]:
         mod = modules[target]
         if layout["kind"] == "bottleneck":
             mod.__class__ = AdaptedLinear
-            mod.adapter = Bottleneck(mod.out_features, int(layout["reduction_factor"]),  # type: ignore[arg-type]
+            mod.adapter = Bottleneck(mod.out_features, int(layout["reduction_factor"]),
                                      str(layout["non_linearity"]))
         elif layout["kind"] == "prefix":
             n = int(layout["num_virtual_tokens"])
             rows = _vocab_rows(model, n)
             with torch.no_grad():  # keys and values of real token embeddings: the scale attention expects
-                mod.prefix_key = nn.Parameter(mod.key(rows))  # type: ignore[operator]  # (P, h * d)
-                mod.prefix_value = nn.Parameter(mod.value(rows))  # type: ignore[operator]
+                mod.prefix_key = nn.Parameter(mod.key(rows))  # (P, h * d)
+                mod.prefix_value = nn.Parameter(mod.value(rows))
             _swap(mod, _Prefix)
         else:
             mod.soft_prompt = nn.Parameter(_vocab_rows(model, int(layout["num_virtual_tokens"])))  # (P, H)

@@ -22,10 +22,15 @@ from typing import Any
 from lmforge._extras import require
 from lmforge.errors import RunDirError
 from lmforge.predict._meta import BASE_DIGEST, base_model_digest
-from lmforge.rundir import MODULES_CONFIG, MODULES_WEIGHTS, atomic_write_json, read_json
+from lmforge.rundir import atomic_write_json, read_json
 
-__all__ = ["MODULES_FORMAT", "attach_modules", "load_modules", "model_layout", "save_modules"]
+__all__ = ["MODULES_CONFIG", "MODULES_FORMAT", "MODULES_WEIGHTS", "attach_modules", "load_modules", "model_layout",
+           "save_modules"]
 
+MODULES_CONFIG = "lmforge_modules.json"
+"""In a model folder: where the modules go (the layout), and the base model and its digest."""
+MODULES_WEIGHTS = "lmforge_modules.safetensors"
+"""In a model folder: the modules' and the classifier head's tensors (nothing of the base model)."""
 MODULES_FORMAT = "lmforge-modules"
 """``format`` in ``lmforge_model.json`` of a model saved as base model + lmforge modules."""
 

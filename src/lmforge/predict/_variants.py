@@ -21,12 +21,12 @@ from typing import Any
 from lmforge.errors import ConfigError, RunDirError
 from lmforge.guard import RunVerification
 from lmforge.predict._meta import CAUSAL_LM
+from lmforge.predict._modules_io import MODULES_WEIGHTS
 from lmforge.predict._protocol import Generator, Predictor
 from lmforge.rundir import (
     COMPRESSED,
     FP32,
     MODEL_META,
-    MODULES_WEIGHTS,
     ONNX_FILE,
     SELECTED,
     VARIANT_META,

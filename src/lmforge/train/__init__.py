@@ -18,8 +18,8 @@ Importing this package is cheap; torch and transformers load when a function run
 
 from __future__ import annotations
 
-from lmforge.train._hardware import fast_bf16, resolve_precision
 from lmforge.train._adapters import HoulsbyAdapter, PfeifferAdapter
+from lmforge.train._hardware import fast_bf16, resolve_precision
 from lmforge.train._methods import METHODS, Method, get_method, is_causal_lm, register_method
 from lmforge.train._module_methods import ModulesMethod, check_virtual_tokens
 from lmforge.train._prompting import PrefixTuning, PromptTuning

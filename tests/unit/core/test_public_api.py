@@ -26,7 +26,7 @@ PUBLIC = {
     ],
     "lmforge.rundir": [
         "ADAPTER_CONFIG", "BASELINE", "COMPRESSED", "FP32", "LABELS", "MANIFEST", "MODEL", "MODEL_META",
-        "MODULES_CONFIG", "MODULES_WEIGHTS", "ONNX_FILE", "PRUNING", "SELECTED", "SPLITS", "VARIANT_META", "WEIGHTS", "RunDir",
+        "ONNX_FILE", "PRUNING", "SELECTED", "SPLITS", "VARIANT_META", "WEIGHTS", "RunDir",
         "atomic_open", "atomic_write_json", "atomic_write_text", "fsync_tree", "is_adapter_dir",
         "read_json", "read_labels", "read_split", "sha256_file",
     ],
@@ -70,7 +70,8 @@ PUBLIC = {
         "stratified_sample", "stratified_split", "unknown_characters", "unreadable_message",
     ],
     "lmforge.predict": [
-        "BACKENDS", "BASE_DIGEST", "CAUSAL_LM", "GENERATOR_FORMATS", "MODULES_FORMAT", "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend",
+        "BACKENDS", "BASE_DIGEST", "CAUSAL_LM", "GENERATOR_FORMATS", "MODULES_CONFIG", "MODULES_FORMAT", "MODULES_WEIGHTS",
+        "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend",
         "FastTokenizer", "Generation", "Generator", "Messages", "OnnxPredictor", "Predictor", "PromptLike",
         "TorchGenerator", "TorchPredictor", "apply_pruning_shapes", "attach_modules", "available_variants",
         "base_model_digest", "batched_proba",

@@ -28,6 +28,8 @@ from lmforge.predict import MODULES_FORMAT, OnnxPredictor, TorchPredictor, attac
 from lmforge.rundir import RunDir
 from lmforge.train import METHODS, get_method, train
 
+pytestmark = pytest.mark.slow  # four tiny runs trained and compressed (about a minute on 2 cores)
+
 METHODS_HERE = ("adapter-houlsby", "adapter-pfeiffer", "prefix", "prompt")
 SETTINGS: dict[str, Any] = {"adapter": {"reduction_factor": 4}, "prefix": {"num_virtual_tokens": 4},
                             "prompt": {"num_virtual_tokens": 4}}
@@ -187,6 +189,24 @@ def test_onnx_export_matches_torch_and_predicts(method: str, runs: dict, tmp_pat
     assert np.abs(int8.predict_proba(texts) - torch_p.predict_proba(texts)).max() < 0.05
     chosen = load_predictor(run)  # the selected variant
     assert [p["label"] for p in chosen.predict(texts)] == [p["label"] for p in torch_p.predict(texts)]
+
+
+def test_compress_builds_bf16_and_skips_what_would_drop_the_modules(runs: dict, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(runs["adapter-houlsby"][0].root, run.root)
+    summary = compress(run, fast_options(force_bf16=True))
+    assert set(summary["variants"]) == {"onnx-fp32", "onnx-int8-dynamic", "onnx-int8-static", "torch-bf16"}
+    for name in ("pruned", "distilled"):
+        assert "method 'adapter-houlsby', whose modules" in summary["skipped"][name]
+    assert "only a LoRA run" in summary["skipped"]["merged"]
+    bf16 = load_predictor(run, "torch-bf16")
+    assert isinstance(bf16, TorchPredictor)
+    assert sum(".adapter." in n for n, _ in bf16.model.named_parameters()) == 8  # 2 adapters x (down, up) x 2
+    assert np.abs(bf16.predict_proba(SAMPLE) - load_predictor(run, "fp32").predict_proba(SAMPLE)).max() < 0.02
 
 
 def test_a_changed_base_model_is_refused(runs: dict, tiny: Path, tmp_path: Path) -> None:
