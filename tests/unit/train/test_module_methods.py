@@ -191,7 +191,7 @@ def test_onnx_export_matches_torch_and_predicts(method: str, runs: dict, tmp_pat
     assert [p["label"] for p in chosen.predict(texts)] == [p["label"] for p in torch_p.predict(texts)]
 
 
-def test_compress_builds_bf16_and_skips_what_would_drop_the_modules(runs: dict, tmp_path: Path,
+def test_compress_builds_bf16_and_skips_what_would_drop_the_modules(runs: dict, tiny: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
@@ -203,6 +203,11 @@ def test_compress_builds_bf16_and_skips_what_would_drop_the_modules(runs: dict, 
     for name in ("pruned", "distilled"):
         assert "method 'adapter-houlsby', whose modules" in summary["skipped"][name]
     assert "only a LoRA run" in summary["skipped"]["merged"]
+    # fp32 is the base model plus the modules: its size counts both.
+    base_size = (tiny / "model.safetensors").stat().st_size
+    modules_size = (run.model_dir / "lmforge_modules.safetensors").stat().st_size
+    assert json.loads((run.compressed_dir / "baseline.json").read_text(encoding="utf-8"))["size_bytes"] == (
+        base_size + modules_size)
     bf16 = load_predictor(run, "torch-bf16")
     assert isinstance(bf16, TorchPredictor)
     assert sum(".adapter." in n for n, _ in bf16.model.named_parameters()) == 8  # 2 adapters x (down, up) x 2
