@@ -1,6 +1,6 @@
 """PyTorch backend: a run's trained model (full weights, a LoRA adapter or lmforge modules) and torch variants.
 
-Weights load through safetensors only (no pickle). Three kinds of folder:
+Weights load through safetensors only (no pickle). Four kinds of folder:
 
 - the run's ``model/`` with full weights (``save_pretrained``), loaded in float32;
 - the run's ``model/`` with a PEFT adapter: the base model is loaded from the catalog and
@@ -152,15 +152,17 @@ def _check_base(base: Path, meta: dict[str, Any], model_dir: Path, stamps: FileS
         logger.warning("%s records no digest of its base model (trained before lmforge recorded one): "
                        "loading %s unchecked", model_dir / MODEL_META, base)
     elif digest != recorded:
+        what = f"{meta.get('method')} modules" if meta.get("format") == MODULES_FORMAT else "LoRA adapter"
         raise IntegrityError(
-            f"The base model {base} of the {meta.get('method', 'LoRA')} adapter in {model_dir} changed since training: its config and "
+            f"The base model {base} of the {what} in {model_dir} changed since training: its config and "
             f"weights hash to {digest[:16]}..., the adapter was trained on {str(recorded)[:16]}... "
             f"({BASE_DIGEST} in {MODEL_META}). Install the base model the run was trained with, or train again."
         )
 
 
 def _load_trained(model_dir: Path, meta: dict[str, Any]) -> Any:
-    """The model ``lmforge train`` saved: full weights, or the base model with the adapter merged in."""
+    """The model ``lmforge train`` saved: full weights, the base model with the adapter merged in, or the
+    base model with lmforge's modules attached and loaded."""
     transformers = require("transformers", extra="train", purpose="Prediction")
     labels = list(meta["labels"])
     modules = meta.get("format") == MODULES_FORMAT
