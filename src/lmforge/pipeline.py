@@ -21,7 +21,7 @@ from lmforge.data import prepare
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.evaluate import evaluate, evaluate_generation, is_generative_run
 from lmforge.rundir import RunDir, atomic_write_text
-from lmforge.train import METHODS, prompt_length_check, train
+from lmforge.train import METHODS, check_virtual_tokens, prompt_length_check, train
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ def check_spec(spec: Spec) -> None:
             spec.resolve_task(model_kind(model_path))
         except ConfigError as exc:
             problems.extend(exc.problems)
+        if problem := check_virtual_tokens(spec, model_path):
+            problems.append(problem)
     for key, value in (("data.path", spec.data.path), ("data.test_path", spec.data.test_path)):
         if value is not None and not Path(value).is_file():
             problems.append(f"{key}: file not found: {value}")

@@ -17,7 +17,14 @@ from lmforge.config import DataConfig, EvalConfig
 from lmforge.errors import RunDirError
 from lmforge.evaluate import load_test_split
 from lmforge.metrics import baseline_scores
-from lmforge.predict import FastTokenizer, TorchPredictor, load_predictor, load_torch_model
+from lmforge.predict import (
+    MODULES_FORMAT,
+    MODULES_WEIGHTS,
+    FastTokenizer,
+    TorchPredictor,
+    load_predictor,
+    load_torch_model,
+)
 from lmforge.rundir import ADAPTER_CONFIG, FP32, WEIGHTS, RunDir, read_split, sha256_file
 
 __all__ = ["CompressContext"]
@@ -53,19 +60,35 @@ class CompressContext:
         self.labels: list[str] = list(self.meta["labels"])
         self.max_length = int(self.meta.get("max_length", 128))
         self.is_adapter = self.meta.get("format") == "peft-adapter" or (run.model_dir / ADAPTER_CONFIG).is_file()
-        if not self.is_adapter and not (run.model_dir / WEIGHTS).is_file():
+        # Bottleneck adapters, prefix or prompt: modules beside the base weights, which never merge.
+        self.has_modules = self.meta.get("format") == MODULES_FORMAT
+        if self.has_modules and not (run.model_dir / MODULES_WEIGHTS).is_file():
+            raise RunDirError(f"{run.model_dir} has no {MODULES_WEIGHTS}. {_TRAIN_HINT}")
+        if not self.is_adapter and not self.has_modules and not (run.model_dir / WEIGHTS).is_file():
             raise RunDirError(f"{run.model_dir} has no {WEIGHTS}. {_TRAIN_HINT}")
         self.compressed_dir = run.compressed_dir
 
     # -- the model -------------------------------------------------------------------------
     @functools.cached_property
     def model_config(self) -> dict[str, Any]:
-        """config.json of the full model (the base model's for a LoRA run)."""
-        if self.is_adapter:
+        """config.json of the full model (the base model's for a LoRA or modules run)."""
+        if self.is_adapter or self.has_modules:
             path = resolve_model(self.meta["base_model"]) / "config.json"
         else:
             path = self.run.model_dir / "config.json"
         return json.loads(path.read_text(encoding="utf-8"))
+
+    def modules_skip_reason(self, what: str) -> str | None:
+        """Why ``what`` (pruning, distillation) is not built for a run whose modules stay beside its weights.
+
+        Both rebuild the layers those modules sit in: pruning replaces the output projections an
+        adapter wraps (the adapter would be dropped) and shrinks the heads a prefix is shaped for;
+        a student has other layers than the ones trained with them.
+        """
+        if not self.has_modules:
+            return None
+        return (f"the run was trained with method '{self.meta.get('method')}', whose modules {what} would rebuild "
+                "away; it is built for full and LoRA runs (the ONNX and bf16 variants keep the modules)")
 
     @property
     def model_type(self) -> str:

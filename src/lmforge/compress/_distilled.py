@@ -57,6 +57,8 @@ class Distilled:
     description = "PyTorch fp32, half the layers, trained on the teacher's soft labels"
 
     def skip_reason(self, ctx: CompressContext) -> str | None:
+        if reason := ctx.modules_skip_reason("distillation"):
+            return reason
         n = int(ctx.model_config.get("num_hidden_layers", 0))
         if n < 2:
             return f"the model has {n} layer(s); a student needs fewer layers than its teacher"

@@ -119,8 +119,8 @@ def measure(ctx: CompressContext, predictor: Predictor, folder: Path | None) -> 
 
 
 def fp32_size_bytes(ctx: CompressContext) -> int:
-    """Weights of the fp32 model on disk: model/*.safetensors (a LoRA run: base model + adapter)."""
+    """Weights of the fp32 model on disk: model/*.safetensors (a LoRA or modules run: base model + adapter)."""
     size = sum(p.stat().st_size for p in ctx.run.model_dir.glob("*.safetensors"))
-    if ctx.is_adapter:
+    if ctx.is_adapter or ctx.has_modules:
         size += sum(p.stat().st_size for p in resolve_model(ctx.meta["base_model"]).glob("*.safetensors"))
     return size

@@ -105,7 +105,7 @@ class Pruned:
     description = "PyTorch fp32, heads and FFN neurons pruned by importance, recovered by distillation"
 
     def skip_reason(self, ctx: CompressContext) -> str | None:
-        return None
+        return ctx.modules_skip_reason("pruning")
 
     def check(self, ctx: CompressContext) -> None:
 

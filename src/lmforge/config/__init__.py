@@ -10,13 +10,17 @@ from lmforge.config._schema import (
     Spec,
     TrainConfig,
 )
+from lmforge.config._sections import AdapterConfig, PrefixConfig, PromptConfig
 
 __all__ = [
+    "AdapterConfig",
     "AugmentConfig",
     "DataConfig",
     "EvalConfig",
     "LoraConfig",
     "ModelConfig",
+    "PrefixConfig",
+    "PromptConfig",
     "Spec",
     "TrainConfig",
     "apply_overrides",

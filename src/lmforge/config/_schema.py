@@ -10,7 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lmforge.config._sections import AugmentConfig, EvalConfig, LoraConfig, tracking_problems
+from lmforge.config._sections import (
+    AdapterConfig,
+    AugmentConfig,
+    EvalConfig,
+    LoraConfig,
+    PrefixConfig,
+    PromptConfig,
+    tracking_problems,
+)
 from lmforge.errors import ConfigError
 
 __all__ = [
@@ -157,7 +165,8 @@ class TrainConfig:
     """How to fine-tune."""
 
     method: str = ""
-    """Fine-tuning method by registry name: `full` or `lora` (more can be registered). Unset: `full`
+    """Fine-tuning method by registry name: `full`, `lora`, `adapter-houlsby`, `adapter-pfeiffer`,
+    `prefix`, `prompt` (more can be registered). Unset: `full`
     to classify, `lora` for `task: generate` (a 135M-parameter LM trains ~3x faster with adapters)."""
     epochs: float = 1.5
     """Passes over the training split (ignored when `max_steps` is set). 1.5 keeps the demo
@@ -223,6 +232,12 @@ class TrainConfig:
     Unset: the run's own store, `logs/mlflow/`. Point several runs at one folder to see them side by side."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA hyperparameters."""
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    """Bottleneck-adapter hyperparameters (`adapter-houlsby`, `adapter-pfeiffer`)."""
+    prefix: PrefixConfig = field(default_factory=PrefixConfig)
+    """Prefix-tuning hyperparameters (`prefix`)."""
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    """Prompt-tuning hyperparameters (`prompt`)."""
 
     def __post_init__(self) -> None:
         problems = []

@@ -1,15 +1,25 @@
-"""The small sections of the spec (augmentation, LoRA, evaluation), kept apart from ``_schema.py``
+"""The small sections of the spec (augmentation, LoRA, adapters, prefix and prompt tuning, evaluation), kept apart from ``_schema.py``
 so each module stays short; ``lmforge.config`` exports them all."""
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Literal
 
 from lmforge._mlflow import uri_problem
 from lmforge.errors import ConfigError
 
-__all__ = ["TRACKERS", "AugmentConfig", "EvalConfig", "LoraConfig", "tracking_problems"]
+__all__ = [
+    "TRACKERS",
+    "AdapterConfig",
+    "AugmentConfig",
+    "EvalConfig",
+    "LoraConfig",
+    "PrefixConfig",
+    "PromptConfig",
+    "tracking_problems",
+]
 
 TRACKERS = ("mlflow", "tensorboard")
 """The experiment trackers ``train.track`` may name."""
@@ -75,6 +85,49 @@ class LoraConfig:
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"train.lora.dropout must be in [0, 1), got {self.dropout}.")
         _check(problems)
+
+
+@dataclass
+class AdapterConfig:
+    """Bottleneck adapters (used when `train.method` is `adapter-houlsby` or `adapter-pfeiffer`)."""
+
+    reduction_factor: int = 16
+    """Hidden size / bottleneck size: 16 gives a 24-wide bottleneck on a 384-wide MiniLM."""
+    non_linearity: Literal["relu", "gelu", "swish", "tanh"] = "relu"
+    """Activation between the down- and the up-projection."""
+
+    def __post_init__(self) -> None:
+        if self.reduction_factor < 1:
+            raise ConfigError(f"train.adapter.reduction_factor must be at least 1, got {self.reduction_factor}.")
+
+
+def _virtual_tokens(section: str, value: int) -> None:
+    if not 1 <= value <= 512:
+        raise ConfigError(f"train.{section}.num_virtual_tokens must be in [1, 512], got {value}.")
+
+
+@dataclass
+class PrefixConfig:
+    """Prefix tuning, P-tuning v2 style (used when `train.method` is `prefix`)."""
+
+    num_virtual_tokens: int = 20
+    """Trainable key/value vectors every self-attention layer attends to before the text; they
+    count against the model's positions with `model.max_length` (their sum must fit)."""
+
+    def __post_init__(self) -> None:
+        _virtual_tokens("prefix", self.num_virtual_tokens)
+
+
+@dataclass
+class PromptConfig:
+    """Prompt tuning, a soft prompt (used when `train.method` is `prompt`)."""
+
+    num_virtual_tokens: int = 20
+    """Trainable embeddings put before the text's; they take positions, so `model.max_length` plus
+    these must fit the model's position embeddings."""
+
+    def __post_init__(self) -> None:
+        _virtual_tokens("prompt", self.num_virtual_tokens)
 
 
 @dataclass

@@ -15,6 +15,9 @@
 - :func:`load_model_folder`: one folder, by the first backend of :data:`BACKENDS` that
   recognizes it: ONNX Runtime (``tokenizers`` + ``onnxruntime`` only, never torch), then torch
   (safetensors, or a PEFT adapter merged into its base model).
+- The modules of the methods that do not merge (bottleneck adapters, prefix, prompt):
+  :func:`attach_modules` (training and loading alike), :func:`save_modules`, :func:`load_modules`,
+  :func:`model_layout`; a run saved so has ``format`` :data:`MODULES_FORMAT`.
 - :class:`FastTokenizer`: ``tokenizer.json`` with per-batch padding, no transformers.
 - The torch variant format (:func:`load_torch_model` / :func:`save_torch_model`) and the
   structured-pruning shapes it is rebuilt with (:func:`apply_pruning_shapes`).
@@ -34,6 +37,15 @@ from lmforge.predict._meta import (
     base_model_digest,
     read_generator_meta,
     read_model_meta,
+)
+from lmforge.predict._modules_io import (
+    MODULES_CONFIG,
+    MODULES_FORMAT,
+    MODULES_WEIGHTS,
+    attach_modules,
+    load_modules,
+    model_layout,
+    save_modules,
 )
 from lmforge.predict._onnx import OnnxPredictor, onnx_session
 from lmforge.predict._protocol import (
@@ -73,6 +85,9 @@ __all__ = [
     "BASE_DIGEST",
     "CAUSAL_LM",
     "GENERATOR_FORMATS",
+    "MODULES_CONFIG",
+    "MODULES_FORMAT",
+    "MODULES_WEIGHTS",
     "PRUNABLE_TYPES",
     "TOKENIZER_FILES",
     "Backend",
@@ -86,6 +101,7 @@ __all__ = [
     "TorchGenerator",
     "TorchPredictor",
     "apply_pruning_shapes",
+    "attach_modules",
     "available_variants",
     "base_model_digest",
     "batched_proba",
@@ -94,8 +110,10 @@ __all__ = [
     "head_size",
     "load_generator",
     "load_model_folder",
+    "load_modules",
     "load_predictor",
     "load_torch_model",
+    "model_layout",
     "onnx_session",
     "prune_layer",
     "pruning_shapes",
@@ -106,6 +124,7 @@ __all__ = [
     "render_prompt",
     "resolve_variant",
     "run_kind",
+    "save_modules",
     "save_torch_model",
     "softmax",
     "to_messages",

@@ -1,11 +1,14 @@
-"""PyTorch backend: a run's trained model (full weights or a LoRA adapter) and torch variants.
+"""PyTorch backend: a run's trained model (full weights, a LoRA adapter or lmforge modules) and torch variants.
 
-Weights load through safetensors only (no pickle). Three kinds of folder:
+Weights load through safetensors only (no pickle). Four kinds of folder:
 
 - the run's ``model/`` with full weights (``save_pretrained``), loaded in float32;
 - the run's ``model/`` with a PEFT adapter: the base model is loaded from the catalog and
   the adapter merged in, after its digest is checked against the one recorded at training
   (``base_model_sha256``: the base lies outside the signed run);
+- the run's ``model/`` of a method that does not merge (``format: lmforge-modules``: bottleneck
+  adapters, prefix, prompt): the same checked base model, the modules re-attached and filled
+  from ``lmforge_modules.safetensors`` (``_modules_io.load_modules``);
 - a variant under ``compressed/`` saved by :func:`save_torch_model` (bf16, pruned, distilled,
   merged), which keeps its dtype.
   A pruned variant carries ``pruning.json`` with its per-layer sizes; the model is built
@@ -34,6 +37,7 @@ from lmforge.catalog import resolve_model
 from lmforge.errors import RunDirError
 from lmforge.guard import FileStamps, IntegrityError
 from lmforge.predict._meta import BASE_DIGEST, base_model_digest, read_model_meta
+from lmforge.predict._modules_io import MODULES_FORMAT, attach_modules, load_modules, model_layout
 from lmforge.predict._protocol import batched_proba, to_predictions
 from lmforge.rundir import MODEL, MODEL_META, PRUNING, WEIGHTS, is_adapter_dir
 
@@ -98,6 +102,8 @@ def load_torch_model(folder: str | Path) -> Any:
     _quiet(transformers)
     config = transformers.AutoConfig.from_pretrained(folder)
     model = transformers.AutoModelForSequenceClassification.from_config(config)
+    if (layout := model_layout(config)) is not None:  # a variant of a run with adapters, prefix or prompt
+        attach_modules(model, dict(layout))
     if (folder / PRUNING).is_file():
         from lmforge.predict._pruning import apply_pruning_shapes
 
@@ -146,21 +152,23 @@ def _check_base(base: Path, meta: dict[str, Any], model_dir: Path, stamps: FileS
         logger.warning("%s records no digest of its base model (trained before lmforge recorded one): "
                        "loading %s unchecked", model_dir / MODEL_META, base)
     elif digest != recorded:
+        what = f"{meta.get('method')} modules" if meta.get("format") == MODULES_FORMAT else "LoRA adapter"
         raise IntegrityError(
-            f"The base model {base} of the LoRA adapter in {model_dir} changed since training: its config and "
+            f"The base model {base} of the {what} in {model_dir} changed since training: its config and "
             f"weights hash to {digest[:16]}..., the adapter was trained on {str(recorded)[:16]}... "
             f"({BASE_DIGEST} in {MODEL_META}). Install the base model the run was trained with, or train again."
         )
 
 
 def _load_trained(model_dir: Path, meta: dict[str, Any]) -> Any:
-    """The model ``lmforge train`` saved: full weights, or the base model with the adapter merged in."""
+    """The model ``lmforge train`` saved: full weights, the base model with the adapter merged in, or the
+    base model with lmforge's modules attached and loaded."""
     transformers = require("transformers", extra="train", purpose="Prediction")
     labels = list(meta["labels"])
-    if not is_adapter_dir(model_dir):
+    modules = meta.get("format") == MODULES_FORMAT
+    if not is_adapter_dir(model_dir) and not modules:
         model = transformers.AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
         return _own_memory(model)
-    peft = require("peft", extra="train", purpose="Loading a LoRA adapter")
     base = resolve_model(meta["base_model"])
     stamps = FileStamps(base)
     _check_base(base, meta, model_dir, stamps)
@@ -172,7 +180,11 @@ def _load_trained(model_dir: Path, meta: dict[str, Any]) -> Any:
     if vocab_size and vocab_size != model.get_input_embeddings().weight.shape[0]:
         # model.extend_vocab added tokens: their rows come from the adapter (peft trainable tokens).
         model.resize_token_embeddings(int(vocab_size), mean_resizing=False)
-    model = _own_memory(peft.PeftModel.from_pretrained(model, model_dir).merge_and_unload())
+    if modules:
+        model = _own_memory(load_modules(model, model_dir))
+    else:
+        peft = require("peft", extra="train", purpose="Loading a LoRA adapter")
+        model = _own_memory(peft.PeftModel.from_pretrained(model, model_dir).merge_and_unload())
     if changed := stamps.changed():
         raise IntegrityError(f"The base model {base} changed while it was loaded ({', '.join(changed)}); "
                              "nothing loaded from it is used. Load again.")
@@ -196,7 +208,7 @@ def load(folder: Path) -> TorchPredictor:
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     _quiet(transformers)
     max_length = int(meta.get("max_length", 128))
-    if folder.name != MODEL and not is_adapter_dir(folder):
+    if folder.name != MODEL and not is_adapter_dir(folder) and meta.get("format") != MODULES_FORMAT:
         return TorchPredictor(load_torch_model(folder), tokenizer, list(meta["labels"]), max_length)
     model = _load_trained(folder, meta).to(torch.float32).eval()
     if torch.cuda.is_available() and os.environ.get("LMFORGE_PREDICT_DEVICE", "auto") != "cpu":

@@ -21,6 +21,7 @@ from typing import Any
 from lmforge.errors import ConfigError, RunDirError
 from lmforge.guard import RunVerification
 from lmforge.predict._meta import CAUSAL_LM
+from lmforge.predict._modules_io import MODULES_WEIGHTS
 from lmforge.predict._protocol import Generator, Predictor
 from lmforge.rundir import (
     COMPRESSED,
@@ -62,7 +63,8 @@ class Backend:
 
 BACKENDS: tuple[Backend, ...] = (
     Backend("onnxruntime", lambda d: (d / ONNX_FILE).is_file(), "lmforge.predict._onnx"),
-    Backend("torch", lambda d: (d / WEIGHTS).is_file() or is_adapter_dir(d), "lmforge.predict._torch"),
+    Backend("torch", lambda d: (d / WEIGHTS).is_file() or is_adapter_dir(d) or (d / MODULES_WEIGHTS).is_file(),
+            "lmforge.predict._torch"),
 )
 
 

@@ -2,7 +2,11 @@
 
 - :func:`train`: prepared splits + spec -> ``RUN/model/`` (``_stage.py``); the Trainer subclass
   with atomic checkpoints, the seeded sampler and FGM lives in ``_trainer.py``.
-- :data:`METHODS` / :func:`register_method`: full fine-tuning and LoRA, by name.
+- :data:`METHODS` / :func:`register_method`: full fine-tuning and LoRA, by name; the methods that
+  do not merge, whose modules stay beside the base weights (``_module_methods.py``): bottleneck
+  adapters ``adapter-houlsby`` / ``adapter-pfeiffer`` (``_adapters.py``), ``prefix`` and
+  ``prompt`` (``_prompting.py``). :func:`check_virtual_tokens` says when a prefix or prompt
+  does not fit ``model.max_length`` in the model's positions.
 - ``task: generate``: :func:`train` fine-tunes a causal LM on question/answer pairs
   (``_sft.py``); :func:`encode_example` renders, tokenizes and masks one example (loss on the
   answer and EOS only), :func:`sft_collator` pads or packs batches, and
@@ -14,15 +18,24 @@ Importing this package is cheap; torch and transformers load when a function run
 
 from __future__ import annotations
 
+from lmforge.train._adapters import HoulsbyAdapter, PfeifferAdapter
 from lmforge.train._hardware import fast_bf16, resolve_precision
 from lmforge.train._methods import METHODS, Method, get_method, is_causal_lm, register_method
+from lmforge.train._module_methods import ModulesMethod, check_virtual_tokens
+from lmforge.train._prompting import PrefixTuning, PromptTuning
 from lmforge.train._sft_data import IGNORE, encode_example, prompt_length_check, sft_collator
 from lmforge.train._stage import per_process_batch, train
 
 __all__ = [
     "IGNORE",
     "METHODS",
+    "HoulsbyAdapter",
     "Method",
+    "ModulesMethod",
+    "PfeifferAdapter",
+    "PrefixTuning",
+    "PromptTuning",
+    "check_virtual_tokens",
     "encode_example",
     "fast_bf16",
     "get_method",

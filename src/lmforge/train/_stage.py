@@ -21,6 +21,7 @@ from lmforge.predict import BASE_DIGEST, base_model_digest
 from lmforge.rundir import LABELS, MODEL, MODEL_META, RunDir, atomic_write_json, read_labels, read_split
 from lmforge.train._hardware import resolve_device, resolve_precision, world
 from lmforge.train._methods import Method, get_method
+from lmforge.train._module_methods import check_virtual_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +211,8 @@ def _save_model(run: RunDir, spec: Spec, method: Method, model: Any, tokenizer: 
         BASE_DIGEST: base_digest,
         "max_length": spec.model.max_length,
         **({"labels": labels} if labels is not None else {}),
-        "format": "peft-adapter" if spec.train.method != "full" else "transformers",
+        # A method may say how it saves (lmforge modules); else full weights or a peft adapter.
+        "format": getattr(method, "format", None) or ("peft-adapter" if spec.train.method != "full" else "transformers"),
         **(extra or {}),
     }
     with run.stage(MODEL) as tmp:
@@ -255,6 +257,8 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
     method = get_method(cfg.method)
     labels, train_rows, val_rows = _read_rows(run)
     base_path = resolve_model(spec.model.name)
+    if problem := check_virtual_tokens(spec, base_path):  # a prefix or prompt that does not fit
+        raise ConfigError(problem)
     base_digest = base_model_digest(base_path)  # before it is read: the weights this run starts from
     checkpoint = _start_checkpoint(run, resume, rank)
     if cfg.threads:

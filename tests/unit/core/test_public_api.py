@@ -20,7 +20,8 @@ PUBLIC = {
         "ConfigError", "DataError", "LmforgeError", "MissingExtraError", "NotFittedError", "RunDirError",
     ],
     "lmforge.config": [
-        "AugmentConfig", "DataConfig", "EvalConfig", "LoraConfig", "ModelConfig", "Spec", "TrainConfig",
+        "AdapterConfig", "AugmentConfig", "DataConfig", "EvalConfig", "LoraConfig", "ModelConfig", "PrefixConfig",
+        "PromptConfig", "Spec", "TrainConfig",
         "apply_overrides", "load_spec", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
     ],
     "lmforge.rundir": [
@@ -72,17 +73,19 @@ PUBLIC = {
         "stratified_sample", "stratified_split", "unknown_characters", "unreadable_message",
     ],
     "lmforge.predict": [
-        "BACKENDS", "BASE_DIGEST", "CAUSAL_LM", "GENERATOR_FORMATS", "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend",
+        "BACKENDS", "BASE_DIGEST", "CAUSAL_LM", "GENERATOR_FORMATS", "MODULES_CONFIG", "MODULES_FORMAT", "MODULES_WEIGHTS",
+        "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend",
         "FastTokenizer", "Generation", "Generator", "Messages", "OnnxPredictor", "Predictor", "PromptLike",
-        "TorchGenerator", "TorchPredictor", "apply_pruning_shapes", "available_variants",
+        "TorchGenerator", "TorchPredictor", "apply_pruning_shapes", "attach_modules", "available_variants",
         "base_model_digest", "batched_proba",
-        "check_prunable", "encoder_layers", "head_size", "load_generator", "load_model_folder", "load_predictor",
-        "load_torch_model", "onnx_session", "prune_layer", "pruning_shapes", "read_answer", "read_generator_meta", "read_model_meta",
-        "read_selected", "render_prompt", "resolve_variant", "run_kind", "save_torch_model", "softmax", "to_messages",
+        "check_prunable", "encoder_layers", "head_size", "load_generator", "load_model_folder", "load_modules",
+        "load_predictor", "load_torch_model", "model_layout", "onnx_session", "prune_layer", "pruning_shapes", "read_answer", "read_generator_meta", "read_model_meta",
+        "read_selected", "render_prompt", "resolve_variant", "run_kind", "save_modules", "save_torch_model", "softmax", "to_messages",
         "to_predictions", "top_p_filter",
     ],
     "lmforge.train": [
-        "IGNORE", "METHODS", "Method", "encode_example", "fast_bf16", "get_method", "is_causal_lm",
+        "IGNORE", "METHODS", "HoulsbyAdapter", "Method", "ModulesMethod", "PfeifferAdapter", "PrefixTuning",
+        "PromptTuning", "check_virtual_tokens", "encode_example", "fast_bf16", "get_method", "is_causal_lm",
         "per_process_batch", "prompt_length_check", "register_method", "resolve_precision", "sft_collator", "train",
     ],
     "lmforge.evaluate": [
