@@ -2,9 +2,11 @@
 
 from lmforge.config._load import apply_overrides, load_spec, spec_from_dict, spec_to_dict, spec_to_yaml
 from lmforge.config._schema import (
+    AdaLoraConfig,
     AugmentConfig,
     DataConfig,
     EvalConfig,
+    IA3Config,
     LoraConfig,
     ModelConfig,
     Spec,
@@ -12,9 +14,11 @@ from lmforge.config._schema import (
 )
 
 __all__ = [
+    "AdaLoraConfig",
     "AugmentConfig",
     "DataConfig",
     "EvalConfig",
+    "IA3Config",
     "LoraConfig",
     "ModelConfig",
     "Spec",

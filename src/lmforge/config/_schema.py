@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lmforge.config._sections import AugmentConfig, EvalConfig, LoraConfig
+from lmforge.config._sections import AdaLoraConfig, AugmentConfig, EvalConfig, IA3Config, LoraConfig
 from lmforge.errors import ConfigError
 
 __all__ = [
+    "AdaLoraConfig",
     "AugmentConfig",
     "DataConfig",
     "EvalConfig",
+    "IA3Config",
     "LoraConfig",
     "ModelConfig",
     "Spec",
@@ -157,8 +159,8 @@ class TrainConfig:
     """How to fine-tune."""
 
     method: str = ""
-    """Fine-tuning method by registry name: `full` or `lora` (more can be registered). Unset: `full`
-    to classify, `lora` for `task: generate` (a 135M-parameter LM trains ~3x faster with adapters)."""
+    """Fine-tuning method by registry name: `full`, `lora`, `adalora` or `ia3` (more can be
+    registered; `lmforge.train.METHODS` lists them). Unset: `full` to classify, `lora` for `task: generate` (a 135M-parameter LM trains ~3x faster with adapters)."""
     epochs: float = 1.5
     """Passes over the training split (ignored when `max_steps` is set). 1.5 keeps the demo
     (airline-tweets, ~11.6k training texts) inside 10 minutes on 2 CPU cores: 2 epochs took
@@ -217,6 +219,10 @@ class TrainConfig:
     """Log loss and learning rate every N steps (TensorBoard and the progress bar)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA hyperparameters."""
+    adalora: AdaLoraConfig = field(default_factory=AdaLoraConfig)
+    """AdaLoRA hyperparameters (its rank budget and schedule)."""
+    ia3: IA3Config = field(default_factory=IA3Config)
+    """(IA)^3 settings (which modules are rescaled)."""
 
     def __post_init__(self) -> None:
         problems = []

@@ -1,11 +1,12 @@
-"""PyTorch backend: a run's trained model (full weights or a LoRA adapter) and torch variants.
+"""PyTorch backend: a run's trained model (full weights or a peft adapter) and torch variants.
 
 Weights load through safetensors only (no pickle). Three kinds of folder:
 
 - the run's ``model/`` with full weights (``save_pretrained``), loaded in float32;
-- the run's ``model/`` with a PEFT adapter: the base model is loaded from the catalog and
-  the adapter merged in, after its digest is checked against the one recorded at training
-  (``base_model_sha256``: the base lies outside the signed run);
+- the run's ``model/`` with a PEFT adapter (LoRA, AdaLoRA, IA3: whatever peft can merge): the
+  base model is loaded from the catalog and the adapter merged in (:func:`merge_adapter`), after
+  its digest is checked against the one recorded at training (``base_model_sha256``: the base
+  lies outside the signed run);
 - a variant under ``compressed/`` saved by :func:`save_torch_model` (bf16, pruned, distilled,
   merged), which keeps its dtype.
   A pruned variant carries ``pruning.json`` with its per-layer sizes; the model is built
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ from lmforge.predict._meta import BASE_DIGEST, base_model_digest, read_model_met
 from lmforge.predict._protocol import batched_proba, to_predictions
 from lmforge.rundir import MODEL, MODEL_META, PRUNING, WEIGHTS, is_adapter_dir
 
-__all__ = ["TorchPredictor", "load", "load_torch_model", "save_torch_model"]
+__all__ = ["TorchPredictor", "load", "load_torch_model", "merge_adapter", "save_torch_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,10 +149,25 @@ def _check_base(base: Path, meta: dict[str, Any], model_dir: Path, stamps: FileS
                        "loading %s unchecked", model_dir / MODEL_META, base)
     elif digest != recorded:
         raise IntegrityError(
-            f"The base model {base} of the LoRA adapter in {model_dir} changed since training: its config and "
-            f"weights hash to {digest[:16]}..., the adapter was trained on {str(recorded)[:16]}... "
+            f"The base model {base} of the {meta.get('method') or 'peft'} adapter in {model_dir} changed since "
+            f"training: its config and weights hash to {digest[:16]}..., the adapter was trained on {str(recorded)[:16]}... "
             f"({BASE_DIGEST} in {MODEL_META}). Install the base model the run was trained with, or train again."
         )
+
+
+def merge_adapter(model: Any, folder: Path) -> Any:
+    """``model`` with the peft adapter in ``folder`` loaded and merged in (peft's ``merge_and_unload``).
+
+    An AdaLoRA adapter keeps only its kept triplets (``rank_pattern``); peft first builds every
+    module at ``init_r``, warns that the pattern names no module it targets (it reads it as
+    LoRA's per-module ranks), then cuts each module to its pattern as the weights load: the
+    warning is wrong here and is not shown.
+    """
+    peft = require("peft", extra="train", purpose="Loading a peft adapter")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The following rank_pattern keys did not match",
+                                category=RuntimeWarning)
+        return _own_memory(peft.PeftModel.from_pretrained(model, folder).merge_and_unload())
 
 
 def _load_trained(model_dir: Path, meta: dict[str, Any]) -> Any:
@@ -160,7 +177,6 @@ def _load_trained(model_dir: Path, meta: dict[str, Any]) -> Any:
     if not is_adapter_dir(model_dir):
         model = transformers.AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
         return _own_memory(model)
-    peft = require("peft", extra="train", purpose="Loading a LoRA adapter")
     base = resolve_model(meta["base_model"])
     stamps = FileStamps(base)
     _check_base(base, meta, model_dir, stamps)
@@ -172,7 +188,7 @@ def _load_trained(model_dir: Path, meta: dict[str, Any]) -> Any:
     if vocab_size and vocab_size != model.get_input_embeddings().weight.shape[0]:
         # model.extend_vocab added tokens: their rows come from the adapter (peft trainable tokens).
         model.resize_token_embeddings(int(vocab_size), mean_resizing=False)
-    model = _own_memory(peft.PeftModel.from_pretrained(model, model_dir).merge_and_unload())
+    model = merge_adapter(model, model_dir)
     if changed := stamps.changed():
         raise IntegrityError(f"The base model {base} changed while it was loaded ({', '.join(changed)}); "
                              "nothing loaded from it is used. Load again.")

@@ -2,7 +2,9 @@
 
 - :func:`train`: prepared splits + spec -> ``RUN/model/`` (``_stage.py``); the Trainer subclass
   with atomic checkpoints, the seeded sampler and FGM lives in ``_trainer.py``.
-- :data:`METHODS` / :func:`register_method`: full fine-tuning and LoRA, by name.
+- :data:`METHODS` / :func:`register_method`: full fine-tuning, LoRA, AdaLoRA (with its
+  rank-allocation callback, ``_adalora.py``) and (IA)^3, by name (``_methods.py``,
+  ``_peft_methods.py``).
 - ``task: generate``: :func:`train` fine-tunes a causal LM on question/answer pairs
   (``_sft.py``); :func:`encode_example` renders, tokenizes and masks one example (loss on the
   answer and EOS only), :func:`sft_collator` pads or packs batches, and
@@ -14,6 +16,7 @@ Importing this package is cheap; torch and transformers load when a function run
 
 from __future__ import annotations
 
+from lmforge.train import _peft_methods  # noqa: F401  (registers adalora and ia3)
 from lmforge.train._hardware import fast_bf16, resolve_precision
 from lmforge.train._methods import METHODS, Method, get_method, is_causal_lm, register_method
 from lmforge.train._sft_data import IGNORE, encode_example, prompt_length_check, sft_collator

@@ -179,7 +179,8 @@ def _readable_model(spec: Spec, model: Any, tokenizer: Any, texts: list[str]) ->
 
 
 def _callbacks(spec: Spec, run: RunDir, rank: int, progress: bool, has_val: bool) -> tuple[list[Any], Any]:
-    """Trainer callbacks (log file, TensorBoard on rank 0, progress, early stopping) and the TB writer."""
+    """Trainer callbacks (log file, TensorBoard on rank 0, progress, early stopping, the method's own)
+    and the TB writer."""
     transformers = require("transformers", extra="train", purpose="Training")
     from lmforge.train._callbacks import JsonlLogCallback, ProgressBarCallback
 
@@ -193,6 +194,9 @@ def _callbacks(spec: Spec, run: RunDir, rank: int, progress: bool, has_val: bool
         callbacks.append(ProgressBarCallback())
     if has_val and spec.train.early_stopping_patience:
         callbacks.append(transformers.EarlyStoppingCallback(early_stopping_patience=spec.train.early_stopping_patience))
+    method_callbacks = getattr(get_method(spec.train.method), "callbacks", None)  # AdaLoRA's rank allocation
+    if method_callbacks is not None:
+        callbacks.extend(method_callbacks(spec.train))
     return callbacks, writer
 
 

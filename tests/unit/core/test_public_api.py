@@ -20,7 +20,8 @@ PUBLIC = {
         "ConfigError", "DataError", "LmforgeError", "MissingExtraError", "NotFittedError", "RunDirError",
     ],
     "lmforge.config": [
-        "AugmentConfig", "DataConfig", "EvalConfig", "LoraConfig", "ModelConfig", "Spec", "TrainConfig",
+        "AdaLoraConfig", "AugmentConfig", "DataConfig", "EvalConfig", "IA3Config", "LoraConfig", "ModelConfig", "Spec",
+        "TrainConfig",
         "apply_overrides", "load_spec", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
     ],
     "lmforge.rundir": [
