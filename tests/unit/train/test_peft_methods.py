@@ -201,3 +201,17 @@ def test_section_checks_name_the_key(overrides: list[str], message: str) -> None
     with pytest.raises(ConfigError) as info:
         load_spec(None, overrides)
     assert any(message in problem for problem in info.value.problems), info.value.problems
+
+
+def test_adalora_trains_the_tokens_extend_vocab_added(tiny: Path, tmp_path: Path) -> None:
+    run = RunDir(write_zh_prepared(tmp_path / "run"))  # Chinese: the tiny vocabulary is extended
+    spec = spec_from_dict({"model": {"name": str(tiny), "max_length": 32}, "train": {
+        "method": "adalora", "max_steps": 4, "batch_size": 8, "precision": "fp32", "threads": 1,
+        "early_stopping_patience": None, "adalora": {"init_r": 2, "target_r": 1, "delta_t": 1}}})
+    summary = train(spec, run, progress=False)
+    added = summary["readability"]["extension"]["added"]
+    weights = load_file(str(run.model_dir / "adapter_model.safetensors"))
+    # As with LoRA: the new rows train as a delta in the adapter, not a copy of the whole matrix.
+    delta = weights["base_model.model.bert.embeddings.word_embeddings.token_adapter.trainable_tokens_delta"]
+    assert added > 0 and delta.shape == (added, 16) and bool(delta.abs().sum() > 0)
+    assert not [k for k in weights if k.endswith("word_embeddings.weight")]
