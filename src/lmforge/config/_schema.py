@@ -160,7 +160,8 @@ class TrainConfig:
 
     method: str = ""
     """Fine-tuning method by registry name: `full`, `lora`, `adalora` or `ia3` (more can be
-    registered; `lmforge.train.METHODS` lists them). Unset: `full` to classify, `lora` for `task: generate` (a 135M-parameter LM trains ~3x faster with adapters)."""
+    registered; `lmforge.train.METHODS` lists them). Unset: `full` to classify, `lora` for
+    `task: generate` (a 135M-parameter LM trains ~3x faster with adapters)."""
     epochs: float = 1.5
     """Passes over the training split (ignored when `max_steps` is set). 1.5 keeps the demo
     (airline-tweets, ~11.6k training texts) inside 10 minutes on 2 CPU cores: 2 epochs took

@@ -18,20 +18,30 @@ one holds only the kept triplets, which the Trainer then cannot load back into t
 modules (loading the best model at the end, or ``--resume``). So the callback keeps the pattern
 itself and clears the config's after every allocation: checkpoints hold every triplet (the
 pruned ones at exactly zero) and load back as they are; :meth:`AdaLoRA.save` writes the kept
-ones only.
+ones only. The allocator's importance averages (and the pattern) go into each checkpoint too
+(:data:`STATE_FILE`, written by ``LmforgeTrainer`` inside the staged folder), so a resumed run
+allocates exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from transformers import TrainerCallback
 
 from lmforge.config import AdaLoraConfig
 from lmforge.errors import ConfigError
 
-__all__ = ["RankAllocationCallback", "kept_triplets", "schedule"]
+__all__ = ["STATE_FILE", "RankAllocationCallback", "kept_triplets", "schedule"]
+
+STATE_FILE = "adalora_state.safetensors"
+"""In a checkpoint: the allocator's importance averages and the kept pattern, so ``--resume`` is bit-exact."""
+_TABLES = ("ipt", "exp_avg_ipt", "exp_avg_unc")
 
 
 def schedule(cfg: AdaLoraConfig, total: int) -> tuple[int, int]:
@@ -90,3 +100,23 @@ class RankAllocationCallback(TrainerCallback):
         if config.rank_pattern:
             self.pattern = config.rank_pattern
         config.rank_pattern = None
+
+    def save_state(self, folder: Path, model: Any) -> None:
+        """Write the importance averages and the kept pattern into the checkpoint ``folder``."""
+        allocator = model.base_model.rankallocator
+        tensors = {f"{table}/{name}": value.detach().contiguous()
+                   for table in _TABLES for name, value in getattr(allocator, table).items()}
+        save_file(tensors, str(folder / STATE_FILE), metadata={"pattern": json.dumps(self.pattern)})
+
+    def load_state(self, folder: Path, model: Any) -> None:
+        """Restore what :meth:`save_state` wrote (a checkpoint without it restarts the averages)."""
+        path = folder / STATE_FILE
+        if not path.is_file():
+            return
+        allocator = model.base_model.rankallocator
+        device = next(model.parameters()).device
+        with safe_open(str(path), framework="pt") as fh:
+            self.pattern = json.loads((fh.metadata() or {}).get("pattern") or "null")
+            for key in fh.keys():  # noqa: SIM118 (safe_open is no dict)
+                table, name = key.split("/", 1)
+                getattr(allocator, table)[name] = fh.get_tensor(key).to(device)

@@ -323,6 +323,11 @@ def _fit(spec: Spec, model: Any, args: Any, train_set: Any, val_set: Any, collat
         keep_checkpoints=cfg.save_total_limit,
     )
     trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
+    if checkpoint is not None:
+        for callback in trainer.callback_handler.callbacks:  # what LmforgeTrainer saved of them
+            load_state = getattr(callback, "load_state", None)
+            if load_state is not None:
+                load_state(checkpoint, trainer.model)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - start

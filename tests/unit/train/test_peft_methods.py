@@ -1,5 +1,5 @@
 """AdaLoRA and IA3 beyond the method contract: AdaLoRA's rank budget really shrinks on the run's
-own schedule (and its checkpoints load back for the best model and --resume), the modules each
+own schedule (and its checkpoints load back for the best model and a bit-exact --resume), the modules each
 method adapts in an encoder and in a causal LM, a generative run merged by the generator, and
 the `train.adalora` / `train.ia3` sections' checks."""
 
@@ -23,7 +23,7 @@ from lmforge.pipeline import prepare_run
 from lmforge.predict import load_generator
 from lmforge.rundir import ADAPTER_CONFIG, RunDir
 from lmforge.train import METHODS, get_method, train
-from lmforge.train._adalora import schedule
+from lmforge.train._adalora import STATE_FILE, schedule
 from lmforge.train._peft_methods import ia3_targets
 
 # The tiny BERT's linear layers LoRA-style methods adapt: q, k, v, attention output, FFN in and
@@ -73,28 +73,45 @@ def test_adalora_prunes_ranks_to_the_target_budget_on_the_runs_schedule(tiny: Pa
 
 
 @pytest.mark.slow
-def test_adalora_checkpoints_load_back_for_the_best_model_and_resume(
+def test_adalora_checkpoints_load_back_for_the_best_model_and_resume_bit_exactly(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Checkpoints at step 4 (ranks being cut) and 8 (final ranks): peft would save each with its own
-    # rank pattern and fail to load one into modules of another size; here they hold every triplet.
+    # 12 steps: ranks are cut from step 3 to 9, fixed after. Checkpoints at 4 and 8 (while ranks are
+    # cut) and 12: peft would save each with its own rank pattern and fail to load one into modules
+    # of another size (the best model at the end, a resume); here they hold every triplet.
     monkeypatch.setenv("LMFORGE_KEEP_CHECKPOINTS", "1")
-    run, straight = _train(tmp_path / "run", tiny, "adalora", eval_steps=4, adalora=ADALORA)
-    assert straight["best_checkpoint_step"] in (4, 8)
-    for step in (4, 8):
+    cfg = {"max_steps": 12, "eval_steps": 4, "save_total_limit": 3, "adalora": ADALORA}
+    run, straight = _train(tmp_path / "run", tiny, "adalora", **cfg)
+    assert straight["best_checkpoint_step"] in (4, 8, 12)
+    for step in (4, 8, 12):
         ckpt = json.loads((run.checkpoints_dir / f"checkpoint-{step}" / ADAPTER_CONFIG).read_text(encoding="utf-8"))
         assert ckpt["rank_pattern"] is None
-    shutil.rmtree(run.checkpoints_dir / "checkpoint-8")
+    averages = load_file(str(run.checkpoints_dir / "checkpoint-8" / STATE_FILE))
+    assert averages and any(bool(t.abs().sum() > 0) for t in averages.values())
+    weights = load_file(str(run.checkpoints_dir / "checkpoint-12" / "adapter_model.safetensors"))
+    kept, model = _kept(run), load_file(str(run.model_dir / "adapter_model.safetensors"))
+    for step in (8, 12):
+        shutil.rmtree(run.checkpoints_dir / f"checkpoint-{step}")
     shutil.rmtree(run.model_dir)
     spec = spec_from_dict({"model": {"name": str(tiny), "max_length": 32}, "train": {
-        "max_steps": 8, "batch_size": 8, "learning_rate": 5e-3, "warmup_ratio": 0.0, "method": "adalora",
-        "early_stopping_patience": None, "threads": 1, "precision": "fp32", "eval_steps": 4, "adalora": ADALORA}})
+        "batch_size": 8, "learning_rate": 5e-3, "warmup_ratio": 0.0, "method": "adalora",
+        "early_stopping_patience": None, "threads": 1, "precision": "fp32", **cfg}})
     resumed = train(spec, run, resume=True, progress=False)
-    assert resumed["resumed_from"] == "checkpoint-4" and resumed["steps"] == 8
-    final = json.loads((run.checkpoints_dir / "checkpoint-8" / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-    assert final["total_step"] == 8
-    kept = _kept(run)
-    assert len(kept) == ADAPTED and sum(kept.values()) < ADALORA["init_r"] * ADAPTED
+    assert resumed["resumed_from"] == "checkpoint-4" and resumed["steps"] == 12
+    # The importance averages came back with checkpoint-4: at step 8 they are the straight run's.
+    again = load_file(str(run.checkpoints_dir / "checkpoint-8" / STATE_FILE))
+    assert again.keys() == averages.keys()
+    for key, tensor in averages.items():
+        assert torch.equal(again[key], tensor), key
+    final = load_file(str(run.checkpoints_dir / "checkpoint-12" / "adapter_model.safetensors"))
+    assert final.keys() == weights.keys()
+    for key, tensor in weights.items():
+        assert torch.equal(final[key], tensor), key
+    # model/ is the best checkpoint's, its kept triplets only: the same as the straight run's.
+    assert resumed["best_checkpoint_step"] == straight["best_checkpoint_step"]
+    assert _kept(run) == kept
+    saved = load_file(str(run.model_dir / "adapter_model.safetensors"))
+    assert saved.keys() == model.keys() and all(torch.equal(saved[k], model[k]) for k in model)
 
 
 def test_a_run_too_short_for_adalora_s_schedule_is_a_config_error(tiny: Path, tmp_path: Path) -> None:
