@@ -144,7 +144,8 @@ def padded_worker(job: dict[str, Any]) -> dict[str, Any]:
         eval_strategy="steps", eval_steps=p["eval_steps"], save_strategy="no", logging_steps=1, report_to="none",
         seed=job["seed"], use_cpu=True, prediction_loss_only=True, disable_tqdm=True, warmup_steps=0.06,
         lr_scheduler_type="linear", weight_decay=0.01, dataloader_num_workers=0,
-        include_num_input_tokens_seen="non_padding")  # real tokens, as lmforge counts them
+        include_num_input_tokens_seen="non_padding",  # real tokens, as lmforge counts them
+        bf16=job["precision"] == "bf16")  # the same autocast precision as lmforge's
     collator = transformers.DataCollatorForSeq2Seq(tokenizer, padding="max_length", max_length=p["max_length"],
                                                    label_pad_token_id=-100)
     trainer = transformers.Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
@@ -167,6 +168,8 @@ def main() -> int:
     ap.add_argument("--packing", action="store_true", help="lmforge packs each batch into one row")
     ap.add_argument("--out", type=Path, help="result JSON (default bench/results/sft_speed[-quick].json)")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="both contenders' autocast precision (auto: bf16 where the CPU has AMX or AVX512-BF16)")
     ap.add_argument("--worker", choices=["lmforge", "padded"], help=argparse.SUPPRESS)
     ap.add_argument("--job", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -183,6 +186,10 @@ def main() -> int:
         data["max_examples"] = p["max_examples"]
     spec = _spec(p, data, args.seed)
     spec["train"]["packing"] = args.packing
+    from lmforge.train import resolve_precision
+
+    precision = resolve_precision(args.precision)
+    spec["train"]["precision"] = precision
     out = args.out or default_out(NAME, args.quick)
     workdir = Path(tempfile.mkdtemp(prefix="lmforge-bench-sft-"))
     try:
@@ -193,7 +200,7 @@ def main() -> int:
         subprocess.run([str(LMFORGE), "prepare", str(spec_path), "--out", str(run_dir)], check=True, env=child_env())
         log("peer: HF Trainer + peft LoRA, padding to max_length")
         padded = run_worker(__file__, "padded", {"p": p, "run_dir": str(run_dir), "seed": args.seed,
-                                                 "workdir": str(workdir)}, workdir)
+                                                 "workdir": str(workdir), "precision": precision}, workdir)
         log("lmforge: lmforge.train.train (dynamic padding, length grouping" + (", packing)" if args.packing else ")"))
         lm = run_worker(__file__, "lmforge", {"spec": spec, "run_dir": str(run_dir)}, workdir)
     finally:
@@ -219,11 +226,14 @@ def main() -> int:
     ]
     notes = ["TRL is not installed: trl 1.16 needs `datasets`, which lmforge does not depend on; the peer is HF "
              "Trainer padding to max_length (the fallback the issue names).",
-             "Both clocks exclude evaluation (each eval_runtime); lmforge's includes its checkpoint writes."]
+             "Both clocks exclude evaluation (each eval_runtime); lmforge's includes its checkpoint writes.",
+             f"Both train with {precision} autocast (the precision lmforge's `auto` picks on this CPU), so the "
+             "ratio measures batching, not precision."]
     if args.quick:
         notes.append("Quick mode: a few steps on a tiny slice; the numbers only show the code path works.")
     write_result(out, NAME, quick=args.quick, peer="HF Trainer, padded", parameters={**p, "model": MODEL,
-                 "data": "bitext" if args.bitext else "support-answers", "packing": args.packing, "seed": args.seed},
+                 "data": "bitext" if args.bitext else "support-answers", "packing": args.packing, "seed": args.seed,
+                 "precision": precision},
                  results={"lmforge": lm, "padded": padded, "level": level}, ratios=ratios,
                  targets=[target("time-to-loss speedup", speedup, ">=", SPEEDUP_TARGET, "x")], summary=summary,
                  notes=notes)

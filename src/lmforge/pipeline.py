@@ -100,7 +100,9 @@ def init_run(spec: Spec, out: str | Path) -> RunDir:
 def prepare_run(spec: Spec, out: str | Path) -> tuple[RunDir, dict[str, Any]]:
     """Create the run directory and prepare its data, or leave nothing behind.
 
-    The spec is checked first (nothing is written when it is wrong). When preparing fails, a
+    The spec is checked first (nothing is written when it is wrong). A classification spec that
+    left ``model.name`` unset may have it chosen by prepare for the data's script (Chinese:
+    ``lmforge.catalog.SCRIPT_DEFAULTS``); ``spec.yaml`` and the manifest then record that model. When preparing fails, a
     folder this call created is removed, and a run that was already there gets its
     ``spec.yaml`` and ``manifest.json`` back as they were (its ``data/`` is replaced only when
     the new one is complete), so the same command can run again into the same folder.
@@ -115,7 +117,12 @@ def prepare_run(spec: Spec, out: str | Path) -> tuple[RunDir, dict[str, Any]]:
     try:
         init_run(spec, run.root)
         check = prompt_length_check(spec) if spec.task == "generate" else None
-        return run, prepare(spec, run, check_examples=check)
+        written = spec_to_yaml(spec)
+        report = prepare(spec, run, check_examples=check)
+        if spec_to_yaml(spec) != written:  # prepare chose the model for the data's script
+            atomic_write_text(run.spec_path, spec_to_yaml(spec))
+            run.update_manifest(spec=spec_to_dict(spec))
+        return run, report
     except BaseException:
         if created:
             shutil.rmtree(run.root, ignore_errors=True)

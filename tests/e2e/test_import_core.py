@@ -13,7 +13,7 @@ from lmforge.rundir import RunDir
 
 BLOCK = ("torch", "transformers", "peft", "pandas", "pyarrow", "matplotlib", "accelerate", "tokenizers",
          "safetensors", "tensorboard", "sklearn", "tqdm", "onnx", "onnxruntime", "cryptography", "fastapi",
-         "starlette", "uvicorn", "sqlalchemy", "prometheus_client", "httpx", "ray")
+         "starlette", "uvicorn", "sqlalchemy", "prometheus_client", "httpx", "ray", "mlflow")
 
 
 def test_import_and_light_verbs_without_extras() -> None:

@@ -15,7 +15,7 @@ from lmforge.catalog._m3e import TOKENIZER_FILES as _M3E_TOKENIZER
 from lmforge.catalog._m3e import convert_m3e
 from lmforge.errors import ConfigError, MissingExtraError
 
-__all__ = ["MODELS", "ModelEntry", "resolve_model"]
+__all__ = ["MODELS", "SCRIPT_DEFAULTS", "ModelEntry", "resolve_model"]
 
 
 @dataclass(frozen=True)
@@ -155,3 +155,12 @@ def resolve_model(name: str) -> Path:
         f"Unknown model '{name}'. Available: {', '.join(sorted(MODELS))}; "
         "or give the path of a local Hugging Face folder."
     )
+
+SCRIPT_DEFAULTS: dict[str, str] = {"Han": "m3e-small"}
+"""The model a classification spec gets, when it leaves ``model.name`` unset, for training data
+mostly written in a script the default English encoder cannot read. Han: m3e-small, the best of
+the three measured on zh-reviews (2,000 reviews, 1 epoch, max_length 64, one seeded split, 2 cores,
+2026-12-02: test accuracy m3e-small 0.860, multilingual-e5-small 0.690, minilm-l6 with
+``model.extend_vocab`` 0.627, minilm-l6 as it was 0.535 against a majority class of 0.52), and the
+cheapest to train (4 layers). Its licence is research / non-commercial: picking it says so, and
+names multilingual-e5-small (MIT) as the one to set for a product."""

@@ -14,6 +14,8 @@
                                         guard: PII, signed runs, audit log, keys
     lmforge fairness | report compliance
                                         reports about a trained run
+    lmforge runs compare RUN_A RUN_B [--html OUT]
+                                        spec differences and metrics side by side
     lmforge monitor report --reference RUN --current FILE
                                         offline drift report (HTML + JSON)
 
@@ -37,13 +39,14 @@ from lmforge.cli import (
     predict,
     registry,
     reports,
+    runs,
     serve,
     stages,
     validate,
 )
 from lmforge.errors import LmforgeError
 
-VERBS = (stages, compress, predict, serve, registry, keys, validate, catalog, guard, reports, monitor)
+VERBS = (stages, compress, predict, serve, registry, keys, validate, catalog, guard, reports, runs, monitor)
 
 
 def build_parser() -> argparse.ArgumentParser:

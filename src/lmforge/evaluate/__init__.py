@@ -13,10 +13,17 @@ functions are pure Python and match ``rouge-score`` and ``sacrebleu``.
 
 The reports about a trained model that a reviewer reads live here too:
 :func:`fairness_report` / :func:`fairness_for_run` (metrics per slice, disparity ratios)
-and :func:`compliance_report` (card, lineage, PII scan, fairness, metrics, signature).
+and :func:`compliance_report` (card, lineage, PII scan, fairness, metrics, signature);
+:func:`compare_runs` puts runs side by side (``lmforge runs compare``).
 """
 
 from lmforge.evaluate._analysis import collect_errors, error_rate_by_length, weak_classes
+from lmforge.evaluate._compare import (
+    RunComparison,
+    compare_runs,
+    render_comparison_html,
+    render_comparison_text,
+)
 from lmforge.evaluate._compliance import compliance_report
 from lmforge.evaluate._evaluate import evaluate, load_labels, load_test_split
 from lmforge.evaluate._fairness import (
@@ -47,9 +54,11 @@ __all__ = [
     "BLOCK_KEYS",
     "GenExample",
     "NearestPrompt",
+    "RunComparison",
     "bleu",
     "chrf",
     "collect_errors",
+    "compare_runs",
     "compliance_report",
     "compute_metrics",
     "error_rate_by_length",
@@ -69,6 +78,8 @@ __all__ = [
     "most_confused",
     "perplexity",
     "read_generation_split",
+    "render_comparison_html",
+    "render_comparison_text",
     "render_fairness_markdown",
     "rouge_l",
     "rouge_l_f",

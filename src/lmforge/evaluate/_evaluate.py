@@ -16,6 +16,7 @@ from lmforge.evaluate._metrics import compute_metrics
 from lmforge.evaluate._plots import plot_calibration, plot_confusion
 from lmforge.evaluate._report import render_report
 from lmforge.evaluate._summary import run_summary
+from lmforge.evaluate._track import log_evaluation
 from lmforge.metrics import baseline_scores, beats_baselines
 from lmforge.predict import Predictor, load_predictor
 from lmforge.rundir import FP32, RunDir, atomic_write_json, atomic_write_text, read_labels, read_split
@@ -144,6 +145,7 @@ def evaluate(
         metrics={**{key: metrics[key] for key in ("accuracy", "macro_f1", "ece", "n_test")},
                  "beats_baselines": metrics["baseline_check"]["beats"]},
     )
+    log_evaluation(run, metrics)  # into the training's MLflow run, when it had one
     logger.info(
         "Test accuracy %.4f, macro-F1 %.4f, ECE %.4f on %d examples; report at %s",
         metrics["accuracy"],

@@ -33,6 +33,7 @@ from lmforge.evaluate._gen_metrics import (
 from lmforge.evaluate._gen_report import render_generation_report
 from lmforge.evaluate._retrieval import NearestPrompt
 from lmforge.evaluate._summary import run_summary
+from lmforge.evaluate._track import log_evaluation
 from lmforge.guard.pii import scan_texts
 from lmforge.predict import Generator, load_generator, run_kind, to_messages
 from lmforge.rundir import MODEL_META, RunDir, atomic_write_json, atomic_write_text, read_json
@@ -249,6 +250,7 @@ def evaluate_generation(
     ]
     _write_eval(run, spec, manifest, metrics, rows, generator.system)
     run.update_manifest(metrics={key: metrics[key] for key in ("rouge_l", "perplexity", "stop_rate", "n_test")})
+    log_evaluation(run, metrics)  # into the training's MLflow run, when it had one
     logger.info(
         "Test ROUGE-L %.4f, perplexity %.3f, stop rate %.1f%% on %d examples (base model ROUGE-L %.4f, "
         "retrieval %.4f); report at %s",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lmforge.catalog import MODELS
+
 __all__ = ["UNKNOWN", "baseline_rows", "baseline_verdict", "format_value", "generation_summary_rows", "run_summary",
            "summary_rows"]
 
@@ -130,6 +132,12 @@ def baseline_verdict(metrics: dict[str, Any]) -> str:
             "nothing from the texts. Do not use it; see the readability check of the training data.")
 
 
+def _licence_rows(base_model: Any) -> list[tuple[str, str]]:
+    """The base model's licence, for a catalog model (a local folder's is the user's to know)."""
+    entry = MODELS.get(base_model) if isinstance(base_model, str) else None
+    return [("Base model licence", entry.license)] if entry is not None else []
+
+
 def summary_rows(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(data rows, training rows) of ``(name, text)`` for tables in the report and card."""
     counts = summary["counts"]
@@ -152,6 +160,7 @@ def summary_rows(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], list[t
     duration = f"{seconds:.1f} s" if isinstance(seconds, int | float) else format_value(seconds)
     training = [
         ("Base model", format_value(summary["base_model"])),
+        *_licence_rows(summary["base_model"]),
         ("Method", format_value(summary["method"])),
         ("Trainable parameters", params),
         ("Steps", format_value(summary["steps"])),

@@ -179,17 +179,15 @@ def _readable_model(spec: Spec, model: Any, tokenizer: Any, texts: list[str]) ->
 
 
 def _callbacks(spec: Spec, run: RunDir, rank: int, progress: bool, has_val: bool) -> tuple[list[Any], Any]:
-    """Trainer callbacks (log file, TensorBoard on rank 0, progress, early stopping, the method's own)
+    """Trainer callbacks (log file, the trackers on rank 0, progress, early stopping, the method's own)
     and the TB writer."""
     transformers = require("transformers", extra="train", purpose="Training")
     from lmforge.train._callbacks import JsonlLogCallback, ProgressBarCallback
+    from lmforge.train._track import tracking_callbacks  # transformers at its top
 
     callbacks: list[Any] = [JsonlLogCallback(run.logs_dir / "train.log")]
-    writer = None
-    if rank == 0:
-        tb = require("torch.utils.tensorboard", extra="train", purpose="TensorBoard logging")
-        writer = tb.SummaryWriter(log_dir=str(run.logs_dir / "tensorboard"))
-        callbacks.append(transformers.integrations.TensorBoardCallback(tb_writer=writer))
+    trackers, writer = tracking_callbacks(spec, run, rank)  # train.track: TensorBoard, MLflow
+    callbacks += trackers
     if progress:
         callbacks.append(ProgressBarCallback())
     if has_val and spec.train.early_stopping_patience:
@@ -343,6 +341,9 @@ def _finish(run: RunDir, trainer: Any, summary: dict[str, Any]) -> dict[str, Any
     if not os.environ.get("LMFORGE_KEEP_CHECKPOINTS"):
         shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
     run.update_manifest(train=summary)
+    from lmforge.train._track import finish_tracking  # transformers at its top
+
+    finish_tracking(trainer, summary)
     return summary
 
 

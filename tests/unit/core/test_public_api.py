@@ -43,6 +43,9 @@ PUBLIC = {
     "lmforge._sql": [
         "open_engine",
     ],
+    "lmforge._mlflow": [
+        "RUN_STORE", "Tracker", "store_location", "uri_problem",
+    ],
     "lmforge.guard": [
         "ACTIONS", "AUDIT_KEY_ENV", "AUDIT_LOG_ENV", "AUTO_SIGN_ENV", "KEY_ENV", "PUBLIC_KEY_ENV",
         "SIGNATURE", "SIGNING_KEY_ENV", "AuditLog", "AuditVerification", "CryptoKeyError", "Encryptor",
@@ -59,8 +62,8 @@ PUBLIC = {
         "redact_file", "redact_texts", "register_recognizer", "scan_texts",
     ],
     "lmforge.catalog": [
-        "CAUSAL_MODEL_TYPES", "DATASETS", "MODELS", "DatasetEntry", "ModelEntry", "ModelKind", "load_dataset",
-        "model_kind", "resolve_model",
+        "CAUSAL_MODEL_TYPES", "DATASETS", "MODELS", "SCRIPT_DEFAULTS", "DatasetEntry", "ModelEntry", "ModelKind",
+        "load_dataset", "model_kind", "resolve_model",
     ],
     "lmforge.data": [
         "ExampleCheck", "augment", "check_or_raise", "clean_answer", "clean_text", "eda", "example_prompt",
@@ -84,12 +87,14 @@ PUBLIC = {
         "per_process_batch", "prompt_length_check", "register_method", "resolve_precision", "sft_collator", "train",
     ],
     "lmforge.evaluate": [
-        "BLOCK_KEYS", "GenExample", "NearestPrompt", "bleu", "chrf", "collect_errors", "compliance_report",
+        "BLOCK_KEYS", "GenExample", "NearestPrompt", "RunComparison", "bleu", "chrf", "collect_errors",
+        "compare_runs", "compliance_report",
         "compute_metrics", "error_rate_by_length", "evaluate", "evaluate_generation", "exact_match",
         "fairness_for_run", "fairness_report", "groups_from_field", "groups_from_handles",
         "groups_from_keywords", "is_generative_run", "load_labels", "load_test_split", "macro_f1", "mean_length",
         "most_confused",
-        "perplexity", "read_generation_split", "render_fairness_markdown", "rouge_l", "rouge_l_f",
+        "perplexity", "read_generation_split", "render_comparison_html", "render_comparison_text",
+        "render_fairness_markdown", "rouge_l", "rouge_l_f",
         "rouge_tokens", "score_answers", "stop_rate", "weak_classes",
     ],
     "lmforge.compress": [

@@ -318,13 +318,15 @@ def test_chinese_texts_and_labels(tmp_path):
     rows.append((rows[0][0] + "。", rows[0][1]))  # near duplicate of the first row
     path = write(pd.DataFrame(rows, columns=["text", "label"]), tmp_path / "zh.csv")
     run = RunDir(tmp_path / "run")
-    report = prepare(spec(path=path, augment={"enabled": True}), run)  # plots must not warn on CJK glyphs
+    chosen = spec_from_dict({"data": {"path": path, "augment": {"enabled": True}}, "model": {"name": "minilm-l6"}})
+    report = prepare(chosen, run)  # plots must not warn on CJK glyphs
     assert report["labels"] == ["正面", "负面"]
     assert report["near_duplicates"] == 1
     assert read_labels(run) == ["正面", "负面"]
     assert all(" " not in r["text"] for r in read_split(run, "train"))
     assert report["language"] == {"script": "Han", "han_share": 1.0, "shares": {"Han": 1.0}}
-    # minilm-l6's English vocabulary cannot read most of it: train will extend it (model.extend_vocab: auto).
+    # minilm-l6 (set by the user, so prepare keeps it) cannot read most of it: train will extend
+    # its vocabulary (model.extend_vocab: auto).
     readable = report["readability"]
     assert readable["decision"] == "extend" and readable["unknown_rate"] > 0.3 and readable["model"] == "minilm-l6"
     assert any("training will add the unknown characters" in w for w in report["warnings"])

@@ -15,7 +15,14 @@ def test_partial_manifest_reads_unknown_not_keyerror() -> None:
     assert data["Source"] == "x.csv"
     assert data["Examples (train / val / test)"] == "unknown / unknown / unknown"
     assert train["Base model"] == "minilm-l6"
+    assert train["Base model licence"] == "Apache-2.0"  # the catalog's entry
     assert train["Method"] == "unknown" and train["Trainable parameters"] == "unknown"
+
+
+def test_a_local_base_model_has_no_licence_row() -> None:
+    summary = run_summary({"spec": {"model": {"name": "/models/mine"}, "data": {"path": "x.csv"}}, "data": {}})
+    train = dict(summary_rows(summary)[1])
+    assert train["Base model"] == "/models/mine" and "Base model licence" not in train
 
 
 def test_full_manifest_values_are_formatted() -> None:

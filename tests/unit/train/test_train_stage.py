@@ -63,8 +63,11 @@ def in_memory_proba(saved: dict[str, Any], texts: list[str], max_length: int) ->
 
 def test_full_fine_tuning_learns_and_saves_safetensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = _prepared(tmp_path)
+    # fp32: under bf16 autocast (precision auto on an AMX or AVX512-BF16 CPU) the in-memory model's
+    # forward stays wrapped in autocast by accelerate, so it would not compute what fp32 inference does.
     spec = spec_from_dict({"model": {"max_length": 32}, "train": {
-        "max_steps": 12, "batch_size": 8, "eval_steps": 6, "learning_rate": 2e-4, "warmup_ratio": 0.0}})
+        "max_steps": 12, "batch_size": 8, "eval_steps": 6, "learning_rate": 2e-4, "warmup_ratio": 0.0,
+        "precision": "fp32"}})
     saved = capture_saved_model(monkeypatch)
     summary = train(spec, run, progress=False)
     assert summary["steps"] == 12
@@ -93,7 +96,8 @@ def test_lora_fgm_sgd_saves_an_adapter_that_loads_back(tmp_path: Path, monkeypat
     saved = capture_saved_model(monkeypatch)
     spec = spec_from_dict({"model": {"max_length": 32}, "train": {
         "method": "lora", "max_steps": 4, "batch_size": 8, "optimizer": "sgd", "scheduler": "cosine",
-        "adversarial": "fgm", "dropout": 0.0, "learning_rate": 1e-2, "lora": {"r": 4, "alpha": 8}}})
+        "adversarial": "fgm", "dropout": 0.0, "learning_rate": 1e-2, "lora": {"r": 4, "alpha": 8},
+        "precision": "fp32"}})  # fp32: see the test above
     summary = train(spec, run, progress=False)
     assert summary["trainable_parameters"] < 0.05 * summary["total_parameters"]
     assert (run.model_dir / "adapter_config.json").is_file()
