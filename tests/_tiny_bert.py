@@ -50,3 +50,18 @@ def write_zh_prepared(root: Path, copies: int = 3) -> Path:
         )
     (data / "labels.json").write_text(json.dumps({"labels": ["neg", "pos"]}), encoding="utf-8")
     return root
+
+
+EN_POS = ["the food is good", "very good service", "the service is very good", "good food !", "the food is very good"]
+EN_NEG = ["the food is bad", "very bad service", "the service is not good", "bad food !", "the food is not very good"]
+
+
+def write_en_prepared(root: Path, copies: int = 3) -> Path:
+    """A prepared run folder (``data/``) of a two-class task in the tiny BERT's own words (no ``[UNK]``)."""
+    data = root / "data"
+    data.mkdir(parents=True)
+    rows = [{"text": t, "label": "pos"} for t in EN_POS] + [{"text": t, "label": "neg"} for t in EN_NEG]
+    for split, part in (("train", rows * copies), ("val", rows[::2]), ("test", rows[1::2] + rows[::3])):
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part), encoding="utf-8")
+    (data / "labels.json").write_text(json.dumps({"labels": ["neg", "pos"]}), encoding="utf-8")
+    return root

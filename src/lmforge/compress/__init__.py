@@ -1,4 +1,4 @@
-"""The compress stage: ONNX, int8, bf16, pruning, distillation and LoRA merge under an accuracy budget.
+"""The compress stage: ONNX, int8, bf16, pruning, distillation and peft-adapter merge under an accuracy budget.
 
 ``compress(run, options)`` builds ``RUN/compressed/<variant>/`` for every registered
 compressor that applies, measures each on this machine and the run's test split, and

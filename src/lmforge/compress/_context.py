@@ -71,7 +71,7 @@ class CompressContext:
     # -- the model -------------------------------------------------------------------------
     @functools.cached_property
     def model_config(self) -> dict[str, Any]:
-        """config.json of the full model (the base model's for a LoRA or modules run)."""
+        """config.json of the full model (the base model's for a peft-adapter or modules run)."""
         if self.is_adapter or self.has_modules:
             path = resolve_model(self.meta["base_model"]) / "config.json"
         else:
@@ -107,7 +107,7 @@ class CompressContext:
 
     @functools.cached_property
     def fp32(self) -> TorchPredictor:
-        """The run's fp32 :class:`~lmforge.predict.TorchPredictor` (a LoRA adapter merged in)."""
+        """The run's fp32 :class:`~lmforge.predict.TorchPredictor` (a peft adapter merged in)."""
         predictor = load_predictor(self.run, FP32)
         if not isinstance(predictor, TorchPredictor):
             raise RunDirError(f"{self.run.model_dir} is not a PyTorch model; compress starts from one. {_TRAIN_HINT}")

@@ -119,7 +119,7 @@ def measure(ctx: CompressContext, predictor: Predictor, folder: Path | None) -> 
 
 
 def fp32_size_bytes(ctx: CompressContext) -> int:
-    """Weights of the fp32 model on disk: model/*.safetensors (a LoRA or modules run: base model + adapter)."""
+    """Weights of the fp32 model on disk: model/*.safetensors (an adapter or modules run: base model + adapter)."""
     size = sum(p.stat().st_size for p in ctx.run.model_dir.glob("*.safetensors"))
     if ctx.is_adapter or ctx.has_modules:
         size += sum(p.stat().st_size for p in resolve_model(ctx.meta["base_model"]).glob("*.safetensors"))

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lmforge.config._sections import (
+    AdaLoraConfig,
     AdapterConfig,
     AugmentConfig,
     EvalConfig,
+    IA3Config,
     LoraConfig,
     PrefixConfig,
     PromptConfig,
@@ -22,9 +24,11 @@ from lmforge.config._sections import (
 from lmforge.errors import ConfigError
 
 __all__ = [
+    "AdaLoraConfig",
     "AugmentConfig",
     "DataConfig",
     "EvalConfig",
+    "IA3Config",
     "LoraConfig",
     "ModelConfig",
     "Spec",
@@ -165,9 +169,10 @@ class TrainConfig:
     """How to fine-tune."""
 
     method: str = ""
-    """Fine-tuning method by registry name: `full`, `lora`, `adapter-houlsby`, `adapter-pfeiffer`,
-    `prefix`, `prompt` (more can be registered). Unset: `full`
-    to classify, `lora` for `task: generate` (a 135M-parameter LM trains ~3x faster with adapters)."""
+    """Fine-tuning method by registry name: `full`, `lora`, `adalora`, `ia3`, `adapter-houlsby`,
+    `adapter-pfeiffer`, `prefix` or `prompt` (more can be registered; `lmforge.train.METHODS` lists
+    them). Unset: `full` to classify, `lora` for `task: generate` (a 135M-parameter LM trains ~3x
+    faster with adapters)."""
     epochs: float = 1.5
     """Passes over the training split (ignored when `max_steps` is set). 1.5 keeps the demo
     (airline-tweets, ~11.6k training texts) inside 10 minutes on 2 CPU cores: 2 epochs took
@@ -238,6 +243,10 @@ class TrainConfig:
     """Prefix-tuning hyperparameters (`prefix`)."""
     prompt: PromptConfig = field(default_factory=PromptConfig)
     """Prompt-tuning hyperparameters (`prompt`)."""
+    adalora: AdaLoraConfig = field(default_factory=AdaLoraConfig)
+    """AdaLoRA hyperparameters (its rank budget and schedule)."""
+    ia3: IA3Config = field(default_factory=IA3Config)
+    """(IA)^3 settings (which modules are rescaled)."""
 
     def __post_init__(self) -> None:
         problems = []

@@ -1,5 +1,5 @@
-"""The small sections of the spec (augmentation, LoRA, adapters, prefix and prompt tuning, evaluation), kept apart from ``_schema.py``
-so each module stays short; ``lmforge.config`` exports them all."""
+"""The small sections of the spec (augmentation, the fine-tuning methods' settings, evaluation),
+kept apart from ``_schema.py`` so each module stays short; ``lmforge.config`` exports them all."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from lmforge.errors import ConfigError
 
 __all__ = [
     "TRACKERS",
+    "AdaLoraConfig",
     "AdapterConfig",
     "AugmentConfig",
     "EvalConfig",
+    "IA3Config",
     "LoraConfig",
     "PrefixConfig",
     "PromptConfig",
@@ -128,6 +130,99 @@ class PromptConfig:
 
     def __post_init__(self) -> None:
         _virtual_tokens("prompt", self.num_virtual_tokens)
+
+
+@dataclass
+class AdaLoraConfig:
+    """AdaLoRA hyperparameters (used when `train.method` is `adalora`; Zhang et al., 2023).
+
+    Each adapted matrix starts with `init_r` SVD-shaped triplets; during training the least
+    important ones are pruned until the whole model keeps `target_r` per matrix on average. The
+    schedule is given as fractions of the run's optimizer steps (known only when training starts:
+    epochs x batches, or `train.max_steps`): `tinit` of them train before any rank is cut, the
+    budget then shrinks (cubically) every `delta_t` steps, and the last `tfinal` keep the final
+    ranks fixed.
+    """
+
+    init_r: int = 12
+    """Starting rank of every adapted matrix."""
+    target_r: int = 8
+    """Average rank per adapted matrix the budget shrinks to (the total is target_r x matrices)."""
+    alpha: int = 32
+    """Scaling numerator (the update is scaled by alpha / init_r)."""
+    dropout: float = 0.05
+    """Dropout on the adapter branch."""
+    tinit: float = 0.1
+    """Fraction of the optimizer steps trained before any rank is cut (peft's `tinit`, in steps)."""
+    tfinal: float = 0.2
+    """Fraction of the optimizer steps at the end that train with the final ranks fixed (peft's
+    `tfinal`; at least one step)."""
+    delta_t: int = 10
+    """Optimizer steps between two budget allocations (peft's `deltaT`)."""
+    beta1: float = 0.85
+    """EMA factor of the importance (sensitivity) smoothing."""
+    beta2: float = 0.85
+    """EMA factor of the importance uncertainty."""
+    orth_reg_weight: float = 0.5
+    """Weight of the orthogonality penalty on the singular vectors, added to the loss."""
+    target_modules: list[str] | None = None
+    """Module names to adapt; the same defaults as `train.lora.target_modules` when unset."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.init_r < 1:
+            problems.append(f"train.adalora.init_r must be at least 1, got {self.init_r}.")
+        if not 1 <= self.target_r <= max(self.init_r, 1):
+            problems.append(f"train.adalora.target_r must be in [1, init_r = {self.init_r}], got {self.target_r}.")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"train.adalora.dropout must be in [0, 1), got {self.dropout}.")
+        for key in ("tinit", "tfinal"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                problems.append(f"train.adalora.{key} must be a fraction of the steps in [0, 1), got {getattr(self, key)}.")
+        if self.tinit + self.tfinal >= 1.0:
+            problems.append(
+                f"train.adalora.tinit + tfinal must be below 1 (they leave no steps to cut ranks in), "
+                f"got {self.tinit} + {self.tfinal}."
+            )
+        if self.delta_t < 1:
+            problems.append(f"train.adalora.delta_t must be at least 1, got {self.delta_t}.")
+        for key in ("beta1", "beta2"):
+            if not 0.0 < getattr(self, key) < 1.0:
+                problems.append(f"train.adalora.{key} must be in (0, 1), got {getattr(self, key)}.")
+        if self.orth_reg_weight < 0:
+            problems.append(f"train.adalora.orth_reg_weight must be >= 0, got {self.orth_reg_weight}.")
+        _check(problems)
+
+
+@dataclass
+class IA3Config:
+    """(IA)^3 settings (used when `train.method` is `ia3`; Liu et al., 2022): learned vectors that
+    rescale the keys, the values and the FFN's inner activations."""
+
+    target_modules: list[str] | None = None
+    """Module names to rescale (peft matching: the full name, or a suffix after a dot). Unset: the
+    attention keys and values and each FFN's output projection (BERT's `layer.N.output.dense`,
+    Llama's `down_proj`, DistilBERT's `lin2`)."""
+    feedforward_modules: list[str] | None = None
+    """Those of `target_modules` whose input (not output) is rescaled, as the paper does for the
+    FFN. Unset with `target_modules` set: none; both unset: the FFN output projections."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.target_modules is not None and not self.target_modules:
+            problems.append("train.ia3.target_modules must name at least one module (or be null for the defaults).")
+        if self.feedforward_modules is not None and self.target_modules is None:
+            problems.append(
+                "train.ia3.feedforward_modules is set but train.ia3.target_modules is not: name the modules "
+                "to rescale too (feedforward_modules must be some of them)."
+            )
+        elif self.feedforward_modules and self.target_modules:
+            extra = sorted(set(self.feedforward_modules) - set(self.target_modules))
+            if extra:
+                problems.append(
+                    f"train.ia3.feedforward_modules must be some of train.ia3.target_modules; not there: {extra}."
+                )
+        _check(problems)
 
 
 @dataclass

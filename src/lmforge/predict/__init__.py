@@ -4,14 +4,14 @@
   ``predict_proba``, ``predict``).
 - :class:`Generator`: the Protocol of a causal LM (``generate`` -> :class:`Generation`,
   ``stream``, ``loglikelihood``, ``tokenizer``, ``max_length``, ``system``);
-  :func:`load_generator` loads a generative run (full weights or a LoRA adapter merged into
+  :func:`load_generator` loads a generative run (full weights or a peft adapter merged into
   its checked base) or a plain causal LM folder, and :func:`run_kind` says which a run holds.
   :class:`TorchGenerator` is its PyTorch backend.
 - :func:`load_predictor`: a run's selected variant, a named one or ``fp32`` (its ``model/``),
   optionally checked against the run's verification (``verified=``) once loaded;
   :func:`resolve_variant` (which validates variant names), :func:`read_selected` and
   :func:`available_variants` say which.
-- :func:`base_model_digest`: what a LoRA run records of its base model, checked when it loads.
+- :func:`base_model_digest`: what an adapter run records of its base model, checked when it loads.
 - :func:`load_model_folder`: one folder, by the first backend of :data:`BACKENDS` that
   recognizes it: ONNX Runtime (``tokenizers`` + ``onnxruntime`` only, never torch), then torch
   (safetensors, or a PEFT adapter merged into its base model).

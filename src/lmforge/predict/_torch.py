@@ -1,11 +1,12 @@
-"""PyTorch backend: a run's trained model (full weights, a LoRA adapter or lmforge modules) and torch variants.
+"""PyTorch backend: a run's trained model (full weights, a peft adapter or lmforge modules) and torch variants.
 
 Weights load through safetensors only (no pickle). Four kinds of folder:
 
 - the run's ``model/`` with full weights (``save_pretrained``), loaded in float32;
-- the run's ``model/`` with a PEFT adapter: the base model is loaded from the catalog and
-  the adapter merged in, after its digest is checked against the one recorded at training
-  (``base_model_sha256``: the base lies outside the signed run);
+- the run's ``model/`` with a PEFT adapter (LoRA, AdaLoRA, IA3: whatever peft can merge): the
+  base model is loaded from the catalog and the adapter merged in (:func:`merge_adapter`), after
+  its digest is checked against the one recorded at training (``base_model_sha256``: the base
+  lies outside the signed run);
 - the run's ``model/`` of a method that does not merge (``format: lmforge-modules``: bottleneck
   adapters, prefix, prompt): the same checked base model, the modules re-attached and filled
   from ``lmforge_modules.safetensors`` (``_modules_io.load_modules``);
@@ -26,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,7 @@ from lmforge.predict._modules_io import MODULES_FORMAT, attach_modules, load_mod
 from lmforge.predict._protocol import batched_proba, to_predictions
 from lmforge.rundir import MODEL, MODEL_META, PRUNING, WEIGHTS, is_adapter_dir
 
-__all__ = ["TorchPredictor", "load", "load_torch_model", "save_torch_model"]
+__all__ = ["TorchPredictor", "load", "load_torch_model", "merge_adapter", "save_torch_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -152,12 +154,28 @@ def _check_base(base: Path, meta: dict[str, Any], model_dir: Path, stamps: FileS
         logger.warning("%s records no digest of its base model (trained before lmforge recorded one): "
                        "loading %s unchecked", model_dir / MODEL_META, base)
     elif digest != recorded:
-        what = f"{meta.get('method')} modules" if meta.get("format") == MODULES_FORMAT else "LoRA adapter"
+        what = (f"{meta.get('method')} modules" if meta.get("format") == MODULES_FORMAT
+                else f"{meta.get('method') or 'peft'} adapter")
         raise IntegrityError(
             f"The base model {base} of the {what} in {model_dir} changed since training: its config and "
             f"weights hash to {digest[:16]}..., the adapter was trained on {str(recorded)[:16]}... "
             f"({BASE_DIGEST} in {MODEL_META}). Install the base model the run was trained with, or train again."
         )
+
+
+def merge_adapter(model: Any, folder: Path) -> Any:
+    """``model`` with the peft adapter in ``folder`` loaded and merged in (peft's ``merge_and_unload``).
+
+    An AdaLoRA adapter keeps only its kept triplets (``rank_pattern``); peft first builds every
+    module at ``init_r``, warns that the pattern names no module it targets (it reads it as
+    LoRA's per-module ranks), then cuts each module to its pattern as the weights load: the
+    warning is wrong here and is not shown.
+    """
+    peft = require("peft", extra="train", purpose="Loading a peft adapter")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The following rank_pattern keys did not match",
+                                category=RuntimeWarning)
+        return _own_memory(peft.PeftModel.from_pretrained(model, folder).merge_and_unload())
 
 
 def _load_trained(model_dir: Path, meta: dict[str, Any]) -> Any:
@@ -183,8 +201,7 @@ def _load_trained(model_dir: Path, meta: dict[str, Any]) -> Any:
     if modules:
         model = _own_memory(load_modules(model, model_dir))
     else:
-        peft = require("peft", extra="train", purpose="Loading a LoRA adapter")
-        model = _own_memory(peft.PeftModel.from_pretrained(model, model_dir).merge_and_unload())
+        model = merge_adapter(model, model_dir)
     if changed := stamps.changed():
         raise IntegrityError(f"The base model {base} changed while it was loaded ({', '.join(changed)}); "
                              "nothing loaded from it is used. Load again.")

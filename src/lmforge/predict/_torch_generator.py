@@ -3,7 +3,7 @@
 Three kinds of folder, safetensors only (no pickle):
 
 - a run's ``model/`` with ``format: transformers``: full fine-tuned weights, loaded directly;
-- a run's ``model/`` with ``format: peft-adapter``: the base model (``base_model``, through the
+- a run's ``model/`` with ``format: peft-adapter`` (LoRA, AdaLoRA, IA3): the base model (``base_model``, through the
   catalog) is checked against the digest recorded at training (``base_model_sha256``; the base
   lies outside the signed run), loaded, and the adapter merged in, so decoding pays nothing for
   the adapter;
@@ -29,7 +29,7 @@ from lmforge.errors import RunDirError
 from lmforge.guard import FileStamps, IntegrityError
 from lmforge.predict._generate import TorchGenerator
 from lmforge.predict._meta import read_generator_meta
-from lmforge.predict._torch import _check_base, _own_memory, _quiet
+from lmforge.predict._torch import _check_base, _own_memory, _quiet, merge_adapter
 from lmforge.rundir import ADAPTER_CONFIG, MODEL_META, WEIGHTS, is_adapter_dir
 
 __all__ = ["load"]
@@ -51,12 +51,11 @@ def _from_pretrained(transformers: Any, torch: Any, folder: Path) -> Any:
 
 
 def _merged_adapter(transformers: Any, torch: Any, folder: Path, meta: dict[str, Any]) -> Any:
-    peft = require("peft", extra="train", purpose="Loading a LoRA adapter")
     base = resolve_model(meta["base_model"])
     stamps = FileStamps(base)
     _check_base(base, meta, folder, stamps)
     model = _from_pretrained(transformers, torch, base)
-    model = _own_memory(peft.PeftModel.from_pretrained(model, folder).merge_and_unload())
+    model = merge_adapter(model, folder)
     if changed := stamps.changed():
         raise IntegrityError(f"The base model {base} changed while it was loaded ({', '.join(changed)}); "
                              "nothing loaded from it is used. Load again.")

@@ -2,11 +2,13 @@
 
 - :func:`train`: prepared splits + spec -> ``RUN/model/`` (``_stage.py``); the Trainer subclass
   with atomic checkpoints, the seeded sampler and FGM lives in ``_trainer.py``.
-- :data:`METHODS` / :func:`register_method`: full fine-tuning and LoRA, by name; the methods that
-  do not merge, whose modules stay beside the base weights (``_module_methods.py``): bottleneck
-  adapters ``adapter-houlsby`` / ``adapter-pfeiffer`` (``_adapters.py``), ``prefix`` and
-  ``prompt`` (``_prompting.py``). :func:`check_virtual_tokens` says when a prefix or prompt
-  does not fit ``model.max_length`` in the model's positions.
+- :data:`METHODS` / :func:`register_method`: full fine-tuning, LoRA, AdaLoRA (with its
+  rank-allocation callback, ``_adalora.py``) and (IA)^3, by name (``_methods.py``,
+  ``_peft_methods.py``); the methods that do not merge, whose modules stay beside the base
+  weights (``_module_methods.py``): bottleneck adapters ``adapter-houlsby`` /
+  ``adapter-pfeiffer`` (``_adapters.py``), ``prefix`` and ``prompt`` (``_prompting.py``).
+  :func:`check_virtual_tokens` says when a prefix or prompt does not fit ``model.max_length``
+  in the model's positions.
 - ``task: generate``: :func:`train` fine-tunes a causal LM on question/answer pairs
   (``_sft.py``); :func:`encode_example` renders, tokenizes and masks one example (loss on the
   answer and EOS only), :func:`sft_collator` pads or packs batches, and
@@ -18,6 +20,7 @@ Importing this package is cheap; torch and transformers load when a function run
 
 from __future__ import annotations
 
+from lmforge.train import _peft_methods  # noqa: F401  (registers adalora and ia3)
 from lmforge.train._adapters import HoulsbyAdapter, PfeifferAdapter
 from lmforge.train._hardware import fast_bf16, resolve_precision
 from lmforge.train._methods import METHODS, Method, get_method, is_causal_lm, register_method

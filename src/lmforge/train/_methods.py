@@ -2,7 +2,9 @@
 
 Each method is registered in its own module-level call to :func:`register_method`; a new
 method (bottleneck adapters, prefix or prompt tuning...) is one class with ``wrap`` and
-``save`` and one registration. Unknown names fail loudly and list what exists.
+``save`` and one registration. Unknown names fail loudly and list what exists. ``full`` and
+``lora`` live here; the other peft methods that merge into the base weights (``adalora``,
+``ia3``) in ``_peft_methods.py``, imported by the package for their registration.
 """
 
 from __future__ import annotations
@@ -19,7 +21,17 @@ if TYPE_CHECKING:
 
     from lmforge.config import TrainConfig
 
-__all__ = ["METHODS", "Method", "get_method", "is_causal_lm", "register_method"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "get_method",
+    "is_causal_lm",
+    "lora_targets",
+    "peft_task_type",
+    "register_method",
+    "save_peft_adapter",
+    "wrap_peft",
+]
 
 
 class Method(Protocol):
@@ -39,6 +51,10 @@ class Method(Protocol):
     def save(self, model: torch.nn.Module, out_dir: Path) -> None:
         """Write the trained weights as safetensors into ``out_dir``."""
         ...
+
+    # Optional: ``callbacks(cfg) -> list`` of Trainer callbacks the method needs while it trains
+    # (AdaLoRA's rank allocation); the train stage adds them. Not part of the Protocol, so a
+    # method without any needs no stub.
 
 
 METHODS: dict[str, Callable[[], Method]] = {}
@@ -84,7 +100,7 @@ class FullFineTuning:
         model.save_pretrained(out_dir, safe_serialization=True)  # type: ignore[operator]
 
 
-def _default_lora_targets(model: torch.nn.Module) -> list[str]:
+def _default_lora_targets(model: torch.nn.Module, key: str = "train.lora.target_modules") -> list[str]:
     """Attention and FFN linear layers by their usual names across encoder families."""
     known = ("query", "key", "value", "dense", "q_proj", "k_proj", "v_proj", "o_proj", "q_lin", "k_lin",
              "v_lin", "out_lin", "lin1", "lin2", "gate_proj", "up_proj", "down_proj", "qkv_proj")
@@ -97,8 +113,8 @@ def _default_lora_targets(model: torch.nn.Module) -> list[str]:
     targets = sorted(leaves.intersection(known))
     if not targets:
         raise ConfigError(
-            "LoRA found no attention or FFN linear layers it knows by name in this model; "
-            f"set train.lora.target_modules to some of: {', '.join(sorted(leaves))}."
+            "Found no attention or FFN linear layers known by name in this model to adapt; "
+            f"set {key} to some of: {', '.join(sorted(leaves))}."
         )
     return targets
 
@@ -127,27 +143,51 @@ class LoRA:
     def wrap(self, model: torch.nn.Module, cfg: TrainConfig, *,
              new_token_ids: Sequence[int] = ()) -> torch.nn.Module:
         peft = require("peft", extra="train", purpose="LoRA fine-tuning")
-        causal = is_causal_lm(model)
-        targets = cfg.lora.target_modules or _default_lora_targets(model)
-        if causal and not cfg.lora.target_modules:
-            targets = [t for t in targets if t in _CAUSAL_LM_TARGETS] or targets
         config = peft.LoraConfig(
-            task_type=peft.TaskType.CAUSAL_LM if causal else peft.TaskType.SEQ_CLS,
+            task_type=peft_task_type(model),
             r=cfg.lora.r,
             lora_alpha=cfg.lora.alpha,
             lora_dropout=cfg.lora.dropout,
-            target_modules=targets,
+            target_modules=lora_targets(model, cfg.lora.target_modules),
             # Added tokens' rows train as a small delta saved in the adapter (peft's TrainableTokens).
             trainable_token_indices=list(new_token_ids) or None,
         )
-        try:
-            return peft.get_peft_model(model, config)
-        except ValueError as exc:  # peft names the missing target modules
-            raise ConfigError(f"train.lora.target_modules: {exc}") from None
+        return wrap_peft(model, config, "train.lora.target_modules")
 
     def save(self, model: torch.nn.Module, out_dir: Path) -> None:
-        config = model.peft_config["default"]  # type: ignore[index]
-        # With trainable tokens the adapter holds the new rows; peft's "auto" would also copy the
-        # whole resized embedding matrix (it sees a vocabulary larger than the base's).
-        extra = {"save_embedding_layers": False} if getattr(config, "trainable_token_indices", None) else {}
-        model.save_pretrained(out_dir, safe_serialization=True, **extra)  # type: ignore[operator]
+        save_peft_adapter(model, out_dir)
+
+
+def lora_targets(model: torch.nn.Module, configured: list[str] | None,
+                 key: str = "train.lora.target_modules") -> list[str]:
+    """``configured``, else the known attention/FFN projections (a causal LM: only q/k/v/o, gate/up/down)."""
+    if configured:
+        return list(configured)
+    targets = _default_lora_targets(model, key)
+    if is_causal_lm(model):
+        targets = [t for t in targets if t in _CAUSAL_LM_TARGETS] or targets
+    return targets
+
+
+def peft_task_type(model: torch.nn.Module) -> object:
+    """peft's ``CAUSAL_LM`` for a causal LM, else ``SEQ_CLS`` (the classifier head then trains fully)."""
+    peft = require("peft", extra="train", purpose="Parameter-efficient fine-tuning")
+    return peft.TaskType.CAUSAL_LM if is_causal_lm(model) else peft.TaskType.SEQ_CLS
+
+
+def wrap_peft(model: torch.nn.Module, config: object, key: str) -> torch.nn.Module:
+    """``peft.get_peft_model``; a target module that is not there is a ConfigError naming ``key``."""
+    peft = require("peft", extra="train", purpose="Parameter-efficient fine-tuning")
+    try:
+        return peft.get_peft_model(model, config)
+    except ValueError as exc:  # peft names the missing target modules
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def save_peft_adapter(model: torch.nn.Module, out_dir: Path) -> None:
+    """A peft model's adapter (and trained head) as ``adapter_model.safetensors`` + ``adapter_config.json``."""
+    config = model.peft_config["default"]  # type: ignore[index]
+    # With trainable tokens the adapter holds the new rows; peft's "auto" would also copy the
+    # whole resized embedding matrix (it sees a vocabulary larger than the base's).
+    extra = {"save_embedding_layers": False} if getattr(config, "trainable_token_indices", None) else {}
+    model.save_pretrained(out_dir, safe_serialization=True, **extra)  # type: ignore[operator]

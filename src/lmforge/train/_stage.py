@@ -180,7 +180,8 @@ def _readable_model(spec: Spec, model: Any, tokenizer: Any, texts: list[str]) ->
 
 
 def _callbacks(spec: Spec, run: RunDir, rank: int, progress: bool, has_val: bool) -> tuple[list[Any], Any]:
-    """Trainer callbacks (log file, the trackers on rank 0, progress, early stopping) and the TB writer."""
+    """Trainer callbacks (log file, the trackers on rank 0, progress, early stopping, the method's own)
+    and the TB writer."""
     transformers = require("transformers", extra="train", purpose="Training")
     from lmforge.train._callbacks import JsonlLogCallback, ProgressBarCallback
     from lmforge.train._track import tracking_callbacks  # transformers at its top
@@ -192,6 +193,9 @@ def _callbacks(spec: Spec, run: RunDir, rank: int, progress: bool, has_val: bool
         callbacks.append(ProgressBarCallback())
     if has_val and spec.train.early_stopping_patience:
         callbacks.append(transformers.EarlyStoppingCallback(early_stopping_patience=spec.train.early_stopping_patience))
+    method_callbacks = getattr(get_method(spec.train.method), "callbacks", None)  # AdaLoRA's rank allocation
+    if method_callbacks is not None:
+        callbacks.extend(method_callbacks(spec.train))
     return callbacks, writer
 
 
@@ -321,6 +325,11 @@ def _fit(spec: Spec, model: Any, args: Any, train_set: Any, val_set: Any, collat
         keep_checkpoints=cfg.save_total_limit,
     )
     trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
+    if checkpoint is not None:
+        for callback in trainer.callback_handler.callbacks:  # what LmforgeTrainer saved of them
+            load_state = getattr(callback, "load_state", None)
+            if load_state is not None:
+                load_state(checkpoint, trainer.model)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - start

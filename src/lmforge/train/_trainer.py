@@ -137,6 +137,12 @@ class LmforgeTrainer(Trainer):
             if main:
                 self.state.save_to_json(str(staged / "trainer_state.json"))
         if main:
+            for callback in self.callback_handler.callbacks:
+                # A callback with state of its own (AdaLoRA's importance averages) saves it inside
+                # the staged checkpoint, so it is renamed in with the rest or not at all.
+                save_state = getattr(callback, "save_state", None)
+                if save_state is not None:
+                    save_state(staged, self.model)
             fsync_tree(staged)
             final = final_root / name
             if final.exists():

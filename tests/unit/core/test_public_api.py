@@ -20,8 +20,8 @@ PUBLIC = {
         "ConfigError", "DataError", "LmforgeError", "MissingExtraError", "NotFittedError", "RunDirError",
     ],
     "lmforge.config": [
-        "AdapterConfig", "AugmentConfig", "DataConfig", "EvalConfig", "LoraConfig", "ModelConfig", "PrefixConfig",
-        "PromptConfig", "Spec", "TrainConfig",
+        "AdaLoraConfig", "AdapterConfig", "AugmentConfig", "DataConfig", "EvalConfig", "IA3Config", "LoraConfig",
+        "ModelConfig", "PrefixConfig", "PromptConfig", "Spec", "TrainConfig",
         "apply_overrides", "load_spec", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
     ],
     "lmforge.rundir": [

@@ -230,7 +230,7 @@ def test_a_changed_base_model_is_refused(base: Path, tmp_path: Path) -> None:
     config = json.loads((moved / "config.json").read_text(encoding="utf-8"))
     config["rms_norm_eps"] = 1e-5
     (moved / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    with pytest.raises(IntegrityError, match=rf"The base model {moved} of the LoRA adapter in {run / 'model'} "
+    with pytest.raises(IntegrityError, match=rf"The base model {moved} of the lora adapter in {run / 'model'} "
                                              "changed since training"):
         load_generator(run)
 

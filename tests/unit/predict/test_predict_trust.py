@@ -174,7 +174,7 @@ def test_a_lora_base_that_changed_since_training_is_refused(trained_lora: Path, 
         with open(base / "model.safetensors", "r+b") as fh:
             fh.seek(-4, os.SEEK_END)
             fh.write(b"\x00\x00\x80\x3f")
-    with pytest.raises(IntegrityError, match=f"The base model {base} of the LoRA adapter .* changed since training"):
+    with pytest.raises(IntegrityError, match=f"The base model {base} of the lora adapter .* changed since training"):
         load_predictor(run)
 
 

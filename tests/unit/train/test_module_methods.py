@@ -18,7 +18,7 @@ import transformers
 from safetensors.torch import load_file
 from tests._runs import fast_options
 from tests._tiny_bert import build_tiny_bert
-from tests.unit.train._method_formulas import FORMULAS
+from tests.unit.train._method_formulas import CONFIG_FORMULAS
 
 from lmforge.compress import compress
 from lmforge.config import TrainConfig, load_spec, spec_from_dict
@@ -100,7 +100,7 @@ def test_methods_are_registered() -> None:
 def test_trainable_parameters_match_the_formula(method: str, runs: dict, tiny: Path) -> None:
     _, summary, model = runs[method]
     config = transformers.AutoConfig.from_pretrained(tiny)
-    expected = FORMULAS[method](config, 2, TrainConfig(method=method, **_sections()))
+    expected = CONFIG_FORMULAS[method](config, 2, TrainConfig(method=method, **_sections()))
     assert summary["trainable_parameters"] == expected
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected
     # 1 layer, H = 16: Houlsby 2 x (16*4+4 + 4*16+16) + 3 x 32 + 34 = 426; prefix 2*4*16 + 34 = 162.

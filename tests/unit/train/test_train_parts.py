@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from lmforge.config import TrainConfig, spec_from_dict
@@ -10,8 +12,10 @@ from lmforge.train._encode import SeededLengthSampler
 
 
 def test_registry_lists_methods_on_unknown_name() -> None:
-    assert {"full", "lora"} <= set(METHODS)
-    with pytest.raises(ConfigError, match="Unknown train.method 'qlora'. Available: full, lora"):
+    assert {"adalora", "full", "ia3", "lora"} <= set(METHODS)
+    # Every registered name, sorted (methods merged from other modules join the list).
+    listed = re.escape(f"Unknown train.method 'qlora'. Available: {', '.join(sorted(METHODS))}.")
+    with pytest.raises(ConfigError, match=f"^{listed}$"):
         get_method("qlora")
 
 
