@@ -169,12 +169,13 @@ def write_report(root: Path, rows: list[dict[str, Any]], summary: dict[str, Any]
 
 
 def format_table(rows: list[dict[str, Any]], objective: str, second: str | None = None) -> str:
-    """The trials as a plain-text table for the terminal: trial, state, score(s), seconds, params."""
-    header = ["trial", "state", objective, *([second] if second else []), "seconds", "params"]
+    """The trials as a plain-text table for the terminal: trial, state, score(s), seconds, params, note."""
+    header = ["trial", "state", objective, *([second] if second else []), "seconds", "params", "note"]
     lines = [[str(r["trial"]), r["state"], "" if r["value"] is None else f"{r['value']:.4f}",
               *(["" if r["second"] is None else f"{r['second']:.4g}"] if second else []),
               "" if r["seconds"] is None else f"{r['seconds']:.1f}",
-              " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["params"].items()))]
+              " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["params"].items())),
+              r["note"]]
              for r in rows]
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)

@@ -56,9 +56,9 @@ def test_a_hopeless_trial_is_pruned_and_the_good_one_becomes_best(tmp_path: Path
         "negative", "positive"]
 
     table = format_table(result.rows, "macro_f1").splitlines()
-    assert table[0].split() == ["trial", "state", "macro_f1", "seconds", "params"]
+    assert table[0].split() == ["trial", "state", "macro_f1", "seconds", "params", "note"]
     assert table[1].split()[:3] == ["0", "COMPLETE", "1.0000"] and table[1].endswith("train.learning_rate=0.01")
-    assert table[2].split()[:2] == ["1", "PRUNED"]
+    assert table[2].split()[:2] == ["1", "PRUNED"] and table[2].endswith(f"pruned at step {pruned_at}")
     assert (out / "optimization_history.png").is_file() and not (out / "param_importances.png").exists()
     assert not (out / "pareto_front.png").exists()
 
