@@ -89,7 +89,7 @@ def main() -> int:
          "peer": default_metrics["accuracy"], "ratio": best_metrics["accuracy"] / default_metrics["accuracy"]},
         {"metric": "airline-tweets test macro-F1", "lmforge": best_metrics["macro_f1"],
          "peer": default_metrics["macro_f1"], "ratio": best_metrics["macro_f1"] / default_metrics["macro_f1"]},
-        {"metric": "wall seconds", "lmforge": tune_stats["seconds"], "peer": default_stats["seconds"], "ratio": None},
+        {"metric": "wall seconds", "lmforge": tune_stats["wall_seconds"], "peer": default_stats["wall_seconds"], "ratio": None},
     ]
     notes = [
         "lmforge: `lmforge tune recipes/tune.yaml` (TPE sampler, median pruner, objective validation accuracy); "
