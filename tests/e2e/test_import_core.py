@@ -13,7 +13,7 @@ from lmforge.rundir import RunDir
 
 BLOCK = ("torch", "transformers", "peft", "pandas", "pyarrow", "matplotlib", "accelerate", "tokenizers",
          "safetensors", "tensorboard", "sklearn", "tqdm", "onnx", "onnxruntime", "cryptography", "fastapi",
-         "starlette", "uvicorn", "sqlalchemy", "prometheus_client", "httpx", "ray", "mlflow")
+         "starlette", "uvicorn", "sqlalchemy", "prometheus_client", "httpx", "ray", "mlflow", "optuna")
 
 
 def test_import_and_light_verbs_without_extras() -> None:
@@ -30,7 +30,7 @@ def test_import_and_light_verbs_without_extras() -> None:
         sys.meta_path.insert(0, Blocker())
         import lmforge, lmforge.config, lmforge.catalog, lmforge.train, lmforge.evaluate, lmforge.data
         import lmforge.pipeline, lmforge.compress, lmforge.guard, lmforge.serve, lmforge.monitor, lmforge.client
-        import lmforge.predict, lmforge.rundir, lmforge.metrics
+        import lmforge.predict, lmforge.rundir, lmforge.metrics, lmforge.tune
         from lmforge.cli.__main__ import main
         assert main(["validate", "recipes/airline-lora.yaml"]) == 0
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCK)

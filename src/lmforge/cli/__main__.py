@@ -4,6 +4,7 @@
     lmforge prepare [SPEC] --out DIR    data stage only
     lmforge train DIR [--resume]        train stage only
     lmforge evaluate DIR                evaluate stage only
+    lmforge tune SPEC --out DIR         hyper-parameter search (Optuna); the winner in DIR/best
     lmforge compress DIR [--budget 1]   ONNX/int8/pruned/distilled variants, fastest within budget
     lmforge predict DIR --text ...      label texts (with the selected variant, or --url a server)
     lmforge serve RUN_OR_REGISTRY       HTTP API: batching, admission control, API keys, registry
@@ -42,11 +43,12 @@ from lmforge.cli import (
     runs,
     serve,
     stages,
+    tune,
     validate,
 )
 from lmforge.errors import LmforgeError
 
-VERBS = (stages, compress, predict, serve, registry, keys, validate, catalog, guard, reports, runs, monitor)
+VERBS = (stages, tune, compress, predict, serve, registry, keys, validate, catalog, guard, reports, runs, monitor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,14 @@
-"""The spec: dataclass schema, YAML loading, ``--set`` overrides, validation."""
+"""The spec: dataclass schema, YAML loading, ``--set`` overrides, validation, a trial's spec (``spec_with_params``)."""
 
-from lmforge.config._load import apply_overrides, load_spec, spec_from_dict, spec_to_dict, spec_to_yaml
+from lmforge.config._load import (
+    apply_overrides,
+    load_spec,
+    range_kind,
+    spec_from_dict,
+    spec_to_dict,
+    spec_to_yaml,
+    spec_with_params,
+)
 from lmforge.config._schema import (
     AdaLoraConfig,
     AugmentConfig,
@@ -11,6 +19,7 @@ from lmforge.config._schema import (
     ModelConfig,
     Spec,
     TrainConfig,
+    TuneConfig,
 )
 from lmforge.config._sections import AdapterConfig, PrefixConfig, PromptConfig
 
@@ -27,9 +36,12 @@ __all__ = [
     "PromptConfig",
     "Spec",
     "TrainConfig",
+    "TuneConfig",
     "apply_overrides",
     "load_spec",
+    "range_kind",
     "spec_from_dict",
     "spec_to_dict",
     "spec_to_yaml",
+    "spec_with_params",
 ]

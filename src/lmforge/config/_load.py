@@ -6,6 +6,7 @@ at once; unknown keys get a "did you mean" suggestion.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -16,9 +17,11 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from lmforge.config._schema import Spec
+from lmforge.config._tune import UNSEARCHABLE, space_keys
 from lmforge.errors import ConfigError
 
-__all__ = ["apply_overrides", "load_spec", "spec_from_dict", "spec_to_dict", "spec_to_yaml"]
+__all__ = ["apply_overrides", "load_spec", "range_kind", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
+           "spec_with_params"]
 
 _MISSING = object()
 
@@ -73,6 +76,11 @@ def _coerce(value: Any, tp: Any, where: str, problems: list[str]) -> Any:
             problems.append(f"{where} must be {_describe(tp)}, got {value!r}.{hint}")
             return _MISSING
         return value
+    if origin is dict:  # a mapping checked by its section (tune.space)
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            problems.append(f"{where} must be a mapping of names to values, got {value!r}.")
+            return _MISSING
+        return dict(value)
     if origin is list:
         if not isinstance(value, list):
             problems.append(f"{where} must be {_describe(tp)}, got {value!r}.")
@@ -129,9 +137,89 @@ def spec_from_dict(raw: dict[str, Any] | None) -> Spec:
         raise ConfigError(f"A spec must be a mapping of sections (data, model, train, evaluate), got {raw!r}.")
     problems: list[str] = []
     spec = _build(Spec, raw, "", problems)
+    if not problems and spec is not _MISSING and spec.tune.space:
+        _check_space(raw, spec.tune.space, problems)
     if problems or spec is _MISSING:
         raise ConfigError(problems or ["The spec is invalid."])
     return typing.cast(Spec, spec)
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    *sections, leaf = key.split(".")
+    node = raw
+    for part in sections:
+        child = node.get(part)
+        node = node.setdefault(part, {}) if not isinstance(child, dict) else child
+    node[leaf] = value
+
+
+def _numeric(tp: Any) -> type | None:
+    """``int`` or ``float`` when ``tp`` is one (or one or None), else None: what a range may search."""
+    args = [a for a in get_args(tp) if a is not type(None)] if get_origin(tp) in (Union, types.UnionType) else [tp]
+    return args[0] if len(args) == 1 and args[0] in (int, float) else None
+
+
+def _check_space(raw: dict[str, Any], space: dict[str, Any], problems: list[str]) -> None:
+    """Every ``tune.space`` key names a searchable spec key, and every value it may take (each
+    choice, a range's bounds) is one that key accepts in a spec that is valid as a whole."""
+    keys = {k: tp for k, tp in space_keys(Spec).items() if k.split(".")[0] not in UNSEARCHABLE}
+    base = copy.deepcopy(raw)
+    base.pop("tune", None)
+    for key, value in space.items():
+        where = f"tune.space.{key}"
+        top = key.split(".")[0]
+        if top in UNSEARCHABLE:
+            problems.append(f"{where}: {top} cannot be searched: {UNSEARCHABLE[top]}.")
+            continue
+        if key not in keys:
+            close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6)
+            hint = f" Did you mean '{close[0]}'?" if close else " Use a dotted spec key such as train.learning_rate."
+            problems.append(f"Unknown key '{where}': the spec has no key '{key}'.{hint}")
+            continue
+        tp, candidates = keys[key], value
+        if isinstance(value, dict):
+            kind = _numeric(tp)
+            if kind is None:
+                problems.append(f"{where}: a range needs a numeric key, and {key} is {_describe(tp)}; "
+                                "give a list of choices instead.")
+                continue
+            if kind is int and not all(isinstance(value.get(b, 1), int) for b in ("low", "high", "step")):
+                problems.append(f"{where}: {key} is an integer, so low, high and step must be integers.")
+                continue
+            candidates = [value["low"], value["high"]]
+        for candidate in candidates:
+            wrong: list[str] = []
+            _coerce(candidate, tp, f"{where} (choice {candidate!r})", wrong)
+            if wrong:
+                problems.extend(wrong)
+                continue
+            trial = copy.deepcopy(base)
+            _set_dotted(trial, key, candidate)
+            try:
+                spec_from_dict(trial)
+            except ConfigError as exc:
+                problems.extend(f"{where}: with {key} = {candidate!r}: {p}" for p in exc.problems)
+
+
+def range_kind(key: str) -> type:
+    """``int`` or ``float``: how `lmforge tune` samples a range of the spec key ``key`` (checked by the spec)."""
+    kind = _numeric(space_keys(Spec)[key])
+    if kind is None:
+        raise ConfigError(f"{key} is not a numeric spec key: a range cannot search it.")
+    return kind
+
+
+def spec_with_params(spec: Spec, params: dict[str, Any]) -> Spec:
+    """``spec`` with each dotted key of ``params`` set to its value and no ``tune`` section: a trial's spec.
+
+    Raises:
+        ConfigError: the values make an invalid spec (a combination the space allowed key by key).
+    """
+    raw = spec_to_dict(spec)
+    raw.pop("tune", None)
+    for key, value in params.items():
+        _set_dotted(raw, key, value)
+    return spec_from_dict(raw)
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:

@@ -21,6 +21,7 @@ from lmforge.config._sections import (
     PromptConfig,
     tracking_problems,
 )
+from lmforge.config._tune import TuneConfig
 from lmforge.errors import ConfigError
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "ModelConfig",
     "Spec",
     "TrainConfig",
+    "TuneConfig",
 ]
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -308,6 +310,8 @@ class Spec:
     """Fine-tuning."""
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation."""
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    """Hyper-parameter search (`lmforge tune`); the other verbs ignore it."""
 
     def __post_init__(self) -> None:
         # Which keys the user left to the task's defaults, kept (outside the fields, so it never

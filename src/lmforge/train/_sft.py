@@ -10,6 +10,7 @@ validation loss) and what ``lmforge_model.json`` records for the generator that 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,8 @@ def _dataset(tokenizer: Any, records: list[dict[str, Any]], spec: Spec, limit: i
     return EncodedTexts({"input_ids": encoded.input_ids, "labels": encoded.labels}), cut_warnings(encoded, limit)
 
 
-def train_sft(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def train_sft(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = True,
+              callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Fine-tune the causal LM ``spec.model`` on ``run``'s question/answer splits into ``run.model_dir``.
 
     Long because it is the classifier's ``train`` step for step (read, build, Trainer, train,
@@ -106,7 +108,7 @@ def train_sft(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool =
     model = _build_causal_lm(spec, base_path, method)
 
     has_val = val_set is not None
-    callbacks, writer = _callbacks(spec, run, rank, progress, has_val=has_val)
+    own, writer = _callbacks(spec, run, rank, progress, has_val=has_val)
     args = _training_args(
         spec, run, precision, device, has_val, best_metric="loss", greater_is_better=False,
         prediction_loss_only=True,  # never gather (batch x length x vocab) logits at evaluation
@@ -114,7 +116,7 @@ def train_sft(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool =
         include_num_input_tokens_seen="all" if cfg.packing else "non_padding",
     )
     trainer, result, seconds = _fit(spec, model, args, train_set, val_set, sft_collator(tokenizer, cfg.packing),
-                                   tokenizer, callbacks, writer, checkpoint)
+                                   tokenizer, [*own, *callbacks], writer, checkpoint)
     summary = _summary(spec, run, trainer, result, seconds, precision, device, world_size, len(train_set), checkpoint)
     summary.pop("best_val_macro_f1", None)
     tokens = int(trainer.state.num_input_tokens_seen or 0)

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +228,8 @@ def _save_model(run: RunDir, spec: Spec, method: Method, model: Any, tokenizer: 
         atomic_write_json(tmp / MODEL_META, meta)
 
 
-def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = True,
+          callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Fine-tune ``spec.model`` on ``run``'s prepared splits and save it to ``run.model_dir``
     (``task: generate``: a causal LM on question/answer pairs, ``_sft.train_sft``).
 
@@ -239,6 +241,8 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
         run: a run directory that went through ``prepare``.
         resume: continue from the newest complete checkpoint, bit-exactly.
         progress: show a progress bar on stderr.
+        callbacks: more ``transformers.TrainerCallback`` objects, after lmforge's own (``lmforge
+            tune`` passes one that reports each evaluation to its trial and stops a pruned one).
 
     Distributed: launched by ``torchrun --nproc-per-node N`` (or ``accelerate launch``, or
     ``lmforge train RUN --nproc-per-node N``), every process trains on its share of each global
@@ -250,7 +254,7 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
     """
     if spec.task == "generate":
         from lmforge.train._sft import train_sft  # here: _sft imports this module
-        return train_sft(spec, run, resume=resume, progress=progress)
+        return train_sft(spec, run, resume=resume, progress=progress, callbacks=callbacks)
     torch = require("torch", extra="train", purpose="Training")
     transformers = require("transformers", extra="train", purpose="Training")
     from lmforge.train._encode import encode  # these import torch and transformers at their top
@@ -281,10 +285,10 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
         if val_rows
         else None
     )
-    callbacks, writer = _callbacks(spec, run, rank, progress, has_val=val_set is not None)
+    own, writer = _callbacks(spec, run, rank, progress, has_val=val_set is not None)
     trainer, result, seconds = _fit(
         spec, model, _training_args(spec, run, precision, device, has_val=val_set is not None), train_set, val_set,
-        transformers.DataCollatorWithPadding(tokenizer), tokenizer, callbacks, writer, checkpoint,
+        transformers.DataCollatorWithPadding(tokenizer), tokenizer, [*own, *callbacks], writer, checkpoint,
         compute_metrics=_macro_f1 if val_set is not None else None,
     )
     summary = _summary(spec, run, trainer, result, seconds, precision, device, world_size, len(train_set), checkpoint)

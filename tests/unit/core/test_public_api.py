@@ -21,8 +21,9 @@ PUBLIC = {
     ],
     "lmforge.config": [
         "AdaLoraConfig", "AdapterConfig", "AugmentConfig", "DataConfig", "EvalConfig", "IA3Config", "LoraConfig",
-        "ModelConfig", "PrefixConfig", "PromptConfig", "Spec", "TrainConfig",
-        "apply_overrides", "load_spec", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
+        "ModelConfig", "PrefixConfig", "PromptConfig", "Spec", "TrainConfig", "TuneConfig",
+        "apply_overrides", "load_spec", "range_kind", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
+        "spec_with_params",
     ],
     "lmforge.rundir": [
         "ADAPTER_CONFIG", "BASELINE", "COMPRESSED", "FP32", "LABELS", "MANIFEST", "MODEL", "MODEL_META",
@@ -122,6 +123,10 @@ PUBLIC = {
     ],
     "lmforge.pipeline": [
         "check_spec", "init_run", "load_run_spec", "prepare_run", "run_all", "versions",
+    ],
+    "lmforge.tune": [
+        "BEST", "PREPARED", "REPORT", "STUDY_DB", "STUDY_NAME", "TRIALS", "TuneResult", "format_table",
+        "trial_dir", "tune",
     ],
 }
 
