@@ -107,7 +107,7 @@ def measure(cmd: list[str], port: int, token: str, texts: list[str], p: dict[str
         t1 = {pid: cpu_seconds(pid) for pid in t0}
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        proc.wait(600)  # a starved writer drains slowly
     server = t1[proc.pid] - t0[proc.pid]
     writer = sum(t1[k] - t0[k] for k in kids)
     client = (c1.user + c1.system) - (c0.user + c0.system)
@@ -122,7 +122,7 @@ def measure(cmd: list[str], port: int, token: str, texts: list[str], p: dict[str
     }
 
 
-def _wait_idle(pids: list[int], timeout: float = 120.0) -> None:
+def _wait_idle(pids: list[int], timeout: float = 600.0) -> None:
     """Wait until these processes use (almost) no CPU for a second."""
     deadline = time.monotonic() + timeout
     last = sum(cpu_seconds(p) for p in pids)
@@ -134,7 +134,7 @@ def _wait_idle(pids: list[int], timeout: float = 120.0) -> None:
         last = now
 
 
-def _wait_stored(db: Path, base: int, n: int, timeout: float = 120.0) -> int:
+def _wait_stored(db: Path, base: int, n: int, timeout: float = 600.0) -> int:
     """Wait until the store holds ``base + n`` predictions; the number it holds beyond ``base``."""
     deadline = time.monotonic() + timeout
     while True:
