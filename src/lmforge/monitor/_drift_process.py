@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -21,6 +23,7 @@ import numpy as np
 
 from lmforge.monitor._channel import encode, write_frame
 from lmforge.monitor._drift import DriftData, DriftResult
+from lmforge.monitor._embed import get_encoder
 from lmforge.monitor._reference import ReferenceState
 
 __all__ = ["ProcessDrift"]
@@ -40,6 +43,16 @@ def _result(r: DriftResult) -> dict[str, Any]:
     except (TypeError, ValueError):  # not strict JSON (a NaN inside): the table keeps it, the frame not
         out["detail"] = {}
     return out
+
+
+def _load_encoder(model: str, max_length: int) -> None:
+    started = time.monotonic()
+    try:
+        get_encoder(model, max_length).encode([])  # loads, embeds nothing
+    except Exception as exc:  # the first check loads it (or reports why it cannot)
+        log.warning("monitor writer: the embedding check's encoder could not be loaded at start (%s)", exc)
+        return
+    log.info("monitor writer: embedding encoder %s loaded at start in %.1f s", model, time.monotonic() - started)
 
 
 class ProcessDrift:
@@ -64,6 +77,22 @@ class ProcessDrift:
         except Exception as exc:
             self.reference = None
             log.error("monitor writer: the drift reference could not be read (%s); no drift checks", exc)
+
+    def preload(self, encoder: list[Any] | None) -> threading.Thread | None:
+        """Load the embedding check's encoder (``[model, max_length]``) in a thread, now.
+
+        Its first load imports torch and reads the model (CPU-seconds, once): done here, right after
+        the writer said it is ready, it overlaps the server's own start (the reference's loading)
+        instead of coming out of the first seconds of serving at the first check. The check uses the
+        same process-wide encoder, and waits on its lock if the load is not done yet.
+        """
+        if not encoder:
+            return None
+        thread = threading.Thread(
+            target=_load_encoder, args=(str(encoder[0]), int(encoder[1])), name="lmforge-monitor-preload", daemon=True
+        )
+        thread.start()
+        return thread
 
     def add(self, rows: list[list[Any]]) -> None:
         """Stored predictions, as channel rows (the text in clear: memory only)."""

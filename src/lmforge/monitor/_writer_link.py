@@ -23,15 +23,32 @@ from typing import Any
 from lmforge.monitor._channel import ChannelError, FrameReader, write_frame
 from lmforge.monitor._errors import MonitorError
 from lmforge.monitor._records import PredictionRecord
+from lmforge.monitor._registry import available_detectors, get_detector
 from lmforge.monitor._settings import MonitorSettings
 
-__all__ = ["STOP", "Chunk", "ErrorEvent", "Reference", "WriterProcess", "encode_record", "start_again", "take_chunk"]
+__all__ = [
+    "ONE_THREAD",
+    "STOP",
+    "Chunk",
+    "ErrorEvent",
+    "Reference",
+    "WriterProcess",
+    "encode_record",
+    "encoder_to_preload",
+    "start_again",
+    "take_chunk",
+]
 
 log = logging.getLogger("lmforge.monitor._monitor")
 
 _CONFIG = ("url", "key_file", "batch_size", "flush_interval_s", "retention_days", "max_rows", "prune_interval_s",
            "drift_every", "drift_window", "drift_min_interval_s")
 
+
+# Thread pools of one: the writer is background work on cores the server needs. An embedding drift check
+# on torch's default pool (one thread per core) cost 3x the CPU of one thread on a busy 2-core machine
+# (threads spinning for each other), and NumPy's BLAS the same; set before the child imports either.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 # Signals ignored first, before any lmforge import: a group's SIGTERM right after the start must not kill it.
 _MAIN = (
@@ -113,6 +130,24 @@ def encode_record(rec: PredictionRecord) -> list[Any]:
     ]
 
 
+def encoder_to_preload(settings: MonitorSettings) -> list[Any] | None:
+    """``[model, max_length]`` of the embedding check's encoder when the monitor has a reference run and
+    that check is on, else None.
+
+    The writer loads it (torch and the model: CPU-seconds, once) beside the server's own start, while
+    the server loads the reference, instead of at its first check, when that CPU came out of the
+    first seconds of serving.
+    """
+    names = available_detectors() if settings.detectors is None else settings.detectors
+    if not settings.reference_run or "embedding" not in names:
+        return None
+    try:
+        detector = get_detector("embedding", **settings.detector_options.get("embedding", {}))
+    except Exception:  # a bad option is reported where the reference is fitted, not here
+        return None
+    return [str(getattr(detector, "model")), int(getattr(detector, "max_length"))]  # noqa: B009 - not on the base class
+
+
 def take_chunk(buffer: deque[Any], size: int, invalid: Callable[[Any, Exception], None]) -> Chunk | None:
     """The next chunk off ``buffer``: up to ``size`` records, ended early by a marker, a reference or
     the stop; None when there is nothing to send. ``invalid`` is told of each record it drops."""
@@ -152,6 +187,7 @@ class WriterProcess:
             self.proc = subprocess.Popen(  # noqa: S603 - this interpreter, a module of this package
                 [sys.executable, "-c", _MAIN, str(child_in), str(child_out)],
                 pass_fds=(child_in, child_out),
+                env={**os.environ, **ONE_THREAD},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
             )
@@ -165,7 +201,8 @@ class WriterProcess:
         self.heavy: list[str] = []
         self.ready = False
         config = {k: getattr(settings, k) for k in _CONFIG}
-        config.update(text_policy=policy, labels=list(labels), reference=reference)
+        config.update(text_policy=policy, labels=list(labels), reference=reference,
+                      preload=encoder_to_preload(settings))
         try:
             write_frame(self.fd_out, {"config": config})
         except OSError:

@@ -220,12 +220,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     heavy = sorted(m for m in ("onnxruntime", "torch", "transformers") if m in sys.modules)
     write_frame(fd_out, {"ready": os.getpid(), "heavy": heavy})
+    preload = writer.drift.preload(frames[0]["config"].get("preload"))  # after ready: it never delays the start
     try:
         _loop(reader, writer, fd_out, frames[1:])
     except ChannelError as exc:  # never parsed further: the server's stream is not what it should be
         writer.log.error("monitor writer: refused a frame from the server (%s); the writer stops", exc)
         return 3
     finally:
+        if preload is not None:
+            preload.join(120)  # an interpreter ending under a thread mid-import can crash
         writer.store.close()
     return 0
 

@@ -19,7 +19,8 @@ from tests._wait import wait_until
 
 from lmforge.errors import ConfigError
 from lmforge.monitor import Monitor, MonitorSettings
-from lmforge.monitor._channel import ChannelError, FrameReader, decode, encode
+from lmforge.monitor._channel import ChannelError, FrameReader, decode, encode, write_frame
+from lmforge.monitor._writer_link import WriterProcess, encoder_to_preload
 
 LABELS = ["negative", "positive"]
 HANG = 30.0  # seconds: only bounds a hang, never a measurement
@@ -75,6 +76,63 @@ def test_predictions_are_written_by_another_process_that_loads_no_torch(
         assert {r["id"] for r in monitor.store.rows("predictions")} == {r.id for r in records}
         assert monitor.summary()["store"]["writer_pid"] == pid
     assert wait_until(lambda: _gone(pid), HANG)
+
+
+def test_the_writer_runs_its_thread_pools_on_one_thread(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A drift check on torch's default pool (a thread per core) cost 3x the CPU of one thread on a busy
+    # machine; the writer is background work, so its pools are one thread whatever the server's are.
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    with Monitor(settings(store_url), LABELS) as monitor:
+        pid = monitor.writer_pid
+        assert pid is not None
+        env = dict(
+            item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item
+        )
+        probe = subprocess.run(  # what torch makes of that environment (the writer imports it at its first check)
+            [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+            env={k.decode(): v.decode() for k, v in env.items()}, capture_output=True, text=True, check=True,
+        )
+    assert {k: env[k.encode()] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")} == {
+        "OMP_NUM_THREADS": b"1", "MKL_NUM_THREADS": b"1", "OPENBLAS_NUM_THREADS": b"1"
+    }
+    assert probe.stdout.strip() == "1"
+    assert os.environ["OMP_NUM_THREADS"] == "4"  # the server's own environment is left as it was
+
+
+def _logs(proc: WriterProcess, seen: list[str]) -> list[str]:
+    """The writer's log messages so far (read from its channel into ``seen``)."""
+    seen += [str(f["log"][1]) for f in proc.reader.read(0.1) if "log" in f]
+    return seen
+
+
+def test_encoder_to_preload_is_the_embedding_checks_when_a_reference_run_is_set(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    assert encoder_to_preload(MonitorSettings(url=url)) is None  # no reference: no drift check, no torch
+    assert encoder_to_preload(MonitorSettings(url=url, reference_run="r")) == ["minilm-l6", 64]
+    assert encoder_to_preload(MonitorSettings(url=url, reference_run="r", detectors=["oov-rate"])) is None
+    options = {"embedding": {"model": "multilingual-e5-small", "max_length": 32}}
+    assert encoder_to_preload(MonitorSettings(url=url, reference_run="r", detector_options=options)) == [
+        "multilingual-e5-small", 32
+    ]
+
+
+@pytest.mark.slow  # torch's import and the encoder's load in the writer: seconds on an idle machine
+def test_the_writer_loads_the_embedding_encoder_after_it_is_ready_not_at_its_first_check(tmp_path: Path) -> None:
+    # torch's import and the encoder's load cost CPU-seconds once: beside the server's start, not in serving.
+    proc = WriterProcess(settings(f"sqlite:///{tmp_path / 'm.db'}", reference_run=str(tmp_path)), "redact", LABELS,
+                         None)
+    try:
+        proc.wait_ready()
+        assert proc.heavy == []  # ready first: the load never delays the server's start
+        said: list[str] = []
+        assert wait_until(lambda: any("encoder minilm-l6 loaded" in m for m in _logs(proc, said)), 300)
+        assert "libtorch" in _maps(proc.pid)  # before any prediction, so before any check
+        write_frame(proc.fd_out, {"seq": 1, "p": [], "e": [], "stop": True})
+        proc.close_input()
+        assert proc.reap(120) == 0  # it ends cleanly, the load joined
+    finally:
+        proc.kill()
+        proc.reap(10)
 
 
 def test_a_stalled_writer_fills_the_pipe_then_the_buffer_drops_and_counts(
