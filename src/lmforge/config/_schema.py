@@ -184,7 +184,8 @@ class TrainConfig:
     batch_size: int = 32
     """Training examples per step."""
     eval_batch_size: int = 128
-    """Examples per forward pass at evaluation."""
+    """Examples per forward pass at evaluation. `task: generate` takes at most `batch_size` (a causal
+    LM's logits are rows x length x vocabulary: 128 x 512 x 49,152 floats are 25 GB)."""
     learning_rate: float = 1e-4
     """Peak learning rate."""
     optimizer: Literal["adamw", "sgd", "rmsprop"] = "adamw"

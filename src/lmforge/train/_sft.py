@@ -70,6 +70,18 @@ def _dataset(tokenizer: Any, records: list[dict[str, Any]], spec: Spec, limit: i
     return EncodedTexts({"input_ids": encoded.input_ids, "labels": encoded.labels}), cut_warnings(encoded, limit)
 
 
+def eval_rows(cfg: Any, world_size: int = 1) -> int:
+    """Rows per forward pass when a causal LM is evaluated: ``train.eval_batch_size``, at most the
+    training batch of one process.
+
+    A causal LM's logits are (rows x length x vocab) floats and the loss upcasts a copy: at the
+    classifier's default of 128 rows, 512 tokens and SmolLM2's 49,152-entry vocabulary that is
+    2 x 12.9 GB, which the kernel's OOM killer ended on a 24 GB machine at the end of
+    bench/sft_quality's training (2026-12-02). The training batch fits by construction.
+    """
+    return max(1, min(cfg.eval_batch_size, per_process_batch(cfg.batch_size, world_size)))
+
+
 def train_sft(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = True,
               callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Fine-tune the causal LM ``spec.model`` on ``run``'s question/answer splits into ``run.model_dir``.
@@ -112,6 +124,7 @@ def train_sft(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool =
     args = _training_args(
         spec, run, precision, device, has_val, best_metric="loss", greater_is_better=False,
         prediction_loss_only=True,  # never gather (batch x length x vocab) logits at evaluation
+        per_device_eval_batch_size=eval_rows(cfg, world_size),
         # Packed rows hold no padding (and no attention mask): count every token; padded ones, the real ones.
         include_num_input_tokens_seen="all" if cfg.packing else "non_padding",
     )

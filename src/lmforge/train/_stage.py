@@ -67,7 +67,7 @@ def _training_args(spec: Spec, run: RunDir, precision: str, device: str, has_val
     return transformers.TrainingArguments(
         output_dir=str(run.checkpoints_dir),
         per_device_train_batch_size=per_process_batch(cfg.batch_size, world_size),
-        per_device_eval_batch_size=cfg.eval_batch_size,
+        per_device_eval_batch_size=more.pop("per_device_eval_batch_size", cfg.eval_batch_size),
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,

@@ -188,3 +188,23 @@ def test_full_fine_tuning_saves_a_transformers_folder(tmp_path: Path, tiny_lm: P
         "transformers", "full", "you are a bot", "causal-lm")
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(run.model_dir)
     assert type(reloaded).__name__ == "LlamaForCausalLM"
+
+
+def test_evaluation_rows_of_a_causal_lm_never_exceed_the_training_batch(tmp_path: Path, tiny_lm: Path) -> None:
+    # The classifier's default eval_batch_size (128) would gather 128 x length x vocab logits: an
+    # OOM kill at SmolLM2's size. The Trainer must evaluate at most a training batch at a time.
+    seen: dict[str, int] = {}
+
+    class Probe(transformers.TrainerCallback):
+        def on_evaluate(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            seen["eval_rows"] = args.per_device_eval_batch_size
+            seen["evaluations"] = seen.get("evaluations", 0) + 1
+
+    run, spec = _run(tmp_path, tiny_lm, "rows", "train.max_steps=3")
+    assert spec.train.eval_batch_size == 128 and spec.train.batch_size == 4  # type: ignore[attr-defined]
+    train(spec, run, progress=False, callbacks=[Probe()])  # type: ignore[arg-type]
+    assert seen == {"eval_rows": 4, "evaluations": 1}
+
+    run, spec = _run(tmp_path, tiny_lm, "rows-2", "train.max_steps=3", "train.eval_batch_size=2")
+    train(spec, run, progress=False, callbacks=[Probe()])  # type: ignore[arg-type]
+    assert seen["eval_rows"] == 2  # a smaller one the user set is kept
