@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from _harness import REPO, child_env, default_out, log, write_result
-from serve_load import _free_port, _request, _wait_ready, quick_run, test_texts
+from serve_load import _free_port, _request, _wait_ready, quick_run, serve_state, test_texts
 
 NAME = "monitor_cpu"
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -165,16 +165,7 @@ def main() -> int:
     try:
         run = quick_run(workdir) if args.quick else args.run.resolve()
         texts = test_texts(run)
-        sys.path.insert(0, str(REPO / "src"))
-        from lmforge.serve import ServeSettings, open_stores
-        from lmforge.serve._admin import create_key
-
-        state = workdir / "state"
-        with open_stores(ServeSettings(state_dir=str(state))) as stores:
-            token, _ = create_key(stores, "bench", "predict", actor="bench")
-        config = workdir / "serve.yaml"
-        config.write_text("limits:\n  max_in_flight: 256\n  request_timeout_s: 30\nregistry_poll_s: 0\n"
-                          "auth:\n  rate_per_s: null\n", encoding="utf-8")
+        state, token, config = serve_state(workdir, 256)
         mon_config = workdir / "serve-monitor.yaml"
         mon_config.write_text(config.read_text(encoding="utf-8") + f"monitor:\n  drift_every: {args.drift_every}\n"
                               "  drift_min_interval_s: 0\n", encoding="utf-8")

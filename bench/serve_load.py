@@ -298,6 +298,29 @@ def _rounds(
     ]
 
 
+def serve_state(workdir: Path, max_in_flight: int, threads: int | None = None) -> tuple[Path, str, Path]:
+    """A server state folder holding one predict key, and a serve config for load benchmarks.
+
+    The config leaves room for ``max_in_flight`` requests and sets no per-key rate (every client
+    shares the one key): the benchmark measures batching, not refusals. Returns ``(state folder,
+    the key's token, config path)``.
+    """
+    sys.path.insert(0, str(REPO / "src"))
+    from lmforge.serve import ServeSettings, open_stores
+    from lmforge.serve._admin import create_key
+
+    state = workdir / "state"
+    with open_stores(ServeSettings(state_dir=str(state))) as stores:
+        token, _ = create_key(stores, "bench", "predict", actor="bench")
+    config = workdir / "serve.yaml"
+    config.write_text(
+        f"limits:\n  max_in_flight: {max_in_flight}\n  request_timeout_s: 30\n"
+        "registry_poll_s: 0\nauth:\n  rate_per_s: null\n" + (f"batching:\n  threads: {threads}\n" if threads else ""),
+        encoding="utf-8",
+    )
+    return state, token, config
+
+
 def quick_run(workdir: Path) -> Path:
     """A tiny airline-tweets run, trained a few steps (no compression: the fp32 model is served)."""
     return tiny_run(workdir, max_examples=300, max_steps=8)
@@ -349,21 +372,7 @@ def main() -> int:
     try:
         run = quick_run(workdir) if args.quick else args.run.resolve()
         texts = test_texts(run)
-        sys.path.insert(0, str(REPO / "src"))
-        from lmforge.serve import ServeSettings, open_stores
-        from lmforge.serve._admin import create_key
-
-        state = workdir / "state"
-        with open_stores(ServeSettings(state_dir=str(state))) as stores:
-            token, _ = create_key(stores, "bench", "predict", actor="bench")
-        config = workdir / "serve.yaml"
-        # room for every client, and no per-key rate (all clients share one key): the benchmark
-        # measures batching, not refusals
-        config.write_text(
-            f"limits:\n  max_in_flight: {max(256, 4 * p['clients'])}\n  request_timeout_s: 30\n"
-            "registry_poll_s: 0\nauth:\n  rate_per_s: null\n" + (f"batching:\n  threads: {args.threads}\n" if args.threads else ""),
-            encoding="utf-8",
-        )
+        state, token, config = serve_state(workdir, max(256, 4 * p["clients"]), args.threads)
         lm_port, peer_port = _free_port(), _free_port()
         lm_cmd = [
             sys.executable,
