@@ -54,7 +54,9 @@ class Method(Protocol):
 
     # Optional: ``callbacks(cfg) -> list`` of Trainer callbacks the method needs while it trains
     # (AdaLoRA's rank allocation); the train stage adds them. Not part of the Protocol, so a
-    # method without any needs no stub.
+    # method without any needs no stub. Optional too: ``format``, what ``save`` writes, recorded in
+    # ``lmforge_model.json`` for the loaders (``transformers``, ``lmforge-modules``; unset: a peft
+    # adapter, ``peft-adapter``).
 
 
 METHODS: dict[str, Callable[[], Method]] = {}
@@ -85,6 +87,7 @@ class FullFineTuning:
     """Every weight trains (but the word embeddings when ``train.freeze_embeddings`` is on)."""
 
     name = "full"
+    format = "transformers"  # a save_pretrained folder
 
     def wrap(self, model: torch.nn.Module, cfg: TrainConfig, *,
              new_token_ids: Sequence[int] = ()) -> torch.nn.Module:

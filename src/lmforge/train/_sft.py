@@ -120,7 +120,7 @@ def train_sft(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool =
     model = _build_causal_lm(spec, base_path, method)
 
     has_val = val_set is not None
-    own, writer = _callbacks(spec, run, rank, progress, has_val=has_val)
+    own, writer = _callbacks(spec, run, method, rank, progress, has_val=has_val)
     args = _training_args(
         spec, run, precision, device, has_val, best_metric="loss", greater_is_better=False,
         prediction_loss_only=True,  # never gather (batch x length x vocab) logits at evaluation

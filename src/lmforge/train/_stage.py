@@ -180,7 +180,8 @@ def _readable_model(spec: Spec, model: Any, tokenizer: Any, texts: list[str]) ->
     return record, extension.token_ids
 
 
-def _callbacks(spec: Spec, run: RunDir, rank: int, progress: bool, has_val: bool) -> tuple[list[Any], Any]:
+def _callbacks(spec: Spec, run: RunDir, method: Method, rank: int, progress: bool,
+               has_val: bool) -> tuple[list[Any], Any]:
     """Trainer callbacks (log file, the trackers on rank 0, progress, early stopping, the method's own)
     and the TB writer."""
     transformers = require("transformers", extra="train", purpose="Training")
@@ -194,7 +195,7 @@ def _callbacks(spec: Spec, run: RunDir, rank: int, progress: bool, has_val: bool
         callbacks.append(ProgressBarCallback())
     if has_val and spec.train.early_stopping_patience:
         callbacks.append(transformers.EarlyStoppingCallback(early_stopping_patience=spec.train.early_stopping_patience))
-    method_callbacks = getattr(get_method(spec.train.method), "callbacks", None)  # AdaLoRA's rank allocation
+    method_callbacks = getattr(method, "callbacks", None)  # AdaLoRA's rank allocation
     if method_callbacks is not None:
         callbacks.extend(method_callbacks(spec.train))
     return callbacks, writer
@@ -216,8 +217,7 @@ def _save_model(run: RunDir, spec: Spec, method: Method, model: Any, tokenizer: 
         BASE_DIGEST: base_digest,
         "max_length": spec.model.max_length,
         **({"labels": labels} if labels is not None else {}),
-        # A method may say how it saves (lmforge modules); else full weights or a peft adapter.
-        "format": getattr(method, "format", None) or ("peft-adapter" if spec.train.method != "full" else "transformers"),
+        "format": getattr(method, "format", "peft-adapter"),  # what method.save writes
         **(extra or {}),
     }
     with run.stage(MODEL) as tmp:
@@ -285,7 +285,7 @@ def train(spec: Spec, run: RunDir, *, resume: bool = False, progress: bool = Tru
         if val_rows
         else None
     )
-    own, writer = _callbacks(spec, run, rank, progress, has_val=val_set is not None)
+    own, writer = _callbacks(spec, run, method, rank, progress, has_val=val_set is not None)
     trainer, result, seconds = _fit(
         spec, model, _training_args(spec, run, precision, device, has_val=val_set is not None), train_set, val_set,
         transformers.DataCollatorWithPadding(tokenizer), tokenizer, [*own, *callbacks], writer, checkpoint,
