@@ -343,6 +343,8 @@ def main() -> int:
     ap.add_argument("--variant", help="variant lmforge serves (default: the run's selected one, else fp32)")
     ap.add_argument("--clients", type=int, help="concurrent connections (default 64)")
     ap.add_argument("--duration", type=float, help="seconds of load per contender (default 60; quick 10)")
+    ap.add_argument("--warmup", type=float,
+                    help="seconds of lighter load (8 clients) before each measured window (default 5; quick 2)")
     ap.add_argument("--out", type=Path, help="result JSON (default bench/results/serve_load[-quick].json)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (server logs)")
     ap.add_argument("--threads", type=int, help="batching.threads of lmforge serve (default: its own choice)")
@@ -362,7 +364,7 @@ def main() -> int:
     if not args.quick and args.run is None:
         ap.error("give --run RUN_DIR (a trained run) or --quick")
     p = dict(QUICK if args.quick else FULL)
-    for key in ("clients", "duration"):
+    for key in ("clients", "duration", "warmup"):
         if getattr(args, key) is not None:
             p[key] = getattr(args, key)
 
