@@ -21,6 +21,7 @@ from lmforge.config._schema import (
     TrainConfig,
     TuneConfig,
 )
+from lmforge.config._recommend import InteractionsConfig, ItemsConfig, RecommendConfig, TextModelConfig
 from lmforge.config._sections import AdapterConfig, PrefixConfig, PromptConfig
 
 __all__ = [
@@ -30,11 +31,15 @@ __all__ = [
     "DataConfig",
     "EvalConfig",
     "IA3Config",
+    "InteractionsConfig",
+    "ItemsConfig",
     "LoraConfig",
     "ModelConfig",
     "PrefixConfig",
     "PromptConfig",
+    "RecommendConfig",
     "Spec",
+    "TextModelConfig",
     "TrainConfig",
     "TuneConfig",
     "apply_overrides",
