@@ -83,7 +83,7 @@ def write_spec(root: Path, encoder: Path, **recommend: Any) -> Path:
     }
     section.update(recommend)
     spec = {"name": "tiny-rec", "model": {"name": str(encoder), "max_length": 32},
-            "train": {"batch_size": 16, "max_steps": 6, "learning_rate": 1e-3, "track": []},
+            "train": {"batch_size": 16, "max_steps": 6, "learning_rate": 1e-3, "track": [], "threads": 1},
             "recommend": section}
     path = root / "spec.yaml"
     path.write_text(yaml.safe_dump(spec), encoding="utf-8")

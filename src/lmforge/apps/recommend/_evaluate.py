@@ -24,11 +24,11 @@ __all__ = ["evaluate_models", "train_recommender"]
 
 def _comparison(scores: dict[str, dict[str, float]]) -> dict[str, Any]:
     """The best collaborative model on ``scores`` and whether the blend beats it (NDCG@10)."""
-    collab = {n: scores[n]["NDCG@10"] for n in COLLABORATIVE if n in scores}
+    collab = {n: float(scores[n]["NDCG@10"]) for n in COLLABORATIVE if n in scores}
     best = max(collab, key=lambda n: collab[n])
-    blend = scores["blend"]["NDCG@10"]
+    blend = float(scores["blend"]["NDCG@10"])
     return {"best_collaborative": best, "best_collaborative_ndcg_at_10": collab[best],
-            "blend_ndcg_at_10": blend, "blend_beats_best_collaborative": blend > collab[best]}
+            "blend_ndcg_at_10": blend, "blend_beats_best_collaborative": bool(blend > collab[best])}
 
 
 def evaluate_models(spec: Spec, prepared: Prepared, fitted: Fitted) -> dict[str, Any]:
