@@ -9,6 +9,7 @@ from lmforge.config._load import (
     spec_to_yaml,
     spec_with_params,
 )
+from lmforge.config._recommend import InteractionsConfig, ItemsConfig, RecommendConfig, TextModelConfig
 from lmforge.config._schema import (
     AdaLoraConfig,
     AugmentConfig,
@@ -21,7 +22,6 @@ from lmforge.config._schema import (
     TrainConfig,
     TuneConfig,
 )
-from lmforge.config._recommend import InteractionsConfig, ItemsConfig, RecommendConfig, TextModelConfig
 from lmforge.config._sections import AdapterConfig, PrefixConfig, PromptConfig
 
 __all__ = [

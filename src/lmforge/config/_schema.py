@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lmforge.config._recommend import RecommendConfig
 from lmforge.config._sections import (
     AdaLoraConfig,
     AdapterConfig,
@@ -21,7 +22,6 @@ from lmforge.config._sections import (
     PromptConfig,
     tracking_problems,
 )
-from lmforge.config._recommend import RecommendConfig
 from lmforge.config._tune import TuneConfig
 from lmforge.errors import ConfigError
 

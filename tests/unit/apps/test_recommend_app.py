@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests._recommend import build_tiny_encoder, write_spec, write_task
 
 from lmforge.apps.recommend import evaluate_models, fit_models, prepare_data, read_prepared
 from lmforge.cli.__main__ import main
 from lmforge.config import load_spec
 from lmforge.errors import RunDirError
-from tests._recommend import build_tiny_encoder, write_spec, write_task
 
 MODELS = {"popularity", "itemknn", "ease", "tfidf", "text", "blend"}
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from tests._recommend import N_USERS, write_task
 
 from lmforge.apps.recommend import hold_out, load_interactions, make_splits
 from lmforge.cli.__main__ import main
 from lmforge.config import RecommendConfig, spec_from_dict
 from lmforge.errors import ConfigError, DataError
-from tests._recommend import N_USERS, write_task
 
 
 def _cfg(root: Path, **keys) -> RecommendConfig:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests._recommend import EXTRA, GENRES, build_tiny_encoder
 
 from lmforge.config import spec_from_dict
 from lmforge.errors import ConfigError
 from lmforge.predict import TextEmbedder
 from lmforge.train import train_contrastive
-from tests._recommend import EXTRA, GENRES, build_tiny_encoder
 
 # a query word -> its document word: the encoder must learn to put each pair together
 PAIRS = list(zip(GENRES[:5], EXTRA, strict=True))

@@ -79,7 +79,8 @@ def evaluate_scores(score: Callable[[np.ndarray], np.ndarray], train: Sequence[n
     ``train[u]`` are excluded from user ``u``'s ranking, ``held[u]`` are the relevant items.
     """
     users = np.array([u for u, h in enumerate(held) if len(h)], dtype=np.int64)
-    tops, rels = [], []
+    tops: list[np.ndarray] = []
+    rels: list[np.ndarray] = []
     for start in range(0, len(users), batch):
         chunk = users[start : start + batch]
         scores = np.array(score(chunk), dtype=np.float64)

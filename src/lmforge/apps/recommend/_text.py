@@ -32,7 +32,7 @@ SEPARATOR = " | "
 """Between the item texts of a history."""
 
 
-def history_text(texts: Sequence[str], history: Sequence[int], n: int) -> str:
+def history_text(texts: Sequence[str], history: Sequence[int] | np.ndarray, n: int) -> str:
     """The texts of the last ``n`` items of ``history`` (oldest first in), most recent first, joined."""
     recent = [texts[i] for i in reversed(list(history)[-n:]) if texts[i]]
     return SEPARATOR.join(recent)
