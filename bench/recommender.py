@@ -14,7 +14,7 @@ process, which measures every model on the same split with full ranking:
 
 NDCG@10, HR@10 and Recall@20 for every model, and the training time, go to the JSON result.
 
-    .venv/bin/python bench/recommender.py --quick    # 120 users, their items, a few steps (~5 minutes)
+    .venv/bin/python bench/recommender.py --quick    # 50 users, their items, 8 steps
     .venv/bin/python bench/recommender.py            # everything (about an hour on 2 cores)
 """
 
@@ -45,6 +45,7 @@ DATA = SHARED_DATASETS / "ml-latest-small"
 PROTOCOLS = ("ratio", "loo", "cold")
 MODELS = ("popularity", "itemknn", "ease", "tfidf", "text", "blend")
 METRICS = ("NDCG@10", "HR@10", "Recall@20")
+QUICK_USERS = 50
 
 
 def worker(job: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +96,7 @@ def spec_for(protocol: str, ratings: Path, items: Path, args: argparse.Namespace
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="120 users and a few training steps: exercise the code path")
+    ap.add_argument("--quick", action="store_true", help=f"{QUICK_USERS} users and a few training steps: exercise the code path")
     ap.add_argument("--out", type=Path, help="result JSON (default bench/results/recommender[-quick].json)")
     ap.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS))
     ap.add_argument("--seed", type=int, default=42)
@@ -127,7 +128,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     targets, summary = [], []
     try:
-        ratings, items = (sample(workdir, 120) if args.quick
+        ratings, items = (sample(workdir, QUICK_USERS) if args.quick
                           else (DATA / "original" / "ratings.csv", DATA / "items_text.csv"))
         for protocol in args.protocols:
             spec = spec_for(protocol, ratings, items, args)
@@ -166,7 +167,7 @@ def main() -> int:
         "Not measured: /v1/recommend p99 latency (serving a recommender is not built yet).",
     ]
     if args.quick:
-        notes.append("QUICK MODE: 120 users and a few training steps; the numbers are meaningless.")
+        notes.append(f"QUICK MODE: {QUICK_USERS} users and a few training steps; the numbers are meaningless.")
     parameters = {k: getattr(args, k) for k in ("model", "method", "lr", "batch_size", "max_length", "max_pairs",
                                                 "history_items", "epochs", "temperature", "max_steps", "seed")}
     write_result(out, NAME, quick=args.quick, peer="EASE (ratio, loo) / TF-IDF content (cold)", parameters=parameters,

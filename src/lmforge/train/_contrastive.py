@@ -58,6 +58,28 @@ def _same_key_mask(keys: Sequence[str]) -> np.ndarray:
     return mask
 
 
+def _batch_loss(model: Any, tokenizer: Any, queries: list[str], documents: list[str], keys: list[str],
+                max_length: int, temperature: float) -> Any:
+    """Symmetric InfoNCE of one batch: row i's positive is column i, same-document columns masked."""
+    import torch
+
+    def embed(texts: list[str]) -> Any:
+        enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        return mean_pool(model(**enc).last_hidden_state, enc["attention_mask"])  # (B, H)
+
+    logits = embed(queries) @ embed(documents).T / temperature  # (B, B)
+    logits = logits.masked_fill(torch.from_numpy(_same_key_mask(keys)), float("-inf"))
+    target = torch.arange(len(queries))
+    return (torch.nn.functional.cross_entropy(logits, target)
+            + torch.nn.functional.cross_entropy(logits.T, target)) / 2
+
+
+def _save(model: Any, tokenizer: Any, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
 def train_contrastive(
     base: str | Path,
     queries: Sequence[str],
@@ -106,10 +128,6 @@ def train_contrastive(
                                           num_training_steps=total)
     rng = np.random.default_rng(cfg.seed)
 
-    def embed(texts: list[str]) -> Any:
-        enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        return mean_pool(model(**enc).last_hidden_state, enc["attention_mask"])  # (B, H)
-
     losses: list[float] = []
     started = time.perf_counter()
     model.train()
@@ -121,14 +139,8 @@ def train_contrastive(
         idx = order[start : start + batch]
         if len(idx) < 2:  # a lone pair at an epoch's end has no negative
             idx = order[:batch]
-        q = embed([queries[i] for i in idx])
-        d = embed([documents[i] for i in idx])
-        logits = q @ d.T / temperature  # (B, B): row i's positive is column i
-        mask = torch.from_numpy(_same_key_mask([keys[i] for i in idx]))
-        logits = logits.masked_fill(mask, float("-inf"))
-        target = torch.arange(len(idx))
-        loss = (torch.nn.functional.cross_entropy(logits, target)
-                + torch.nn.functional.cross_entropy(logits.T, target)) / 2
+        loss = _batch_loss(model, tokenizer, [queries[i] for i in idx], [documents[i] for i in idx],
+                           [keys[i] for i in idx], max_length, temperature)
         loss.backward()
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -137,14 +149,8 @@ def train_contrastive(
         optimizer.zero_grad()
         losses.append(float(loss.detach()))
     seconds = time.perf_counter() - started
-    model.eval()
     trainable = sum(p.numel() for p in params)
-    if cfg.method == "lora":
-        model = model.merge_and_unload()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    _save(model.eval().merge_and_unload() if cfg.method == "lora" else model.eval(), tokenizer, Path(out_dir))
     return {"method": cfg.method, "pairs": len(queries), "steps": total, "batch_size": batch,
             "learning_rate": cfg.learning_rate, "temperature": temperature, "seconds": round(seconds, 2),
             "pairs_per_second": round(total * batch / seconds, 2) if seconds else None,

@@ -117,7 +117,7 @@ def _store(spec: Spec, prepared: Prepared, fitted: Fitted, train_lists: list[np.
         scores[users] = np.take_along_axis(s, top, axis=1)  # -inf: fewer than n items left to recommend
     prepared.rec.save_tensors("top_items", {"items": items, "scores": scores})
     prepared.rec.write_json(prepared.rec.meta, {
-        "selected": fitted.selected, "max_k": n, "blend_weights": fitted.weights,
+        "selected": fitted.selected, "max_k": spec.recommend.max_k, "stored_k": n, "blend_weights": fitted.weights,
         "text_model": "text" in fitted.models, "model_name": spec.model.name,
         "history_items": spec.recommend.text.history_items, "max_length": spec.model.max_length,
         "val_ndcg_at_10": {k: v["NDCG@10"] for k, v in fitted.val.items()},

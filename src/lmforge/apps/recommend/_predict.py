@@ -36,7 +36,7 @@ def _index(rec: RecDir) -> tuple[list[str], list[str]]:
 
 def recommend(root: str | Path, users: Sequence[str] | None, k: int = 10) -> Recommendations:
     """The ``k`` best items, best first, for each of ``users`` (ids as in the input files), or every
-    user when ``users`` is None.
+    user when ``users`` is None. Fewer when fewer items are left outside the user's training items.
 
     Raises:
         RunDirError: ``root`` is not a trained recommender.
