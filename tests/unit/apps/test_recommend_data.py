@@ -152,3 +152,20 @@ def test_the_cli_says_what_is_missing_in_one_line(tmp_path: Path, capsys: pytest
     spec.write_text(yaml.safe_dump({"recommend": {"split": "loo-ish"}}))
     assert main(["recommend", "train", str(spec), "--out", str(tmp_path / "out")]) == 2
     assert "recommend.split must be one of" in capsys.readouterr().err
+
+
+def test_dates_order_histories_and_a_bad_date_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,item_id,timestamp\n"
+                    "a,x,2024-03-01\na,y,2024-01-01T10:00:00\na,z,2024-02-01\nb,x,2024-01-05\nb,y,2024-01-06\n",
+                    encoding="utf-8")
+    cfg = spec_from_dict({"recommend": {"interactions": {"path": str(path)}, "split": "loo",
+                                        "min_positives": 2}}).recommend
+    data = load_interactions(cfg)
+    assert [data.item_ids[i] for i in data.items[data.users == 0]] == ["y", "z", "x"]  # oldest first
+    s = make_splits(data, cfg)
+    assert sorted((data.user_ids[data.users[r]], data.item_ids[data.items[r]]) for r in s.test) == [("a", "x"),
+                                                                                                   ("b", "y")]
+    path.write_text("user_id,item_id,timestamp\na,x,2024-03-01\na,y,soon\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"1 values of column 'timestamp' are neither numbers nor dates \(first: 'soon'\)"):
+        load_interactions(cfg)

@@ -74,6 +74,9 @@ def fit_weights(parts: Mapping[str, Scorer], train: Sequence[np.ndarray], val: S
     """
     users = np.array([u for u, v in enumerate(val) if len(v)], dtype=np.int64)
     names = list(parts)
+    if len(users) == 0:  # nothing to fit on: the collaborative model alone, as without a blend
+        fallback = "ease" if "ease" in names else names[-1]
+        return {n: float(n == fallback) for n in names}, []
     z = {n: standardize(np.asarray(parts[n].score(users), dtype=np.float64), candidates) for n in names}
     k = int(metric.split("@")[1])
     exclude = [train[u] for u in users]

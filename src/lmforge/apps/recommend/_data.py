@@ -53,6 +53,19 @@ def _need(frame: Any, columns: dict[str, str], path: str) -> None:
                         "Set the recommend.* column keys to the file's names.")
 
 
+def _times(pd: Any, column: Any, path: str, name: str) -> Any:
+    """The time column as float64: numbers as they are, else dates as nanoseconds since 1970."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    if not numbers.isna().any():
+        return numbers.astype("float64")
+    dates = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
+    if dates.isna().any():
+        bad = column[numbers.isna() & dates.isna()]
+        raise DataError(f"{path}: {len(bad)} values of column '{name}' are neither numbers nor dates "
+                        f"(first: {bad.iloc[0]!r}).")
+    return (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds().astype("float64")
+
+
 @dataclass
 class Interactions:
     """Positives as index arrays over ``user_ids`` and ``item_ids``, ordered by user then time."""
@@ -126,14 +139,7 @@ def load_interactions(cfg: RecommendConfig) -> Interactions:
     frame = frame.reset_index(drop=True)
     frame["_order"] = np.arange(len(frame))
     if inter.time_column in frame.columns:
-        time = pd.to_numeric(frame[inter.time_column], errors="coerce")
-        if time.isna().any():
-            time = pd.to_datetime(frame[inter.time_column], errors="coerce").astype("int64").where(
-                lambda s: s > np.iinfo("int64").min)
-        if time.isna().any():
-            raise DataError(f"{inter.path}: {int(time.isna().sum())} values of column '{inter.time_column}' are "
-                            "neither numbers nor dates.")
-        frame["_time"] = time.astype("float64")
+        frame["_time"] = _times(pd, frame[inter.time_column], inter.path, inter.time_column)
         frame = frame.sort_values(["_time", "_order"], kind="stable")
     before = len(frame)
     frame = frame.drop_duplicates([inter.user_column, inter.item_column], keep="first")
