@@ -58,6 +58,11 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = spec.recommend
     say(f"recommend: {cfg.interactions.path} + {cfg.items.path or 'no item texts'}, split {cfg.split} -> {args.out}")
     metrics = train_recommender(spec, Path(args.out))
+    data = metrics["data"]
+    if data["users_with_too_few_positives"]:
+        say(f"{data['users_with_too_few_positives']} users have fewer than recommend.min_positives = "
+            f"{data['min_positives']} positives (e.g. {', '.join(data['too_few_examples'][:3])}): trained on, "
+            "not evaluated")
     block = metrics["test"] or metrics["val"]
     say(f"{'test' if metrics['test'] else 'validation'} ({metrics['protocol']}):")
     for name, scores in block.items():

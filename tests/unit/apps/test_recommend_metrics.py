@@ -20,6 +20,7 @@ from lmforge.apps.recommend import (
     ranking_metrics,
     simplex_grid,
     standardize,
+    tie_order,
     top_k,
 )
 from lmforge.errors import NotFittedError
@@ -42,9 +43,12 @@ def test_ranking_metrics_match_hand_computed_values() -> None:
     assert m["Recall@4"] == pytest.approx(1.0)
 
 
-def test_top_k_excludes_training_items_breaks_ties_by_index_and_keeps_to_candidates() -> None:
+def test_top_k_excludes_training_items_breaks_ties_in_a_fixed_order_and_keeps_to_candidates() -> None:
     scores = np.array([[0.1, 0.9, 0.5, 0.7], [1.0, 1.0, 1.0, 1.0]])
-    assert top_k(scores.copy(), [np.array([1]), np.array([], dtype=np.int64)], 3).tolist() == [[3, 2, 0], [0, 1, 2]]
+    ties = tie_order(4)
+    assert sorted(ties.tolist()) == [0, 1, 2, 3] and ties.tolist() != [0, 1, 2, 3]  # not the index order
+    by_tie = np.argsort(ties).tolist()
+    assert top_k(scores.copy(), [np.array([1]), np.array([], dtype=np.int64)], 3).tolist() == [[3, 2, 0], by_tie[:3]]
     only = top_k(scores.copy(), [np.array([2]), np.array([0])], 2, candidates=np.array([0, 2]))
     assert only[0].tolist()[0] == 0  # item 2 is the user's, items 1 and 3 are not candidates
     assert only[1].tolist()[0] == 2

@@ -132,7 +132,7 @@ PUBLIC = {
         "Recommendations", "Splits", "TextTower", "TfidfContent", "by_user", "evaluate_models",
         "evaluate_scores", "fit_models", "fit_weights", "history_text", "hold_out", "interaction_matrix",
         "load_interactions", "make_splits", "prepare_data", "ranking_metrics", "read_prepared", "recommend",
-        "similar", "simplex_grid", "standardize", "top_k", "train_recommender", "training_pairs",
+        "similar", "simplex_grid", "standardize", "tie_order", "top_k", "train_recommender", "training_pairs",
     ],
     "lmforge.tune": [
         "BEST", "PREPARED", "REPORT", "STUDY_DB", "STUDY_NAME", "TRIALS", "TuneResult", "format_table",

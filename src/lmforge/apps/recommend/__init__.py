@@ -16,7 +16,14 @@ from lmforge.apps.recommend._blend import Blend, fit_weights, simplex_grid, stan
 from lmforge.apps.recommend._data import Interactions, load_interactions
 from lmforge.apps.recommend._evaluate import evaluate_models, train_recommender
 from lmforge.apps.recommend._fit import Fitted, fit_models
-from lmforge.apps.recommend._metrics import METRIC_KS, by_user, evaluate_scores, ranking_metrics, top_k
+from lmforge.apps.recommend._metrics import (
+    METRIC_KS,
+    by_user,
+    evaluate_scores,
+    ranking_metrics,
+    tie_order,
+    top_k,
+)
 from lmforge.apps.recommend._predict import Recommendations, recommend, similar
 from lmforge.apps.recommend._prepare import Prepared, prepare_data, read_prepared
 from lmforge.apps.recommend._split import Splits, hold_out, make_splits
@@ -54,6 +61,7 @@ __all__ = [
     "similar",
     "simplex_grid",
     "standardize",
+    "tie_order",
     "top_k",
     "train_recommender",
     "training_pairs",

@@ -1,8 +1,10 @@
 """Full-ranking metrics: every candidate item is ranked, no sampled negatives.
 
 A user's training items are never candidates (they are set to -inf before ranking), so a model
-is not rewarded for recommending what the user already has. Ties go to the lower item index
-(a stable order), so a model that scores everything alike gets the same ranking every time.
+is not rewarded for recommending what the user already has. Ties go in a fixed pseudo-random
+order of the items (:func:`tie_order`), never their index: items are indexed by first
+appearance in the interactions, test ones included, so breaking ties by index would hand a
+model with no signal (popularity or EASE on items nobody trained on) some of the test answers.
 
 - HR@k: 1 when any held-out item is in the top k;
 - Recall@k: held-out items in the top k / held-out items;
@@ -18,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["METRIC_KS", "by_user", "evaluate_scores", "ranking_metrics", "top_k"]
+__all__ = ["METRIC_KS", "by_user", "evaluate_scores", "ranking_metrics", "tie_order", "top_k"]
 
 METRIC_KS = (10, 20)
 """The cut-offs every model is measured at."""
@@ -32,8 +34,13 @@ def by_user(users: np.ndarray, items: np.ndarray, n_users: int) -> list[np.ndarr
     return [sorted_items[bounds[u] : bounds[u + 1]] for u in range(n_users)]
 
 
+def tie_order(n_items: int) -> np.ndarray:
+    """The rank of each item among equal scores: a permutation fixed by ``n_items`` (seed 0)."""
+    return np.random.default_rng(0).permutation(n_items)
+
+
 def top_k(scores: np.ndarray, exclude: Sequence[np.ndarray], k: int, candidates: np.ndarray | None = None) -> np.ndarray:
-    """The ``k`` best item indices per row of ``scores`` (B, I), best first.
+    """The ``k`` best item indices per row of ``scores`` (B, I), best first, ties by :func:`tie_order`.
 
     ``exclude[b]`` lists the items row ``b`` may not get; with ``candidates`` only those items
     may be ranked. Rows are changed in place (excluded items become -inf).
@@ -45,9 +52,8 @@ def top_k(scores: np.ndarray, exclude: Sequence[np.ndarray], k: int, candidates:
     for b, items in enumerate(exclude):
         scores[b, items] = -np.inf
     k = min(k, scores.shape[1])
-    # stable: equal scores keep the lower item index first
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return order
+    ties = np.broadcast_to(tie_order(scores.shape[1]), scores.shape)
+    return np.lexsort((ties, -scores), axis=1)[:, :k]
 
 
 def ranking_metrics(top: np.ndarray, relevant: Sequence[np.ndarray], ks: Sequence[int] = METRIC_KS) -> dict[str, float]:
