@@ -56,6 +56,9 @@ class TextModelConfig:
     """Train the text model (and the blend); false measures the collaborative models only."""
     history_items: int = 5
     """A user's history text is the texts of their last N positives (most recent first)."""
+    history_windows: int = 4
+    """A user's vector is the mean embedding of up to this many consecutive windows of
+    `history_items` positives (most recent first): one window reads only the latest taste."""
     max_pairs: int = 4000
     """At most this many (history, next item) training pairs (a seeded sample): bounds training time."""
     epochs: float = 1.0
@@ -65,7 +68,7 @@ class TextModelConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for key in ("history_items", "max_pairs"):
+        for key in ("history_items", "history_windows", "max_pairs"):
             if getattr(self, key) < 1:
                 problems.append(f"recommend.text.{key} must be at least 1, got {getattr(self, key)}.")
         if self.epochs <= 0:

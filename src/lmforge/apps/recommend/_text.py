@@ -6,7 +6,8 @@ the item's own text; a seeded sample of at most ``max_pairs`` of them fine-tunes
 encoder with :func:`lmforge.train.train_contrastive` (in-batch negatives). Afterwards every
 item text is embedded once (``item_embeddings``, stored as safetensors) and a user's vector is
 the embedding of their history text, so an item no one has interacted with still has a score:
-the text model is what recommends new items.
+the text model is what recommends new items. A user's vector averages the embeddings of up to
+``history_windows`` consecutive history texts, so it reads more than the latest few items.
 """
 
 from __future__ import annotations
@@ -80,15 +81,28 @@ class TextTower:
         return out
 
     def user_vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
-        """(U, H) unit embeddings of each user's history text; zero rows for users with none."""
+        """(U, H) unit vectors: the mean embedding of each user's history windows (the last
+        ``history_items`` positives, the ones before them, ... up to ``history_windows``); zero rows
+        for users with no text in their history."""
         if not hasattr(self, "embedder_"):
             raise NotFittedError("TextTower is not fitted: call fit() first.")
-        n = self.spec.recommend.text.history_items
-        queries = [history_text(self.texts, h, n) for h in histories]
-        have = [u for u, q in enumerate(queries) if q]
-        out = np.zeros((len(queries), self.item_embeddings_.shape[1]), dtype=np.float32)
-        if have:
-            out[have] = self.embedder_.encode([queries[u] for u in have])
+        cfg = self.spec.recommend.text
+        owners, queries = [], []
+        for u, h in enumerate(histories):
+            h = list(h)
+            for w in range(cfg.history_windows):
+                end = len(h) - w * cfg.history_items
+                if end <= 0:
+                    break
+                q = history_text(self.texts, h[:end], cfg.history_items)
+                if q:
+                    owners.append(u)
+                    queries.append(q)
+        out = np.zeros((len(histories), self.item_embeddings_.shape[1]), dtype=np.float32)
+        if queries:
+            np.add.at(out, np.asarray(owners), self.embedder_.encode(queries))
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out /= np.where(norms == 0, 1.0, norms)
         return out
 
 
