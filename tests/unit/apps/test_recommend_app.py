@@ -124,3 +124,21 @@ def test_cold_items_get_text_scores_and_the_test_split_is_read_only_to_evaluate(
     metrics = evaluate_models(spec, prepared, fitted)
     assert metrics["test"]["text"]["users"] > 0
     assert metrics["test"]["ease"]["users"] == metrics["test"]["text"]["users"]
+
+
+def test_split_none_without_item_texts_trains_collaborative_models_only(task: tuple[Path, Path], tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    root, encoder = task
+    spec = write_spec(root, encoder, split="none", items={})
+    out = tmp_path / "none"
+    assert main(["recommend", "train", str(spec), "--out", str(out)]) == 0
+    metrics = json.loads((out / "eval" / "rec_metrics.json").read_text(encoding="utf-8"))
+    assert metrics["test"] is None and metrics["comparison_on"] == "val"
+    assert set(metrics["val"]) == {"popularity", "itemknn", "ease", "blend"}
+    assert (out / "data" / "test.jsonl").read_text(encoding="utf-8") == ""
+    assert not (out / "model").exists()
+    assert main(["recommend", "predict", str(out), "--all", "--k", "2"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(rows) == 24 and all(len(r["items"]) == 2 for r in rows)
+    assert main(["recommend", "similar", str(out), "--item", "m000"]) == 2
+    assert "has no text model" in capsys.readouterr().err
