@@ -88,7 +88,7 @@ def spec_for(protocol: str, ratings: Path, items: Path, args: argparse.Namespace
                              "rating_column": "rating", "time_column": "timestamp"},
             "items": {"path": str(items), "id_column": "movieId", "text_columns": ["title", "genres", "tags"]},
             "split": protocol, "seed": args.seed, "test_fraction": 0.2, "ease_lambda": 250.0,
-            "text": {"max_pairs": args.max_pairs, "history_items": args.history_items, "epochs": args.epochs,
+            "text": {"enabled": not args.no_text, "max_pairs": args.max_pairs, "history_items": args.history_items, "epochs": args.epochs,
                      "temperature": args.temperature},
         },
     }
@@ -98,6 +98,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_USERS} users and a few training steps: exercise the code path")
     ap.add_argument("--out", type=Path, help="result JSON (default bench/results/recommender[-quick].json)")
+    ap.add_argument("--quick-users", type=int, default=QUICK_USERS, help="users kept by --quick")
     ap.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS))
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--model", default="minilm-l6")
@@ -110,6 +111,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--temperature", type=float, default=0.05)
     ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--no-text", action="store_true", help="collaborative models and TF-IDF only (no text model)")
     ap.add_argument("--keep", action="store_true", help="keep the recommender directories (path is printed)")
     ap.add_argument("--worker", choices=["lmforge"], help=argparse.SUPPRESS)
     ap.add_argument("--job", help=argparse.SUPPRESS)
@@ -128,7 +130,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     targets, summary = [], []
     try:
-        ratings, items = (sample(workdir, QUICK_USERS) if args.quick
+        ratings, items = (sample(workdir, args.quick_users) if args.quick
                           else (DATA / "original" / "ratings.csv", DATA / "items_text.csv"))
         for protocol in args.protocols:
             spec = spec_for(protocol, ratings, items, args)
@@ -141,7 +143,7 @@ def main() -> int:
                                  "seconds": m["seconds"], "text_model": m["text_model"], "data": m["data"],
                                  "peak_rss_bytes": run["process"]["peak_rss_bytes"], "spec": spec}
             log(f"{protocol}: " + ", ".join(f"{n} {v['NDCG@10']:.4f}" for n, v in table.items()) + " (NDCG@10)")
-            ours, peer = ("text", "tfidf") if protocol == "cold" else ("blend", "ease")
+            ours, peer = ("text", "tfidf") if protocol == "cold" and "text" in table else ("blend", "ease")
             for metric in METRICS:
                 a, b = table[ours][metric], table[peer][metric]
                 summary.append({"metric": f"{protocol} {metric} ({ours} vs {peer})", "lmforge": a, "peer": b,
@@ -151,7 +153,7 @@ def main() -> int:
             if protocol == "ratio":
                 targets.append(target("ratio NDCG@10: blend > EASE", table["blend"]["NDCG@10"], ">=",
                                       table["ease"]["NDCG@10"] + 1e-9))
-            if protocol == "cold":
+            if protocol == "cold" and "text" in table:
                 targets.append(target("cold NDCG@10: text >= 3x TF-IDF", table["text"]["NDCG@10"], ">=",
                                       3 * table["tfidf"]["NDCG@10"]))
     finally:
@@ -167,7 +169,7 @@ def main() -> int:
         "Not measured: /v1/recommend p99 latency (serving a recommender is not built yet).",
     ]
     if args.quick:
-        notes.append(f"QUICK MODE: {QUICK_USERS} users and a few training steps; the numbers are meaningless.")
+        notes.append(f"QUICK MODE: {args.quick_users} users and a few training steps; the numbers are meaningless.")
     parameters = {k: getattr(args, k) for k in ("model", "method", "lr", "batch_size", "max_length", "max_pairs",
                                                 "history_items", "epochs", "temperature", "max_steps", "seed")}
     write_result(out, NAME, quick=args.quick, peer="EASE (ratio, loo) / TF-IDF content (cold)", parameters=parameters,
