@@ -87,14 +87,14 @@ class TextTower:
         if not hasattr(self, "embedder_"):
             raise NotFittedError("TextTower is not fitted: call fit() first.")
         cfg = self.spec.recommend.text
-        owners, queries = [], []
-        for u, h in enumerate(histories):
-            h = list(h)
+        owners: list[int] = []
+        queries: list[str] = []
+        for u, history in enumerate(histories):
             for w in range(cfg.history_windows):
-                end = len(h) - w * cfg.history_items
+                end = len(history) - w * cfg.history_items
                 if end <= 0:
                     break
-                q = history_text(self.texts, h[:end], cfg.history_items)
+                q = history_text(self.texts, history[:end], cfg.history_items)
                 if q:
                     owners.append(u)
                     queries.append(q)
