@@ -7,6 +7,8 @@
     lmforge tune SPEC --out DIR         hyper-parameter search (Optuna); the winner in DIR/best
     lmforge compress DIR [--budget 1]   ONNX/int8/pruned/distilled variants, fastest within budget
     lmforge predict DIR --text ...      label texts (with the selected variant, or --url a server)
+    lmforge recommend train SPEC --out DIR | predict DIR --users F | similar DIR --item ID
+                                        a text-aware recommender (baselines, text model, blend)
     lmforge serve RUN_OR_REGISTRY       HTTP API: batching, admission control, API keys, registry
     lmforge registry | keys             model versions (activate, canary, rollback); API keys
     lmforge validate SPEC               check a spec
@@ -38,6 +40,7 @@ from lmforge.cli import (
     keys,
     monitor,
     predict,
+    recommend,
     registry,
     reports,
     runs,
@@ -48,7 +51,7 @@ from lmforge.cli import (
 )
 from lmforge.errors import LmforgeError
 
-VERBS = (stages, tune, compress, predict, serve, registry, keys, validate, catalog, guard, reports, runs, monitor)
+VERBS = (stages, tune, compress, predict, recommend, serve, registry, keys, validate, catalog, guard, reports, runs, monitor)
 
 
 def build_parser() -> argparse.ArgumentParser:

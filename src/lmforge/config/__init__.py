@@ -9,6 +9,7 @@ from lmforge.config._load import (
     spec_to_yaml,
     spec_with_params,
 )
+from lmforge.config._recommend import InteractionsConfig, ItemsConfig, RecommendConfig, TextModelConfig
 from lmforge.config._schema import (
     AdaLoraConfig,
     AugmentConfig,
@@ -30,11 +31,15 @@ __all__ = [
     "DataConfig",
     "EvalConfig",
     "IA3Config",
+    "InteractionsConfig",
+    "ItemsConfig",
     "LoraConfig",
     "ModelConfig",
     "PrefixConfig",
     "PromptConfig",
+    "RecommendConfig",
     "Spec",
+    "TextModelConfig",
     "TrainConfig",
     "TuneConfig",
     "apply_overrides",

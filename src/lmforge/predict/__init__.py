@@ -18,6 +18,8 @@
 - The modules of the methods that do not merge (bottleneck adapters, prefix, prompt):
   :func:`attach_modules` (training and loading alike), :func:`save_modules`, :func:`load_modules`,
   :func:`model_layout`; a run saved so has ``format`` :data:`MODULES_FORMAT`.
+- :class:`TextEmbedder`: unit-length sentence embeddings (:func:`mean_pool`) from an encoder
+  folder, for the recommender's towers.
 - :class:`FastTokenizer`: ``tokenizer.json`` with per-batch padding, no transformers.
 - The torch variant format (:func:`load_torch_model` / :func:`save_torch_model`) and the
   structured-pruning shapes it is rebuilt with (:func:`apply_pruning_shapes`).
@@ -29,6 +31,7 @@ torch, transformers and onnxruntime load when a model is loaded.
 from __future__ import annotations
 
 from lmforge.predict._chat import Messages, render_prompt, to_messages
+from lmforge.predict._embed import TextEmbedder, mean_pool
 from lmforge.predict._generate import TorchGenerator, read_answer, top_p_filter
 from lmforge.predict._meta import (
     BASE_DIGEST,
@@ -98,6 +101,7 @@ __all__ = [
     "OnnxPredictor",
     "Predictor",
     "PromptLike",
+    "TextEmbedder",
     "TorchGenerator",
     "TorchPredictor",
     "apply_pruning_shapes",
@@ -113,6 +117,7 @@ __all__ = [
     "load_modules",
     "load_predictor",
     "load_torch_model",
+    "mean_pool",
     "model_layout",
     "onnx_session",
     "prune_layer",

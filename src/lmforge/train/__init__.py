@@ -13,6 +13,8 @@
   (``_sft.py``); :func:`encode_example` renders, tokenizes and masks one example (loss on the
   answer and EOS only), :func:`sft_collator` pads or packs batches, and
   :func:`prompt_length_check` is the prepare stage's check that every prompt fits.
+- :func:`train_contrastive`: an encoder fine-tuned on (query, document) pairs with in-batch
+  negatives (``_contrastive.py``), for the recommender's text towers (``full`` or ``lora``).
 - Loading the trained model back is the inference layer's job: :func:`lmforge.predict.load_predictor`.
 
 Importing this package is cheap; torch and transformers load when a function runs.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 from lmforge.train import _peft_methods  # noqa: F401  (registers adalora and ia3)
 from lmforge.train._adapters import HoulsbyAdapter, PfeifferAdapter
+from lmforge.train._contrastive import CONTRASTIVE_METHODS, train_contrastive
 from lmforge.train._hardware import fast_bf16, resolve_precision
 from lmforge.train._methods import METHODS, Method, get_method, is_causal_lm, register_method
 from lmforge.train._module_methods import ModulesMethod, check_virtual_tokens
@@ -30,6 +33,7 @@ from lmforge.train._sft_data import IGNORE, encode_example, prompt_length_check,
 from lmforge.train._stage import per_process_batch, train
 
 __all__ = [
+    "CONTRASTIVE_METHODS",
     "IGNORE",
     "METHODS",
     "HoulsbyAdapter",
@@ -49,4 +53,5 @@ __all__ = [
     "resolve_precision",
     "sft_collator",
     "train",
+    "train_contrastive",
 ]

@@ -20,8 +20,9 @@ PUBLIC = {
         "ConfigError", "DataError", "LmforgeError", "MissingExtraError", "NotFittedError", "RunDirError",
     ],
     "lmforge.config": [
-        "AdaLoraConfig", "AdapterConfig", "AugmentConfig", "DataConfig", "EvalConfig", "IA3Config", "LoraConfig",
-        "ModelConfig", "PrefixConfig", "PromptConfig", "Spec", "TrainConfig", "TuneConfig",
+        "AdaLoraConfig", "AdapterConfig", "AugmentConfig", "DataConfig", "EvalConfig", "IA3Config",
+        "InteractionsConfig", "ItemsConfig", "LoraConfig", "ModelConfig", "PrefixConfig", "PromptConfig",
+        "RecommendConfig", "Spec", "TextModelConfig", "TrainConfig", "TuneConfig",
         "apply_overrides", "load_spec", "range_kind", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
         "spec_with_params",
     ],
@@ -77,17 +78,18 @@ PUBLIC = {
         "BACKENDS", "BASE_DIGEST", "CAUSAL_LM", "GENERATOR_FORMATS", "MODULES_CONFIG", "MODULES_FORMAT", "MODULES_WEIGHTS",
         "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend",
         "FastTokenizer", "Generation", "Generator", "Messages", "OnnxPredictor", "Predictor", "PromptLike",
-        "TorchGenerator", "TorchPredictor", "apply_pruning_shapes", "attach_modules", "available_variants",
+        "TextEmbedder", "TorchGenerator", "TorchPredictor", "apply_pruning_shapes", "attach_modules", "available_variants",
         "base_model_digest", "batched_proba",
         "check_prunable", "encoder_layers", "head_size", "load_generator", "load_model_folder", "load_modules",
-        "load_predictor", "load_torch_model", "model_layout", "onnx_session", "prune_layer", "pruning_shapes", "read_answer", "read_generator_meta", "read_model_meta",
+        "load_predictor", "load_torch_model", "mean_pool", "model_layout", "onnx_session", "prune_layer", "pruning_shapes", "read_answer", "read_generator_meta", "read_model_meta",
         "read_selected", "render_prompt", "resolve_variant", "run_kind", "save_modules", "save_torch_model", "softmax", "to_messages",
         "to_predictions", "top_p_filter",
     ],
     "lmforge.train": [
-        "IGNORE", "METHODS", "HoulsbyAdapter", "Method", "ModulesMethod", "PfeifferAdapter", "PrefixTuning",
+        "CONTRASTIVE_METHODS", "IGNORE", "METHODS", "HoulsbyAdapter", "Method", "ModulesMethod", "PfeifferAdapter", "PrefixTuning",
         "PromptTuning", "check_virtual_tokens", "encode_example", "fast_bf16", "get_method", "is_causal_lm",
         "per_process_batch", "prompt_length_check", "register_method", "resolve_precision", "sft_collator", "train",
+        "train_contrastive",
     ],
     "lmforge.evaluate": [
         "BLOCK_KEYS", "GenExample", "NearestPrompt", "RunComparison", "bleu", "chrf", "collect_errors",
@@ -123,6 +125,14 @@ PUBLIC = {
     ],
     "lmforge.pipeline": [
         "check_spec", "init_run", "load_run_spec", "prepare_run", "run_all", "versions",
+    ],
+    "lmforge.apps": [],
+    "lmforge.apps.recommend": [
+        "EASE", "METRIC_KS", "Blend", "Fitted", "Interactions", "ItemKNN", "Popularity", "Prepared", "RecDir",
+        "Recommendations", "Splits", "TextTower", "TfidfContent", "by_user", "evaluate_models",
+        "evaluate_scores", "fit_models", "fit_weights", "history_text", "hold_out", "interaction_matrix",
+        "load_interactions", "make_splits", "prepare_data", "ranking_metrics", "read_prepared", "recommend",
+        "similar", "simplex_grid", "standardize", "tie_order", "top_k", "train_recommender", "training_pairs",
     ],
     "lmforge.tune": [
         "BEST", "PREPARED", "REPORT", "STUDY_DB", "STUDY_NAME", "TRIALS", "TuneResult", "format_table",
