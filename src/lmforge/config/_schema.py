@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lmforge.config._bot import BotConfig
 from lmforge.config._sections import (
     AdaLoraConfig,
     AdapterConfig,
@@ -313,6 +314,8 @@ class Spec:
     """Evaluation."""
     tune: TuneConfig = field(default_factory=TuneConfig)
     """Hyper-parameter search (`lmforge tune`); the other verbs ignore it."""
+    bot: BotConfig = field(default_factory=BotConfig)
+    """The customer-service bot around the classifier (`lmforge bot build`); the other verbs ignore it."""
 
     def __post_init__(self) -> None:
         # Which keys the user left to the task's defaults, kept (outside the fields, so it never
