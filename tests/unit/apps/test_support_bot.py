@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests._bot_data import INTENTS, OOS_TEXTS, intent_text, write_jsonl
 
 from lmforge.apps.support import BOT_MANIFEST, REPLY_KEYS, Bot, evaluate_bot, overlap
-from tests.unit.apps.conftest import INTENTS, OOS_TEXTS, intent_text, write_jsonl
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests._bot_data import OOS_TEXTS, bot_spec, write_jsonl
 
 from lmforge.apps.support import REPLY_KEYS
 from lmforge.cli.__main__ import main
-from tests.unit.apps.conftest import OOS_TEXTS, bot_spec, write_jsonl
 
 
 def _spec(tmp_path: Path, inputs: Path, **bot: object) -> str:
