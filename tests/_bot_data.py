@@ -23,13 +23,15 @@ OOS_TEXTS = ["zebra quantum violin", "purple elephant sings opera", "volcano rec
              "jupiter moons orbit", "knitting sweater wool", "guitar chords melody", "chess opening gambit",
              "tulip garden spring", "saxophone jazz club", "penguin glacier ice", "marathon sneakers sweat",
              "origami crane paper"]
-FAQ = [
-    {"question": "how do i get a refund", "answer": "Refunds go back to your card within 5 days on {{Website}}.",
+FAQ = [  # questions worded like the training texts (three intent words, two fillers)
+    {"question": "refund my money back please", "answer": "Refunds go back to your card within 5 days on {{Website}}.",
      "intent": "refund"},
-    {"question": "where is my parcel", "answer": "Track your parcel on the delivery page.", "intent": "delivery"},
-    {"question": "how to reset my password", "answer": "Use the reset link on the login page of {{Website}}.",
+    {"question": "track my parcel delivery please", "answer": "Track your parcel on the delivery page.",
+     "intent": "delivery"},
+    {"question": "can you arrive shipping", "answer": "Shipping takes three days.", "intent": "delivery"},
+    {"question": "reset my password login please", "answer": "Use the reset link on the login page of {{Website}}.",
      "intent": "password"},
-    {"question": "reset password for account {{Account Id}}", "answer": "Account {{Account Id}} is reset.",
+    {"question": "reset locked account {{Account Id}}", "answer": "Account {{Account Id}} is reset.",
      "intent": "password"},
     {"question": "talk to a human agent", "answer": "An agent will take over shortly.", "intent": "human"},
 ]
@@ -71,9 +73,9 @@ def bot_spec(root: Path, **bot: object) -> dict:
     return {"name": "tiny-bot", "data": {"path": str(root / "intents.jsonl"), "dedupe": False, "val_fraction": 0.25,
                                          "test_fraction": 0.15, "seed": 0},
             "model": {"name": str(root / "model"), "max_length": 16},
-            "train": {"max_steps": 40, "batch_size": 16, "learning_rate": 1e-2, "warmup_ratio": 0.0, "track": [],
-                      "early_stopping_patience": None, "eval_steps": 40, "freeze_embeddings": False,
-                      "precision": "fp32"},
+            "train": {"max_steps": 60, "batch_size": 16, "learning_rate": 1e-2, "scheduler": "constant", "dropout": 0.0, "warmup_ratio": 0.0, "track": [],
+                      "early_stopping_patience": None, "eval_steps": 60, "freeze_embeddings": False,
+                      "precision": "fp32", "threads": 1},
             "bot": section}
 
 

@@ -23,10 +23,13 @@ def bot_inputs(tmp_path_factory: pytest.TempPathFactory, _home: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bot(bot_inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A built bot directory (shared: copy it before writing into it)."""
-    from lmforge.apps.support import build_bot
-    from lmforge.config import spec_from_dict
+    """A bot directory built by `lmforge bot build` (so its run is signed with the session's key)."""
+    import yaml
 
-    out = tmp_path_factory.mktemp("bot") / "bot"
-    build_bot(spec_from_dict(bot_spec(bot_inputs)), out, progress=False)
-    return out
+    from lmforge.cli.__main__ import main
+
+    work = tmp_path_factory.mktemp("bot")
+    spec = work / "bot.yaml"
+    spec.write_text(yaml.safe_dump(bot_spec(bot_inputs)), encoding="utf-8")
+    assert main(["bot", "build", str(spec), "--out", str(work / "bot"), "--no-progress"]) == 0
+    return work / "bot"

@@ -16,7 +16,7 @@ from lmforge.apps.support import BOT_MANIFEST, REPLY_KEYS, Bot, evaluate_bot, ov
 
 @pytest.fixture(scope="module")
 def bot(tiny_bot: Path) -> Bot:
-    return Bot.load(tiny_bot, allow_unsigned=True)
+    return Bot.load(tiny_bot)
 
 
 def test_manifest_records_the_calibration(tiny_bot: Path) -> None:
@@ -27,7 +27,7 @@ def test_manifest_records_the_calibration(tiny_bot: Path) -> None:
     for row in oos["methods"].values():
         assert row["val_in_scope_recall"] >= 0.95
     assert oos["threshold"] == oos["methods"]["mahalanobis"]["threshold"]
-    assert manifest["labels"] == sorted(INTENTS) and manifest["faq"]["entries"] == 5
+    assert manifest["labels"] == sorted(INTENTS) and manifest["faq"]["entries"] == 6
     assert (tiny_bot / "oos.safetensors").is_file() and (tiny_bot / "faq" / "faq_embeddings.safetensors").is_file()
 
 
@@ -49,10 +49,10 @@ def test_a_planted_out_of_scope_set_is_flagged(bot: Bot) -> None:
 
 
 def test_retrieval_finds_the_planted_entry_with_its_placeholder_filled(bot: Bot) -> None:
-    parcel, password = bot.ask(["where is my parcel", "how to reset my password"])
+    parcel, password = bot.ask(["track my parcel delivery please", "reset my password login please"])
     assert (parcel["intent"], parcel["out_of_scope"], parcel["reason"]) == ("delivery", False, "answered")
     assert parcel["answer"] == "Track your parcel on the delivery page."
-    assert parcel["sources"][0]["question"] == "where is my parcel"
+    assert parcel["sources"][0]["question"] == "track my parcel delivery please"
     assert password["answer"] == "Use the reset link on the login page of shop.example."
     # the entry whose slot has no value ({{Account Id}}) is never sent, not even as a source
     assert all("{{" not in s["answer"] and "{{" not in s["question"] for s in password["sources"])
@@ -61,9 +61,9 @@ def test_retrieval_finds_the_planted_entry_with_its_placeholder_filled(bot: Bot)
 
 
 def test_an_unfilled_placeholder_escalates(tiny_bot: Path) -> None:
-    bot = Bot.load(tiny_bot, allow_unsigned=True)
+    bot = Bot.load(tiny_bot)
     bot.cfg["placeholders"] = {}  # the refund answer's {{Website}} now has no value
-    (reply,) = bot.ask(["how do i get a refund"])
+    (reply,) = bot.ask(["refund my money back please"])
     assert reply["intent"] == "refund"
     assert (reply["answer"], reply["escalate"], reply["reason"], reply["sources"]) == (
         None, True, "unfilled_placeholder", [])
@@ -73,7 +73,7 @@ def test_escalation_intent_and_after_n_failures_in_one_session(bot: Bot) -> None
     bot.reset()
     (human,) = bot.ask(["talk to a human agent"])
     assert (human["intent"], human["escalate"], human["reason"]) == ("human", True, "escalate_intent")
-    texts = [OOS_TEXTS[6], OOS_TEXTS[7], "where is my parcel", OOS_TEXTS[8], OOS_TEXTS[9], OOS_TEXTS[10]]
+    texts = [OOS_TEXTS[6], OOS_TEXTS[7], "track my parcel delivery please", OOS_TEXTS[8], OOS_TEXTS[9], OOS_TEXTS[10]]
     sessions = ["a", "b", "a", "a", "a", "b"]
     replies = bot.ask(texts, sessions)
     # a: fail, success (resets), fail, fail -> escalates at its second consecutive failure
@@ -86,17 +86,16 @@ def test_escalation_intent_and_after_n_failures_in_one_session(bot: Bot) -> None
     assert alone["escalate"] is False
 
 
-@pytest.mark.slow
 def test_the_grounding_check_replaces_an_unfounded_rewrite(tiny_bot: Path, tmp_path: Path) -> None:
     from tests._gen_runs import build_peaky_lm, full_run
 
     gen = full_run(tmp_path / "gen", build_peaky_lm(tmp_path / "lm"))
-    bot = Bot.load(tiny_bot, allow_unsigned=True)
+    bot = Bot.load(tiny_bot)
     from lmforge.predict import load_generator
 
     bot.generator = load_generator(gen)
     bot.cfg["generator"].update(run=str(gen), max_new_tokens=8, min_overlap=1.0)
-    (turn,) = bot.turns(["where is my parcel"])
+    (turn,) = bot.turns(["track my parcel delivery please"])
     assert turn.rewrite is not None and turn.rewrite != turn.retrieved
     assert overlap(turn.rewrite, [s["answer"] for s in turn.sources] + [s["question"] for s in turn.sources]) < 1.0
     assert (turn.answer, turn.reason) == ("Track your parcel on the delivery page.", "not_grounded")
@@ -108,7 +107,7 @@ def test_eval_writes_the_metrics_and_the_report(tiny_bot: Path, tmp_path: Path) 
     rng = random.Random(7)
     rows = [{"text": intent_text(rng, i), "intent": i} for i in ("refund", "delivery", "password") for _ in range(5)]
     rows += [{"text": t, "intent": "oos"} for t in OOS_TEXTS[6:]]
-    rows += [{"text": "where is my parcel", "intent": "delivery", "answer": "Track your parcel on the delivery page."}]
+    rows += [{"text": "track my parcel delivery please", "intent": "delivery", "answer": "Track your parcel on the delivery page."}]
     labeled = write_jsonl(tmp_path / "labeled.jsonl", rows)
     metrics = evaluate_bot(folder, labeled)
     assert (metrics["n"], metrics["n_in_scope"], metrics["n_oos"]) == (22, 16, 6)
@@ -121,3 +120,16 @@ def test_eval_writes_the_metrics_and_the_report(tiny_bot: Path, tmp_path: Path) 
     assert on_disk == metrics
     report = (folder / "eval" / "bot_report.html").read_text(encoding="utf-8")
     assert report.startswith("<!doctype html>") and "in_scope_accuracy" in report and "<script" not in report
+
+
+def test_a_sentiment_run_that_says_angry_escalates(tiny_bot: Path) -> None:
+    from lmforge.predict import load_predictor
+
+    bot = Bot.load(tiny_bot)
+    # A real classifier run stands in for a sentiment model: its "refund" label plays "negative".
+    bot.sentiment = load_predictor(tiny_bot / "run")
+    bot.cfg["sentiment"] = {"run": str(tiny_bot / "run"), "labels": ["refund"], "min_score": 0.5}
+    angry, calm = bot.ask(["refund my money back please", "track my parcel delivery please"])
+    assert (angry["escalate"], angry["reason"]) == (True, "negative_sentiment")
+    assert angry["answer"] is not None  # the answer still goes with the hand-over
+    assert (calm["escalate"], calm["reason"]) == (False, "answered")

@@ -59,7 +59,7 @@ def test_placeholder_map_that_is_not_a_mapping(tmp_path: Path, bot_inputs: Path,
 
 
 def test_ask_text_prints_exactly_the_contract(tiny_bot: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["bot", "ask", str(tiny_bot), "--text", "where is my parcel", "--allow-unsigned"]) == 0
+    assert main(["bot", "ask", str(tiny_bot), "--text", "track my parcel delivery please"]) == 0
     reply = json.loads(capsys.readouterr().out)
     assert tuple(reply) == REPLY_KEYS
     assert reply["intent"] == "delivery" and reply["answer"] == "Track your parcel on the delivery page."
@@ -67,20 +67,23 @@ def test_ask_text_prints_exactly_the_contract(tiny_bot: Path, capsys: pytest.Cap
 
 def test_ask_file_keeps_sessions_and_order(tiny_bot: Path, tmp_path: Path) -> None:
     turns = write_jsonl(tmp_path / "in.jsonl", [
-        {"text": OOS_TEXTS[6], "session_id": "s1"}, {"text": "where is my parcel", "session_id": "s2"},
-        {"text": OOS_TEXTS[7], "session_id": "s1"}, {"text": "how do i get a refund"}])
+        {"text": OOS_TEXTS[6], "session_id": "s1"}, {"text": "track my parcel delivery please", "session_id": "s2"},
+        {"text": OOS_TEXTS[7], "session_id": "s1"}, {"text": "refund my money back please"}])
     out = tmp_path / "out.jsonl"
-    assert main(["bot", "ask", str(tiny_bot), "--input", str(turns), "--output", str(out), "--allow-unsigned"]) == 0
+    assert main(["bot", "ask", str(tiny_bot), "--input", str(turns), "--output", str(out)]) == 0
     replies = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    assert [r["text"] for r in replies] == [OOS_TEXTS[6], "where is my parcel", OOS_TEXTS[7], "how do i get a refund"]
+    assert [r["text"] for r in replies] == [OOS_TEXTS[6], "track my parcel delivery please", OOS_TEXTS[7], "refund my money back please"]
     assert [r["escalate"] for r in replies] == [False, False, True, False]  # s1's second failure (after_failures 2)
     assert replies[2]["reason"] == "repeated_failures"
     assert all(tuple(r) == REPLY_KEYS for r in replies)
 
 
-def test_ask_refuses_an_unsigned_bot_and_a_missing_folder(tiny_bot: Path, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture) -> None:
-    assert main(["bot", "ask", str(tiny_bot), "--text", "hi"]) == 2
+def test_ask_verifies_the_intent_run(tiny_bot: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert (tiny_bot / "run" / "signature.json").is_file()  # bot build signed it
+    folder = tmp_path / "bot"
+    shutil.copytree(tiny_bot, folder)
+    (folder / "run" / "signature.json").unlink()
+    assert main(["bot", "ask", str(folder), "--text", "hi"]) == 2
     assert "the run is unsigned" in capsys.readouterr().err  # guard's verification lists its problems
     assert main(["bot", "ask", str(tmp_path / "nowhere"), "--text", "hi"]) == 2
     assert "is not a bot directory" in _one_error_line(capsys)
@@ -89,12 +92,12 @@ def test_ask_refuses_an_unsigned_bot_and_a_missing_folder(tiny_bot: Path, tmp_pa
 def test_eval_cli_writes_metrics(tiny_bot: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     folder = tmp_path / "bot"
     shutil.copytree(tiny_bot, folder)
-    labeled = write_jsonl(tmp_path / "l.jsonl", [{"text": "where is my parcel", "intent": "delivery"},
+    labeled = write_jsonl(tmp_path / "l.jsonl", [{"text": "track my parcel delivery please", "intent": "delivery"},
                                                   {"text": OOS_TEXTS[8], "intent": "oos"}])
-    assert main(["bot", "eval", str(folder), "--input", str(labeled), "--allow-unsigned"]) == 0
+    assert main(["bot", "eval", str(folder), "--input", str(labeled)]) == 0
     metrics = json.loads((folder / "eval" / "bot_metrics.json").read_text(encoding="utf-8"))
     assert (metrics["in_scope_accuracy"], metrics["oos_recall"], metrics["oos_precision"]) == (1.0, 1.0, 1.0)
     assert "in-scope accuracy 1.0" in capsys.readouterr().out
-    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "where is my parcel"}])
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "track my parcel delivery please"}])
     assert main(["bot", "eval", str(folder), "--input", str(bad), "--allow-unsigned"]) == 2
     assert "no string field 'intent'" in _one_error_line(capsys)

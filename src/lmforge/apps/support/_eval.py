@@ -53,9 +53,10 @@ def faq_ranks(bot: Bot, texts: list[str], intents: list[str], weight: float | No
     w = float(bot.cfg["faq"]["embedding_weight"]) if weight is None else weight
     embs = bot.models.embed(texts)
     entry_intents = np.array([e.intent for e in bot.faq.entries], dtype=object)
+    known = set(entry_intents)
     out: list[int | None] = []
     for text, intent, emb in zip(texts, intents, embs, strict=True):
-        if intent not in set(entry_intents):
+        if intent not in known:
             out.append(None)
             continue
         order = np.argsort(-bot.faq.scores(emb, text, w), kind="stable")
@@ -88,11 +89,16 @@ def _rate(num: float, den: float) -> float | None:
     return round(num / den, 4) if den else None
 
 
-def evaluate_bot(folder: str | Path, input_path: str | Path, bot: Bot | None = None) -> dict[str, Any]:
-    """Run the bot over a labeled file; write ``DIR/eval/bot_metrics.json`` and ``bot_report.html``."""
+def evaluate_bot(folder: str | Path, input_path: str | Path, bot: Bot | None = None, *,
+                 public_key: str | Path | None = None, allow_unsigned: bool = False) -> dict[str, Any]:
+    """Run the bot over a labeled file; write ``DIR/eval/bot_metrics.json`` and ``bot_report.html``.
+
+    ``bot``: the loaded bot of ``folder`` (e.g. with another OOS method); None loads it, verified
+    with ``public_key`` / ``allow_unsigned`` as ``Bot.load`` does.
+    """
     folder = Path(folder)
     records = read_labeled(input_path)
-    bot = bot if bot is not None else Bot.load(folder, allow_unsigned=True)
+    bot = bot if bot is not None else Bot.load(folder, public_key=public_key, allow_unsigned=allow_unsigned)
     bot.reset()
     oos_label = str(bot.cfg["oos"]["label"])
     turns = bot.turns([r["text"] for r in records], [r.get("session_id") for r in records])
