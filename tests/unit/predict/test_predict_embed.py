@@ -18,8 +18,9 @@ def test_torch_encode_gives_the_logits_and_the_mean_pooled_states(trained_full: 
     predictor = load_predictor(trained_full, "fp32")
     assert isinstance(predictor, TorchPredictor)
     logits, pooled = predictor.encode(TEXTS, batch_size=2)
-    np.testing.assert_allclose(softmax(logits), predictor.predict_proba(TEXTS), atol=1e-6)
-    np.testing.assert_array_equal(predictor.logits(TEXTS), logits)
+    # other batches pad differently: equal up to float32 noise
+    np.testing.assert_allclose(softmax(logits), predictor.predict_proba(TEXTS), atol=1e-5)
+    np.testing.assert_array_equal(predictor.logits(TEXTS, batch_size=2), logits)
     with torch.inference_mode():  # the mean over real tokens, one text at a time (no padding at all)
         for i, text in enumerate(TEXTS):
             enc = predictor.tokenizer([text], truncation=True, max_length=predictor.max_length, return_tensors="pt")
@@ -35,7 +36,7 @@ def test_onnx_logits_match_its_probabilities_and_the_fp32_model(compressed_full:
     onnx = load_predictor(run, "onnx-fp32")
     logits = onnx.logits(TEXTS, batch_size=3)  # type: ignore[attr-defined]
     assert logits.shape == (len(TEXTS), len(onnx.labels))
-    np.testing.assert_allclose(softmax(logits), onnx.predict_proba(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(softmax(logits), onnx.predict_proba(TEXTS, batch_size=3), atol=1e-6)
     torch_logits = load_predictor(run, "fp32").logits(TEXTS)  # type: ignore[attr-defined]
     np.testing.assert_allclose(logits, torch_logits, atol=1e-4)
 
