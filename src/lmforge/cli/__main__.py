@@ -5,6 +5,7 @@
     lmforge train DIR [--resume]        train stage only
     lmforge evaluate DIR                evaluate stage only
     lmforge tune SPEC --out DIR         hyper-parameter search (Optuna); the winner in DIR/best
+    lmforge bot build | ask | eval      customer-service bot: intents, out of scope, FAQ, escalation
     lmforge compress DIR [--budget 1]   ONNX/int8/pruned/distilled variants, fastest within budget
     lmforge predict DIR --text ...      label texts (with the selected variant, or --url a server)
     lmforge recommend train SPEC --out DIR | predict DIR --users F | similar DIR --item ID
@@ -34,6 +35,7 @@ import sys
 
 from lmforge import __version__
 from lmforge.cli import (
+    bot,
     catalog,
     compress,
     guard,
@@ -51,7 +53,8 @@ from lmforge.cli import (
 )
 from lmforge.errors import LmforgeError
 
-VERBS = (stages, tune, compress, predict, recommend, serve, registry, keys, validate, catalog, guard, reports, runs, monitor)
+VERBS = (stages, tune, bot, compress, predict, recommend, serve, registry, keys, validate, catalog, guard, reports, runs,
+         monitor)
 
 
 def build_parser() -> argparse.ArgumentParser:

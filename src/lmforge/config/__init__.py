@@ -1,5 +1,14 @@
 """The spec: dataclass schema, YAML loading, ``--set`` overrides, validation, a trial's spec (``spec_with_params``)."""
 
+from lmforge.config._bot import (
+    OOS_METHODS,
+    BotConfig,
+    BotGeneratorConfig,
+    EscalateConfig,
+    FaqConfig,
+    OosConfig,
+    SentimentConfig,
+)
 from lmforge.config._load import (
     apply_overrides,
     load_spec,
@@ -25,19 +34,26 @@ from lmforge.config._schema import (
 from lmforge.config._sections import AdapterConfig, PrefixConfig, PromptConfig
 
 __all__ = [
+    "OOS_METHODS",
     "AdaLoraConfig",
     "AdapterConfig",
     "AugmentConfig",
+    "BotConfig",
+    "BotGeneratorConfig",
     "DataConfig",
+    "EscalateConfig",
     "EvalConfig",
+    "FaqConfig",
     "IA3Config",
     "InteractionsConfig",
     "ItemsConfig",
     "LoraConfig",
     "ModelConfig",
+    "OosConfig",
     "PrefixConfig",
     "PromptConfig",
     "RecommendConfig",
+    "SentimentConfig",
     "Spec",
     "TextModelConfig",
     "TrainConfig",

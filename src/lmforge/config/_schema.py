@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lmforge.config._bot import BotConfig
 from lmforge.config._recommend import RecommendConfig
 from lmforge.config._sections import (
     AdaLoraConfig,
@@ -316,6 +317,8 @@ class Spec:
     """Hyper-parameter search (`lmforge tune`); the other verbs ignore it."""
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     """A recommender (`lmforge recommend train`); the other verbs ignore it."""
+    bot: BotConfig = field(default_factory=BotConfig)
+    """The customer-service bot around the classifier (`lmforge bot build`); the other verbs ignore it."""
 
     def __post_init__(self) -> None:
         # Which keys the user left to the task's defaults, kept (outside the fields, so it never

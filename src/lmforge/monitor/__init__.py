@@ -8,6 +8,8 @@
   mix (PSI, chi-square), confidence and text length (KS), out-of-vocabulary rate, embedding
   domain classifier, label-free accuracy estimate. :func:`fit_reference` fits them on a run.
 - :func:`drift_report`: the offline HTML + JSON report behind ``lmforge monitor report``.
+- :func:`roc_auc`: the area under the ROC curve (Mann-Whitney), which the drift checks and the
+  support bot's out-of-scope evaluation share.
 
 Importing this package needs NumPy only; SQLAlchemy, FastAPI, prometheus-client (the
 ``serve`` extra) and torch (embedding drift) load when used.
@@ -35,6 +37,7 @@ from lmforge.monitor._registry import (
 )
 from lmforge.monitor._report import drift_report, read_current
 from lmforge.monitor._settings import ALERT_METRICS, TEXT_POLICIES, AlertRule, MonitorSettings
+from lmforge.monitor._stats import roc_auc
 
 __all__ = [
     "ALERT_METRICS",
@@ -64,4 +67,5 @@ __all__ = [
     "new_prediction_id",
     "read_current",
     "register_detector",
+    "roc_auc",
 ]

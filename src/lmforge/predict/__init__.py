@@ -1,7 +1,10 @@
 """The inference layer: load a run's model, whatever runs it, behind one interface.
 
 - :class:`Predictor`: the Protocol of a text classifier (``labels``, ``max_length``,
-  ``predict_proba``, ``predict``).
+  ``predict_proba``, ``predict``). Both backends add ``logits(texts)``; :class:`TorchPredictor`
+  also ``embed(texts)`` (the encoder's mean-pooled, L2-normalized embeddings) and ``encode(texts)``
+  (logits and unnormalized pooled embeddings from one forward pass), for out-of-scope scores and
+  retrieval; :func:`unit_rows` normalizes rows.
 - :class:`Generator`: the Protocol of a causal LM (``generate`` -> :class:`Generation`,
   ``stream``, ``loglikelihood``, ``tokenizer``, ``max_length``, ``system``);
   :func:`load_generator` loads a generative run (full weights or a peft adapter merged into
@@ -59,6 +62,7 @@ from lmforge.predict._protocol import (
     batched_proba,
     softmax,
     to_predictions,
+    unit_rows,
 )
 from lmforge.predict._pruning import (
     PRUNABLE_TYPES,
@@ -135,4 +139,5 @@ __all__ = [
     "to_messages",
     "to_predictions",
     "top_p_filter",
+    "unit_rows",
 ]

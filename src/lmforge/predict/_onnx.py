@@ -81,15 +81,23 @@ class OnnxPredictor:
         self.session = session
         self._inputs = [i.name for i in self.session.get_inputs()]
 
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
+    def _run(self, texts: Sequence[str]) -> np.ndarray:
         """Raw (B, C) logits of one batch."""
         enc = self.tokenizer(texts)
         feed = {name: enc[name] for name in self._inputs}
         return np.asarray(self.session.run(None, feed)[0])
 
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Raw logits of shape (N, C), columns in ``self.labels`` order (length-sorted batches, input order out).
+
+        The exported graph has the logits as its only output, so an ONNX variant offers no
+        ``embed``: what needs the encoder's embeddings loads the run's ``fp32`` model for them.
+        """
+        return batched_proba(texts, len(self.labels), batch_size, False, self._run)
+
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Probabilities of shape (N, C), columns in ``self.labels`` order."""
-        return batched_proba(texts, len(self.labels), batch_size, progress, lambda b: softmax(self.logits(b)))
+        return batched_proba(texts, len(self.labels), batch_size, progress, lambda b: softmax(self._run(b)))
 
     def predict(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> list[dict[str, Any]]:
         """Per text: ``label``, ``score`` and ``scores`` (every label's probability)."""

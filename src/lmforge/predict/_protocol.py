@@ -13,7 +13,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Generation", "Generator", "Predictor", "PromptLike", "batched_proba", "softmax", "to_predictions"]
+__all__ = ["Generation", "Generator", "Predictor", "PromptLike", "batched_proba", "softmax", "to_predictions",
+           "unit_rows"]
 
 PromptLike = str | Sequence[Mapping[str, Any]]
 """A plain prompt (one user turn), or chat turns ``[{"role", "content"}, ...]``."""
@@ -89,6 +90,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float32) - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
     out: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return out
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row of (N, H) ``x`` scaled to unit L2 length (an all-zero row stays zero), in float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    out: np.ndarray = x / np.maximum(norms, 1e-12)
     return out
 
 

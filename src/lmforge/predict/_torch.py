@@ -40,7 +40,7 @@ from lmforge.errors import RunDirError
 from lmforge.guard import FileStamps, IntegrityError
 from lmforge.predict._meta import BASE_DIGEST, base_model_digest, read_model_meta
 from lmforge.predict._modules_io import MODULES_FORMAT, attach_modules, load_modules, model_layout
-from lmforge.predict._protocol import batched_proba, to_predictions
+from lmforge.predict._protocol import batched_proba, to_predictions, unit_rows
 from lmforge.rundir import MODEL, MODEL_META, PRUNING, WEIGHTS, is_adapter_dir
 
 __all__ = ["TorchPredictor", "load", "load_torch_model", "merge_adapter", "save_torch_model"]
@@ -86,6 +86,41 @@ class TorchPredictor:
     def predict(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> list[dict[str, Any]]:
         """Per text: ``label``, ``score`` and ``scores`` (every label's probability)."""
         return to_predictions(self.labels, self.predict_proba(texts, batch_size=batch_size, progress=progress))
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (N, C) and the encoder's mean-pooled last hidden states (N, H), from one forward pass.
+
+        What an out-of-scope detector needs of a classifier: the energy and max-probability scores
+        read the logits, a Mahalanobis score and FAQ retrieval the pooled embedding. The mean runs
+        over the text's real tokens; virtual tokens a prompt-tuned model prepends count as real.
+        """
+        torch = require("torch", extra="train", purpose="Prediction")
+        self.model.eval()
+        n_labels, hidden = len(self.labels), int(self.model.config.hidden_size)
+
+        def run_batch(batch: list[str]) -> np.ndarray:
+            enc = self.tokenizer(batch, truncation=True, max_length=self.max_length, padding=True,
+                                 return_tensors="pt").to(self.model.device)
+            out = self.model(**enc, output_hidden_states=True)
+            states = out.hidden_states[-1].float()  # (B, T', H); T' = T + virtual tokens, if any
+            mask = enc["attention_mask"].to(states.dtype)  # (B, T)
+            if states.shape[1] != mask.shape[1]:
+                extra = torch.ones(mask.shape[0], states.shape[1] - mask.shape[1], dtype=mask.dtype, device=mask.device)
+                mask = torch.cat([extra, mask], dim=1)
+            pooled = (states * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)  # (B, H)
+            return np.asarray(torch.cat([out.logits.float(), pooled], dim=1).cpu().numpy())  # (B, C + H)
+
+        with torch.inference_mode():
+            both = batched_proba(texts, n_labels + hidden, batch_size, False, run_batch)
+        return both[:, :n_labels], both[:, n_labels:]
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Raw logits of shape (N, C), columns in ``self.labels`` order."""
+        return self.encode(texts, batch_size)[0]
+
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """The encoder's mean-pooled embeddings of ``texts``, L2-normalized: (N, H) float32."""
+        return unit_rows(self.encode(texts, batch_size)[1])
 
 
 def _quiet(transformers: Any) -> None:

@@ -20,9 +20,10 @@ PUBLIC = {
         "ConfigError", "DataError", "LmforgeError", "MissingExtraError", "NotFittedError", "RunDirError",
     ],
     "lmforge.config": [
-        "AdaLoraConfig", "AdapterConfig", "AugmentConfig", "DataConfig", "EvalConfig", "IA3Config",
-        "InteractionsConfig", "ItemsConfig", "LoraConfig", "ModelConfig", "PrefixConfig", "PromptConfig",
-        "RecommendConfig", "Spec", "TextModelConfig", "TrainConfig", "TuneConfig",
+        "OOS_METHODS", "AdaLoraConfig", "AdapterConfig", "AugmentConfig", "BotConfig", "BotGeneratorConfig",
+        "DataConfig", "EscalateConfig", "EvalConfig", "FaqConfig", "IA3Config", "InteractionsConfig", "ItemsConfig",
+        "LoraConfig", "ModelConfig", "OosConfig", "PrefixConfig", "PromptConfig", "RecommendConfig",
+        "SentimentConfig", "Spec", "TextModelConfig", "TrainConfig", "TuneConfig",
         "apply_overrides", "load_spec", "range_kind", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
         "spec_with_params",
     ],
@@ -83,7 +84,7 @@ PUBLIC = {
         "check_prunable", "encoder_layers", "head_size", "load_generator", "load_model_folder", "load_modules",
         "load_predictor", "load_torch_model", "mean_pool", "model_layout", "onnx_session", "prune_layer", "pruning_shapes", "read_answer", "read_generator_meta", "read_model_meta",
         "read_selected", "render_prompt", "resolve_variant", "run_kind", "save_modules", "save_torch_model", "softmax", "to_messages",
-        "to_predictions", "top_p_filter",
+        "to_predictions", "top_p_filter", "unit_rows",
     ],
     "lmforge.train": [
         "CONTRASTIVE_METHODS", "IGNORE", "METHODS", "HoulsbyAdapter", "Method", "ModulesMethod", "PfeifferAdapter", "PrefixTuning",
@@ -113,7 +114,7 @@ PUBLIC = {
         "PredictionRecord", "ReferenceState", "UnknownPredictionError", "available_detectors",
         "classification_metrics", "detector_from_json", "detector_names", "drift_report",
         "fit_detectors", "fit_reference", "get_detector", "new_prediction_id", "read_current",
-        "register_detector",
+        "register_detector", "roc_auc",
     ],
     "lmforge.serve": [
         "AuthSettings", "BatchingSettings", "CanarySettings", "GenerationSettings", "LimitSettings", "ServeSettings",
@@ -133,6 +134,12 @@ PUBLIC = {
         "evaluate_scores", "fit_models", "fit_weights", "history_text", "hold_out", "interaction_matrix",
         "load_interactions", "make_splits", "prepare_data", "ranking_metrics", "read_prepared", "recommend",
         "similar", "simplex_grid", "standardize", "tie_order", "top_k", "train_recommender", "training_pairs",
+    ],
+    "lmforge.apps.support": [
+        "BM25", "BOT_MANIFEST", "EVAL", "FAQ", "METRICS", "OOS_WEIGHTS", "REPLY_KEYS", "REPORT", "RUN", "SLOT",
+        "Bot", "FaqEntry", "FaqIndex", "Mahalanobis", "Turn", "build_bot", "calibrate", "calibrate_bot",
+        "check_bot_inputs", "choose_method", "evaluate_bot", "faq_ranks", "fill_placeholders", "grounded",
+        "oos_scores", "overlap", "read_labeled", "render_bot_report", "rewrite_prompt", "words",
     ],
     "lmforge.tune": [
         "BEST", "PREPARED", "REPORT", "STUDY_DB", "STUDY_NAME", "TRIALS", "TuneResult", "format_table",

@@ -1,0 +1,305 @@
+"""Support bot: out-of-scope detection on Banking77-OOS, FAQ retrieval on Bitext, `bot ask` latency.
+
+Out of scope, the Banking77-OOS protocol (Zhang et al., 2021): a seeded 50 of the 77 intents are
+in scope, the other 27 out of scope. The bot (``lmforge.apps.support.build_bot``, minilm-l6) trains
+on the in-scope intents of ``banking77_train.csv``; its out-of-scope calibration file is the
+training questions of the 27 others; the test set is all of ``banking77_test.csv`` (the 27
+intents' questions labeled ``oos``). Every ``bot.oos.method`` (each with the threshold that keeps
+``--target`` of in-scope validation questions) is scored on that test set against the
+closed-set accuracy of the same classifier on the 50 intents, and against the peer: TF-IDF +
+logistic regression (C picked on validation) with a max-probability threshold calibrated to the
+same in-scope recall on the same validation split.
+
+FAQ retrieval, Bitext: a seeded 20 % of its questions are held out; the rest is the FAQ (and the
+intent classifier's training data). hit@1 / MRR (the right intent's answer first) for the hybrid
+score, BM25 alone and embeddings alone; ROUGE-L of the bot's answers against the held-out answer.
+
+Latency: ``Bot.ask`` on one question at a time (p50/p99 over ``--latency-n`` test questions), with
+the compressed intent model when ``--compress`` (the default outside quick mode).
+
+    .venv/bin/python bench/support_bot.py --quick     # small subsets, few steps (~5 minutes)
+    .venv/bin/python bench/support_bot.py             # the full protocol
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _harness import (
+    SHARED_DATASETS,
+    default_out,
+    log,
+    read_job,
+    run_worker,
+    target,
+    write_result,
+    write_worker_result,
+)
+
+NAME = "support_bot"
+MODEL = "minilm-l6"
+BANKING = SHARED_DATASETS / "banking77"
+BITEXT = SHARED_DATASETS / "bitext_customer_support" / "Bitext_Sample_Customer_Support_Training_Dataset.csv"
+METHODS = ("max-prob", "energy", "mahalanobis")
+PEER_C_GRID = (0.5, 2.0, 8.0, 32.0)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]], fields: list[str]) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _train_spec(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    train: dict[str, Any] = {"method": "full", "learning_rate": args.lr, "batch_size": 32, "seed": args.seed,
+                             "early_stopping_patience": 3, "epochs": args.epochs, "track": []}
+    if args.quick:
+        train.update(max_steps=args.quick_steps, eval_steps=args.quick_steps, epochs=1.0)
+    return {"name": name, "model": {"name": MODEL, "max_length": 64}, "train": train}
+
+
+def banking_job(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Write the Banking77-OOS files; return the worker's job."""
+    train, test = _read_csv(BANKING / "banking77_train.csv"), _read_csv(BANKING / "banking77_test.csv")
+    intents = sorted({r["category"] for r in train})
+    in_scope = set(random.Random(args.seed).sample(intents, 50))
+    rng = random.Random(args.seed)
+    ins = [r for r in train if r["category"] in in_scope]
+    oos = [r for r in train if r["category"] not in in_scope]
+    if args.quick:
+        ins, oos, test = rng.sample(ins, 600), rng.sample(oos, 100), rng.sample(test, 300)
+    labeled = [{"text": r["text"], "intent": r["category"] if r["category"] in in_scope else "oos"} for r in test]
+    spec = _train_spec(args, "bench-banking77-oos")
+    test_in = [r for r in test if r["category"] in in_scope]  # the closed-set accuracy is measured on these
+    spec["data"] = {"path": str(_write_csv(work / "b77_in.csv", ins, ["text", "category"])),
+                    "test_path": str(_write_csv(work / "b77_test_in.csv", test_in, ["text", "category"])),
+                    "label_column": "category", "dedupe": False, "val_fraction": 0.1, "seed": args.seed}
+    spec["bot"] = {"oos": {"path": str(_write_csv(work / "b77_oos.csv", oos, ["text"])), "method": "auto",
+                           "target_in_scope_recall": args.target}}
+    return {"spec": spec, "labeled": labeled, "in_scope": sorted(in_scope), "compress": args.compress,
+            "latency_n": args.latency_n, "target": args.target}
+
+
+def bitext_job(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    rows = [r for r in _read_csv(BITEXT) if r["instruction"].strip() and r["response"].strip()]
+    rng = random.Random(args.seed)
+    rng.shuffle(rows)
+    if args.quick:
+        rows = rows[:600]
+    cut = int(0.8 * len(rows))
+    faq, held = rows[:cut], rows[cut:]
+    spec = _train_spec(args, "bench-bitext-faq")
+    spec["data"] = {"path": str(work / "bitext_faq.csv"),
+                    "text_column": "instruction", "label_column": "intent", "dedupe": False, "seed": args.seed}
+    # Bitext's answers are full of {{Order Number}}-style slots; a bot never sends an unfilled one, so
+    # every slot gets a stand-in value ("[Order Number]"), in the FAQ and in the held-out references alike.
+    from lmforge.apps.support import SLOT, fill_placeholders
+
+    slots = {m.group(1) for r in rows for m in SLOT.finditer(r["response"] + r["instruction"])}
+    values = {slot: f"[{slot}]" for slot in sorted(slots)}
+    spec["bot"] = {"faq": {"path": str(work / "bitext_faq.csv"), "question_column": "instruction",
+                           "answer_column": "response"}, "oos": {"method": "max-prob"}, "placeholders": values}
+    _write_csv(work / "bitext_faq.csv", faq, ["instruction", "response", "intent"])
+    labeled = [{"text": r["instruction"], "intent": r["intent"], "answer": fill_placeholders(r["response"], values)}
+               for r in held]
+    return {"spec": spec, "labeled": labeled}
+
+
+def _peer(run_dir: Path, labeled: list[dict[str, str]], target_recall: float) -> dict[str, Any]:
+    """TF-IDF + LR on the bot run's own splits, max-prob threshold at the same in-scope recall."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from lmforge.apps.support import calibrate
+    from lmforge.monitor import roc_auc
+    from lmforge.rundir import read_split
+
+    split = {s: read_split(run_dir, s) for s in ("train", "val")}
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    x_train = vec.fit_transform([r["text"] for r in split["train"]])
+    x_val = vec.transform([r["text"] for r in split["val"]])
+    y_val = [r["label"] for r in split["val"]]
+    best = max((LogisticRegression(C=c, max_iter=3000).fit(x_train, [r["label"] for r in split["train"]])
+                for c in PEER_C_GRID), key=lambda clf: float(np.mean(clf.predict(x_val) == np.array(y_val))))
+    threshold = calibrate(best.predict_proba(x_val).max(axis=1), target_recall)
+    proba = best.predict_proba(vec.transform([r["text"] for r in labeled]))
+    pred, score = best.classes_[proba.argmax(axis=1)], proba.max(axis=1)
+    gold = np.array([r["intent"] for r in labeled])
+    is_oos, flagged = gold == "oos", score < threshold
+    return {"in_scope_accuracy": float(np.mean((pred == gold)[~is_oos] & ~flagged[~is_oos])),
+            "closed_set_accuracy": float(np.mean((pred == gold)[~is_oos])),
+            "oos_recall": float(np.mean(flagged[is_oos])),
+            "oos_precision": float(np.mean(is_oos[flagged])) if flagged.any() else None,
+            "oos_auroc": roc_auc(is_oos, -score), "threshold": float(threshold), "C": float(best.C)}
+
+
+def _labeled_file(work: Path, labeled: list[dict[str, str]]) -> Path:
+    import json
+
+    path = work / "labeled.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in labeled), encoding="utf-8")
+    return path
+
+
+def banking_worker(job: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    from lmforge.apps.support import Bot, build_bot, evaluate_bot
+    from lmforge.compress import CompressOptions
+    from lmforge.config import spec_from_dict
+
+    out = Path(job["bot_dir"])
+    start = time.perf_counter()
+    manifest = build_bot(spec_from_dict(job["spec"]), out, progress=False,
+                         compress_options=CompressOptions() if job["compress"] else None)
+    build_s = time.perf_counter() - start
+    labeled = _labeled_file(out.parent, job["labeled"])
+    methods = {}
+    for method in METHODS:
+        bot = Bot.load(out, allow_unsigned=True, method=method)
+        methods[method] = evaluate_bot(out, labeled, bot=bot)
+    bot = Bot.load(out, allow_unsigned=True)
+    texts = [r["text"] for r in job["labeled"]][: job["latency_n"]]
+    bot.ask(texts[:5])  # warm-up
+    times = []
+    for text in texts:
+        t0 = time.perf_counter()
+        bot.ask([text])
+        times.append(1000 * (time.perf_counter() - t0))
+    return {"manifest_oos": manifest["oos"], "variant": manifest["classifier_variant"],
+            "closed_set": manifest["test_metrics"], "methods": methods, "auto_choice": manifest["oos"]["method"],
+            "peer": _peer(out / "run", job["labeled"], job["target"]), "build_seconds": round(build_s, 1),
+            "latency_ms": {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)),
+                           "n": len(times)}}
+
+
+def bitext_worker(job: dict[str, Any]) -> dict[str, Any]:
+    from lmforge.apps.support import Bot, build_bot, evaluate_bot, faq_ranks
+    from lmforge.config import spec_from_dict
+
+    out = Path(job["bot_dir"])
+    build_bot(spec_from_dict(job["spec"]), out, progress=False)
+    bot = Bot.load(out, allow_unsigned=True)
+    metrics = evaluate_bot(out, _labeled_file(out.parent, job["labeled"]), bot=bot)
+    texts, intents = [r["text"] for r in job["labeled"]], [r["intent"] for r in job["labeled"]]
+    retrieval = {}
+    for name, weight in (("hybrid", None), ("bm25", 0.0), ("embeddings", 1.0)):
+        ranks = [r for r in faq_ranks(bot, texts, intents, weight) if r is not None]
+        retrieval[name] = {"hit_at_1": sum(r == 1 for r in ranks) / len(ranks),
+                           "mrr": sum(1 / r for r in ranks) / len(ranks), "n": len(ranks)}
+    return {"retrieval": retrieval, "answer_rouge_l": metrics["answer_rouge_l"],
+            "in_scope_accuracy": metrics["in_scope_accuracy"], "n_faq": metrics["n_faq"]}
+
+
+def _summarize(banking: dict[str, Any] | None, bitext: dict[str, Any] | None) -> tuple[list, list]:
+    targets, summary = [], []
+    if banking:
+        closed = banking["closed_set"]["accuracy"]
+        for method, m in banking["methods"].items():
+            summary.append({"metric": f"B77-OOS {method}: in-scope acc / OOS recall / AUROC",
+                            "lmforge": f"{m['in_scope_accuracy']} / {m['oos_recall']} / {m['oos_auroc']}",
+                            "peer": None, "ratio": None})
+        peer = banking["peer"]
+        summary.append({"metric": "B77-OOS TF-IDF+LR max-prob: in-scope acc / OOS recall / AUROC", "lmforge": None,
+                        "peer": f"{peer['in_scope_accuracy']:.4f} / {peer['oos_recall']:.4f} / {peer['oos_auroc']:.4f}",
+                        "ratio": None})
+        best = banking["methods"][banking["auto_choice"]]
+        targets.append(target("B77-OOS in-scope accuracy drop vs closed set (points)",
+                              round(100 * (closed - best["in_scope_accuracy"]), 2), "<=", 2.0))
+        targets.append(target("B77-OOS OOS recall (auto)", best["oos_recall"], ">=", 0.80))
+        targets.append(target("bot ask p99 latency", round(banking["latency_ms"]["p99"], 2), "<=", 50.0, " ms"))
+        summary.append({"metric": "bot ask p50 / p99 ms", "lmforge": f"{banking['latency_ms']['p50']:.1f} / "
+                        f"{banking['latency_ms']['p99']:.1f}", "peer": None, "ratio": None})
+    if bitext:
+        r = bitext["retrieval"]
+        targets.append(target("Bitext FAQ hit@1 (hybrid)", round(r["hybrid"]["hit_at_1"], 4), ">=", 0.95))
+        for name in ("hybrid", "bm25", "embeddings"):
+            summary.append({"metric": f"Bitext FAQ {name} hit@1 / MRR", "lmforge":
+                            f"{r[name]['hit_at_1']:.4f} / {r[name]['mrr']:.4f}", "peer": None, "ratio": None})
+    return targets, summary
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small subsets, few steps: exercise the code path")
+    ap.add_argument("--out", type=Path, help="result JSON (default bench/results/support_bot[-quick].json)")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--target", type=float, default=0.95, help="in-scope recall the thresholds keep")
+    ap.add_argument("--epochs", type=float, default=8.0)
+    ap.add_argument("--lr", type=float, default=1.5e-4)
+    ap.add_argument("--quick-steps", type=int, default=30)
+    ap.add_argument("--latency-n", type=int, default=300)
+    ap.add_argument("--compress", action=argparse.BooleanOptionalAction, default=None,
+                    help="compress the intent model before calibrating (default: on, off with --quick)")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (path is printed)")
+    ap.add_argument("--worker", choices=["banking", "bitext"], help=argparse.SUPPRESS)
+    ap.add_argument("--job", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        job = read_job(args.job)
+        write_worker_result(job, (banking_worker if args.worker == "banking" else bitext_worker)(job))
+        return 0
+    if args.compress is None:
+        args.compress = not args.quick
+    if args.quick:
+        args.latency_n = min(args.latency_n, 50)
+    out = args.out or default_out(NAME, args.quick)
+    work = Path(tempfile.mkdtemp(prefix="lmforge-bench-bot-"))
+    notes: list[str] = []
+    results: dict[str, Any] = {}
+    try:
+        if (BANKING / "banking77_train.csv").is_file():
+            job = banking_job(args, work)
+            log(f"Banking77-OOS: building the bot on {len(job['in_scope'])} intents -> {work / 'b77'}")
+            results["banking77_oos"] = run_worker(__file__, "banking", {**job, "bot_dir": str(work / "b77" / "bot")},
+                                                  work, tag="banking")
+        else:
+            notes.append(f"Banking77-OOS skipped: {BANKING} is absent.")
+        if BITEXT.is_file():
+            job = bitext_job(args, work)
+            log(f"Bitext FAQ: building the bot -> {work / 'bitext'}")
+            results["bitext_faq"] = run_worker(__file__, "bitext", {**job, "bot_dir": str(work / "bitext" / "bot")},
+                                               work, tag="bitext")
+        else:
+            notes.append(f"Bitext FAQ skipped: {BITEXT} is absent.")
+    finally:
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    if not results:
+        log("nothing ran; no result written")
+        return 1
+    targets, summary = _summarize(results.get("banking77_oos"), results.get("bitext_faq"))
+    notes += [
+        "OOS methods: each calibrated to keep --target of in-scope validation questions; 'auto' picks the highest "
+        "OOS recall on the calibration file (the 27 held-out intents' training questions), never on test.",
+        "Grounded answers (a generator run) are not measured here: no generative run is built by this benchmark.",
+    ]
+    if args.quick:
+        notes.append("QUICK MODE: subsets and few steps; the numbers are meaningless, targets are not expected to be met.")
+    parameters = {"model": MODEL, "seed": args.seed, "target": args.target, "quick": args.quick,
+                  "compress": args.compress, "epochs": args.epochs, "lr": args.lr}
+    write_result(out, NAME, quick=args.quick, peer="TF-IDF + logistic regression (max-prob threshold)",
+                 parameters=parameters, results=results, ratios={}, targets=targets, summary=summary, notes=notes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Out-of-scope scores and calibration, on numbers whose answers are known (no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lmforge.apps.support import Mahalanobis, calibrate, choose_method, oos_scores
+from lmforge.errors import DataError, NotFittedError
+
+
+def test_calibrate_keeps_exactly_the_target_share() -> None:
+    scores = np.arange(1.0, 21.0)  # 20 scores
+    assert calibrate(scores, 0.95) == 2.0  # drops only the lowest: 19 of 20 kept = 0.95
+    assert calibrate(scores, 1.0) == 1.0
+    assert calibrate(scores, 0.9) == 3.0
+    assert calibrate(scores[::-1], 0.9) == 3.0  # order does not matter
+
+
+def test_calibrated_threshold_holds_on_a_held_out_split() -> None:
+    rng = np.random.default_rng(0)
+    val, held_out = rng.normal(size=4000), rng.normal(size=4000)
+    threshold = calibrate(val, 0.95)
+    assert np.mean(val >= threshold) >= 0.95
+    assert abs(np.mean(held_out >= threshold) - 0.95) < 0.015  # sampling error of 4000 draws is ~0.0035
+
+
+def test_calibrate_refuses_an_empty_validation_split() -> None:
+    with pytest.raises(DataError, match="validation split is empty"):
+        calibrate(np.array([]), 0.95)
+
+
+def test_max_prob_and_energy_are_the_textbook_scores() -> None:
+    logits = np.array([[2.0, 0.0, 0.0], [1.0, 1.0, 1.0]], dtype=np.float32)
+    scores = oos_scores(logits)
+    assert set(scores) == {"max-prob", "energy"}
+    np.testing.assert_allclose(scores["max-prob"], [np.exp(2) / (np.exp(2) + 2), 1 / 3], rtol=1e-6)
+    np.testing.assert_allclose(scores["energy"], [np.log(np.exp(2) + 2), np.log(3) + 1], rtol=1e-6)
+
+
+def test_mahalanobis_distance_matches_the_formula_and_flags_a_far_point() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.normal([0, 0], 1.0, size=(500, 2))
+    b = rng.normal([10, 0], 1.0, size=(500, 2))
+    x, y = np.r_[a, b], np.r_[np.zeros(500), np.ones(500)]
+    det = Mahalanobis(shrinkage=0.0).fit(x, y)
+    np.testing.assert_allclose(det.means_, [a.mean(0), b.mean(0)], rtol=1e-5)
+    probe = np.array([[0.5, 0.5], [5.0, 8.0]], dtype=np.float32)
+    centered = x - np.where(y[:, None] == 0, a.mean(0), b.mean(0))
+    precision = np.linalg.inv(centered.T @ centered / len(x))
+    expected = [-min((p - m) @ precision @ (p - m) for m in (a.mean(0), b.mean(0))) for p in probe]
+    np.testing.assert_allclose(det.score(probe), expected, rtol=1e-4)
+    assert det.score(probe)[1] < -50 < det.score(probe)[0]
+    again = Mahalanobis.from_arrays(det.to_arrays())
+    np.testing.assert_array_equal(again.score(probe), det.score(probe))
+    assert set(oos_scores(np.zeros((2, 2)), probe, det)) == {"max-prob", "energy", "mahalanobis"}
+
+
+def test_mahalanobis_unfitted_raises() -> None:
+    with pytest.raises(NotFittedError):
+        Mahalanobis().score(np.zeros((1, 2)))
+
+
+def test_choose_method_picks_the_highest_oos_recall_at_the_same_in_scope_recall() -> None:
+    rng = np.random.default_rng(2)
+    val = {"max-prob": rng.normal(size=200), "energy": rng.normal(size=200)}
+    oos = {"max-prob": rng.normal(size=100) - 0.5, "energy": rng.normal(size=100) - 3.0}
+    choice = choose_method(val, oos, 0.9)
+    assert choice["best"] == "energy"
+    for name in val:
+        row = choice["methods"][name]
+        assert row["val_in_scope_recall"] >= 0.9
+        assert row["oos_recall"] == pytest.approx(float(np.mean(oos[name] < row["threshold"])))
+    assert choice["methods"]["energy"]["auroc"] > choice["methods"]["max-prob"]["auroc"]
+    assert choose_method(val, None, 0.9)["best"] == "max-prob"  # nothing to compare on
+    assert choose_method(val, None, 0.9)["methods"]["energy"]["oos_recall"] is None
