@@ -19,6 +19,8 @@
   :func:`attach_modules` (training and loading alike), :func:`save_modules`, :func:`load_modules`,
   :func:`model_layout`; a run saved so has ``format`` :data:`MODULES_FORMAT`.
 - :class:`FastTokenizer`: ``tokenizer.json`` with per-batch padding, no transformers.
+- A causal LM's int8 variant: :func:`quantize_int8_dynamic` and :func:`save_int8_causal_lm`
+  (int8 weights and scales as plain safetensors; :func:`load_generator` reads them back).
 - The torch variant format (:func:`load_torch_model` / :func:`save_torch_model`) and the
   structured-pruning shapes it is rebuilt with (:func:`apply_pruning_shapes`).
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 from lmforge.predict._chat import Messages, render_prompt, to_messages
 from lmforge.predict._generate import TorchGenerator, read_answer, top_p_filter
+from lmforge.predict._int8 import INT8_DYNAMIC, quantize_int8_dynamic, save_int8_causal_lm
 from lmforge.predict._meta import (
     BASE_DIGEST,
     CAUSAL_LM,
@@ -85,6 +88,7 @@ __all__ = [
     "BASE_DIGEST",
     "CAUSAL_LM",
     "GENERATOR_FORMATS",
+    "INT8_DYNAMIC",
     "MODULES_CONFIG",
     "MODULES_FORMAT",
     "MODULES_WEIGHTS",
@@ -117,6 +121,7 @@ __all__ = [
     "onnx_session",
     "prune_layer",
     "pruning_shapes",
+    "quantize_int8_dynamic",
     "read_answer",
     "read_generator_meta",
     "read_model_meta",
@@ -124,6 +129,7 @@ __all__ = [
     "render_prompt",
     "resolve_variant",
     "run_kind",
+    "save_int8_causal_lm",
     "save_modules",
     "save_torch_model",
     "softmax",
