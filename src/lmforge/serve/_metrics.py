@@ -89,6 +89,15 @@ class ServeMetrics:
             "lmforge_generated_tokens_total", "Tokens generated, by model and version.", ["model", "version"],
             registry=r,
         )
+        self.prompt_tokens = pc.Counter(
+            "lmforge_prompt_tokens_total", "Prompt tokens of ended generation requests, by model and version.",
+            ["model", "version"], registry=r,
+        )
+        self.tokens_per_s = pc.Gauge(
+            "lmforge_generation_tokens_per_second",
+            "Decode rate of a version's scheduler (tokens of all running rows per second, smoothed).",
+            ["model", "version"], registry=r,
+        )
         self.tokens_reserved = pc.Gauge(
             "lmforge_generation_tokens_reserved",
             "Tokens (prompt + max_new_tokens) reserved by admitted generation requests (generation.token_budget).",
