@@ -1,6 +1,7 @@
 """Monitoring a generative model: every answer stored with its prompt PII-masked, token counts in the store
 and in /metrics, feedback (thumbs or a corrected answer) per prediction id, and a canary PII string sent in
-prompts and corrections never in clear in the store, the state folder or the server's output.
+prompts and corrections never in clear in the store, the state folder or the server's output. The served
+version is the run's int8 variant (`lmforge compress`), which answers as `load_generator` loads it.
 The canary judge's length-stop rule is tested on its own below."""
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import httpx
 from tests._gen_runs import build_peaky_lm, full_run
 from tests._serve import create_keys, serve_process
 
+from lmforge.compress import CompressOptions, compress
+from lmforge.predict import load_generator
 from lmforge.serve._canary import CanaryJudge
 from lmforge.serve._settings_sections import CanarySettings
 from lmforge.serve._slots import Loaded, Slot
@@ -32,17 +35,23 @@ def _metric(text: str, name: str) -> float:
 
 
 def test_generations_are_stored_masked_counted_and_take_feedback(tmp_path: Path) -> None:
+    (tmp_path / "bot" / "data").mkdir(parents=True)
+    (tmp_path / "bot" / "data" / "test.jsonl").write_text('{"prompt": "hello", "response": "hello thanks"}\n')
     run = full_run(tmp_path / "bot", build_peaky_lm(tmp_path / "base"))
+    compress(run, CompressOptions(only=("torch-int8-dynamic",), gen_max_test=1, gen_max_new_tokens=4,
+                                  gen_timing_tokens=2, gen_repeats=1, warmup=0))
+    int8 = load_generator(run, "torch-int8-dynamic").generate([f"hello {PII}"], max_new_tokens=6)[0]
     state = tmp_path / "state"
     tokens = create_keys(state)
     config = {"registry_poll_s": 0, "drain_s": 0.2, "generation": {"max_new_tokens": 6},
               "monitor": {"flush_interval_s": 0.2}}
     auth = {"Authorization": f"Bearer {tokens['predict']}"}
     with serve_process(tmp_path, run, "--allow-unsigned", "--state", str(state), "--monitor", "--access-log",
-                       config=config, tokens=tokens) as server:
+                       "--variant", "torch-int8-dynamic", config=config, tokens=tokens) as server:
         plain = httpx.post(f"{server.url}/v1/generate", json={"prompt": f"hello {PII}"}, headers=auth, timeout=60)
         assert plain.status_code == 200, plain.text
         first = plain.json()
+        assert (first["text"], first["finish_reason"]) == (int8.text, int8.finish_reason)
         with httpx.stream("POST", f"{server.url}/v1/chat/completions", headers=auth, timeout=60,
                           json={"messages": [{"role": "user", "content": f"track refund {PII}"}], "stream": True}) as r:
             assert r.status_code == 200
@@ -61,6 +70,8 @@ def test_generations_are_stored_masked_counted_and_take_feedback(tmp_path: Path)
         assert wrong.status_code == 422 and "up, down, or a correction" in wrong.text
         metrics = httpx.get(f"{server.url}/metrics", headers=auth, timeout=30).text
         admin = {"Authorization": f"Bearer {tokens['admin']}"}
+        versions = httpx.get(f"{server.url}/v1/models/bot/versions", headers=admin, timeout=30).json()["versions"]
+        assert [v["variant"] for v in versions] == ["torch-int8-dynamic"]
         httpx.get(f"{server.url}/v1/monitor/summary", headers=admin, timeout=30)  # let the writer catch up
         time.sleep(0.5)
         summary = httpx.get(f"{server.url}/v1/monitor/summary", headers=admin, timeout=30).json()
