@@ -80,7 +80,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     argv = ["predict", str(run), "--input", str(source), "--output", str(out), "--allow-unsigned", *extra]
     assert main(argv) == 2
     captured = capsys.readouterr()
-    assert (captured.out, captured.err) == ("", f"error: {message.replace('IN', str(source)).replace('RUN', str(run))}\n")
+    assert (captured.out, captured.err) == ("", f"error: {message.replace('IN', str(source)).replace('RUN', str(run), 1)}\n")
     assert not out.exists()
 
 
