@@ -71,6 +71,8 @@ def build_router(
 
     ``require_feedback`` (default ``require_predict``) answers the caller's key: an object with
     ``key_id`` and ``role`` (``admin`` may override a label), or None where there are no keys.
+
+    Long because it declares the three routes with their documented responses, each beside its handler.
     """
     router = APIRouter(tags=["monitor"])
     feedback_key = Depends(require_feedback or require_predict)

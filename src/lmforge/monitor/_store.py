@@ -30,6 +30,7 @@ def redact_url(url: str) -> str:
 
 
 def _tables(sa: Any) -> tuple[Any, dict[str, Any]]:
+    """Long because it is the whole schema in one place, one column per line."""
     md = sa.MetaData()
     name = sa.String(200)
     t = {
@@ -68,8 +69,7 @@ def _tables(sa: Any) -> tuple[Any, dict[str, Any]]:
             sa.Column("version", name, nullable=False),
             sa.Column("prediction_ts", sa.Float, nullable=False),
             sa.Column("key_id", sa.String(32), nullable=True),
-            # A corrected answer to a generation, under the text policy (label "corrected").
-            sa.Column("correction", sa.Text, nullable=True),
+            sa.Column("correction", sa.Text, nullable=True),  # a generation's corrected answer, as text is
             sa.Index("ix_feedback_model_version_pts", "model", "version", "prediction_ts"),
         ),
         "drift": sa.Table(

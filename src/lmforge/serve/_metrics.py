@@ -21,6 +21,9 @@ class ServeMetrics:
     """The serving layer's counters, histograms and gauges."""
 
     def __init__(self) -> None:
+        """Every metric of the serving layer, declared once.
+
+        Long because it declares each metric with its help text, one after the other."""
         pc = require("prometheus_client", extra="serve", purpose="Serving metrics")
         self._pc = pc
         self.registry = pc.CollectorRegistry(auto_describe=True)
