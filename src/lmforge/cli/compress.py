@@ -27,9 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", help="run directory with a trained model")
     # A string, parsed by the library, so a bad value gets lmforge's message rather than argparse's.
-    p.add_argument("--budget", default="1.0", help="accuracy points a variant may lose against fp32 (default: 1.0)")
+    p.add_argument("--budget", default="1.0", help="accuracy points (a generative run: ROUGE-L points) a variant "
+                   "may lose against fp32 (default: 1.0)")
     p.add_argument("--only", help="comma-separated compressors to build (default: all that apply)")
-    p.add_argument("--speed-by", choices=("batch_1", "batch_32"), default="batch_1",
+    p.add_argument("--speed-by", choices=("batch_1", "batch_8", "batch_32"), default="batch_1",
                    help="latency that decides 'fastest' (default: batch_1)")
     p.add_argument("--calibration-size", type=int, default=256, help="training texts for static int8 (min 16)")
     p.add_argument("--prune-sparsity", type=float, default=0.75,
@@ -42,6 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=20, help="timed runs per batch size (median reported)")
     p.add_argument("--force-bf16", action="store_true", help="build torch-bf16 even where the CPU lacks fast bf16")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--max-test", type=int, default=100,
+                   help="a generative run: test prompts each variant answers for ROUGE-L (default: 100)")
+    p.add_argument("--max-new-tokens", type=int, default=64,
+                   help="a generative run: longest scored answer, in tokens (default: 64)")
+    p.add_argument("--timing-tokens", type=int, default=32,
+                   help="a generative run: new tokens per timed answer (default: 32)")
+    p.add_argument("--gen-repeats", type=int, default=3,
+                   help="a generative run: timed runs per measurement, median reported (default: 3)")
     p.add_argument("--public-key",
                    help="the signer's public key, to verify a signed run first (default: $LMFORGE_PUBLIC_KEY, else your own)")
     p.set_defaults(func=run)
@@ -57,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         calibration_size=args.calibration_size, prune_sparsity=args.prune_sparsity,
         recovery_steps=args.recovery_steps, student_layers=args.student_layers, distill_epochs=args.distill_epochs,
         distill_steps=args.distill_steps, learning_rate=args.learning_rate, latency_repeats=args.repeats,
-        force_bf16=args.force_bf16, seed=args.seed,
+        force_bf16=args.force_bf16, seed=args.seed, gen_max_test=args.max_test,
+        gen_max_new_tokens=args.max_new_tokens, gen_timing_tokens=args.timing_tokens, gen_repeats=args.gen_repeats,
     )
     check = trust_before_rewrite(args.run, args.public_key)  # a re-signature vouches for model/ and data/ too
     summary = compress(args.run, options, say=say)

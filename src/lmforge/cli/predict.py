@@ -141,14 +141,11 @@ def _generate(args: argparse.Namespace) -> int:
     """Answer ``--text`` prompts (printed) or an ``--input`` file's (written) with a generative run."""
     from lmforge.guard import trust_run
     from lmforge.predict import load_generator
-    from lmforge.rundir import FP32, atomic_write_text
+    from lmforge.rundir import atomic_write_text
 
-    if args.variant not in (None, FP32):
-        raise DataError(f"{args.run} is a generative run, which has no compressed variants; leave out "
-                        f"--variant {args.variant}.")
     rows = _read_prompts(Path(args.input)) if args.input else [({"prompt": t}, t) for t in args.text]
     check = trust_run(args.run, args.public_key, allow_unsigned=args.allow_unsigned)
-    generator = load_generator(args.run, verified=check)
+    generator = load_generator(args.run, args.variant, verified=check)
     if args.batch_size is not None:
         generator.batch_size = args.batch_size  # type: ignore[attr-defined]
     settings: dict[str, Any] = {f: getattr(args, f) for f in _GENERATION_FLAGS if getattr(args, f) is not None}

@@ -203,7 +203,7 @@ def evaluate(args: argparse.Namespace) -> int:
                               "Change the others with `lmforge train RUN --set ...` or a new run.")
         spec = load_spec(run_dir.spec_path, args.overrides)
     if is_generative_run(spec, run_dir):
-        generator = load_generator(run_dir, verified=check)
+        generator = load_generator(run_dir, FP32, verified=check)
         metrics = evaluate_generation(spec, run_dir, generator=generator, progress=args.progress)
     else:
         metrics = evaluate_run(spec, run_dir, load_predictor(run_dir, FP32, verified=check))

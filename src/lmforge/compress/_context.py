@@ -27,11 +27,22 @@ from lmforge.predict import (
 )
 from lmforge.rundir import ADAPTER_CONFIG, FP32, WEIGHTS, RunDir, read_split, sha256_file
 
-__all__ = ["CompressContext"]
+__all__ = ["CompressContext", "weights_fingerprint"]
 
 logger = logging.getLogger(__name__)
 
 _TRAIN_HINT = "Run `lmforge train RUN` first."
+
+
+def weights_fingerprint(model_dir: Path) -> str:
+    """sha256 over the weight files of ``model_dir``: a variant built from other weights is stale."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(model_dir.glob("*.safetensors")):
+        h.update(path.name.encode())
+        h.update(sha256_file(path).encode())
+    return h.hexdigest()
 
 
 class CompressContext:
@@ -97,13 +108,7 @@ class CompressContext:
     @functools.cached_property
     def model_fingerprint(self) -> str:
         """sha256 over the weight files of ``model/``: a variant built from other weights is stale."""
-        import hashlib
-
-        h = hashlib.sha256()
-        for path in sorted(self.run.model_dir.glob("*.safetensors")):
-            h.update(path.name.encode())
-            h.update(sha256_file(path).encode())
-        return h.hexdigest()
+        return weights_fingerprint(self.run.model_dir)
 
     @functools.cached_property
     def fp32(self) -> TorchPredictor:

@@ -14,7 +14,8 @@ __all__ = ["MIN_CALIBRATION", "CompressOptions", "parse_budget", "parse_only"]
 MIN_CALIBRATION = 16
 """Fewest calibration texts static int8 accepts: with fewer, activation ranges are guesses."""
 
-SPEED_KEYS = ("batch_1", "batch_32")
+SPEED_KEYS = ("batch_1", "batch_8", "batch_32")
+"""``batch_32`` is a classifier's, ``batch_8`` a generator's (each stage refuses the other's)."""
 
 
 def parse_budget(value: Any) -> float:
@@ -86,6 +87,14 @@ class CompressOptions:
     """Build torch-bf16 even where the CPU has no fast bf16 (for tests; slow on such CPUs)."""
     seed: int = 42
     """Seed of sampling, student initialization and training order."""
+    gen_max_test: int = 100
+    """A generative run: test prompts each variant answers for ROUGE-L and perplexity (the first N)."""
+    gen_max_new_tokens: int = 64
+    """A generative run: most new tokens of each scored answer (greedy)."""
+    gen_timing_tokens: int = 32
+    """A generative run: new tokens of each timed answer (tokens/s at batch 1 and 8)."""
+    gen_repeats: int = 3
+    """A generative run: timed runs per measurement (the median is reported)."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -100,7 +109,8 @@ class CompressOptions:
         for key in ("recovery_steps", "distill_steps"):
             if getattr(self, key) < 0:
                 problems.append(f"--{key.replace('_', '-')} must be 0 or more, got {getattr(self, key)}.")
-        for key in ("batch_size", "latency_repeats", "eval_batch_size"):
+        for key in ("batch_size", "latency_repeats", "eval_batch_size", "gen_max_test", "gen_max_new_tokens",
+                    "gen_timing_tokens", "gen_repeats"):
             if getattr(self, key) < 1:
                 problems.append(f"--{key.replace('_', '-')} must be at least 1, got {getattr(self, key)}.")
         if self.warmup < 0:

@@ -9,3 +9,4 @@ from lmforge.compress import _merged  # noqa: F401
 from lmforge.compress import _pruned  # noqa: F401
 from lmforge.compress import _distilled  # noqa: F401
 from lmforge.compress import _combined  # noqa: F401
+from lmforge.compress import _gen_compressors  # noqa: F401

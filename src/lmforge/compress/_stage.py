@@ -24,6 +24,7 @@ from lmforge.compress._register import Compressor
 from lmforge.compress._registry import get_compressor, resolve_names
 from lmforge.compress._report import plot_tradeoff, render_report
 from lmforge.compress._select import select_variant
+from lmforge.errors import ConfigError
 from lmforge.predict import load_model_folder
 from lmforge.rundir import (
     BASELINE,
@@ -39,7 +40,7 @@ from lmforge.rundir import (
     atomic_write_text,
 )
 
-__all__ = ["compress"]
+__all__ = ["PLOT", "REPORT", "compress", "read_variants"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +57,13 @@ def _check_extras(compressors: list[Compressor]) -> None:
         require(module, extra=extra, purpose=purpose)
 
 
-def _read_variants(ctx: CompressContext) -> dict[str, dict[str, Any]]:
-    """Every complete variant on disk (this run's and earlier ones), stale ones flagged."""
+def read_variants(compressed_dir: Path, fingerprint: str) -> dict[str, dict[str, Any]]:
+    """Every complete variant on disk (this run's and earlier ones), stale ones (built from weights
+    whose fingerprint is not ``fingerprint``) flagged."""
     out: dict[str, dict[str, Any]] = {}
-    if not ctx.compressed_dir.is_dir():
+    if not compressed_dir.is_dir():
         return out
-    for folder in sorted(ctx.compressed_dir.iterdir()):
+    for folder in sorted(compressed_dir.iterdir()):
         path = folder / VARIANT_META
         if folder.name.startswith(".") or not path.is_file():
             continue
@@ -70,7 +72,7 @@ def _read_variants(ctx: CompressContext) -> dict[str, dict[str, Any]]:
         except (json.JSONDecodeError, UnicodeDecodeError):
             logger.warning("ignoring %s: not valid JSON", path)
             continue
-        record["stale"] = record.get("model_fingerprint") != ctx.model_fingerprint
+        record["stale"] = record.get("model_fingerprint") != fingerprint
         out[folder.name] = record
     return out
 
@@ -176,6 +178,8 @@ def compress(run: RunDir | str | Path, options: CompressOptions | None = None, *
     tell = say or (lambda line: logger.info("%s", line))
     options = options or CompressOptions()
     run = run if isinstance(run, RunDir) else RunDir(run)
+    if options.speed_by == "batch_8":
+        raise ConfigError("--speed-by batch_8 is for a generative run; a classifier is timed at batch_1 or batch_32.")
     names = resolve_names(options.only)  # an unknown name is reported before the run is read
     ctx = CompressContext(run, options)
     compressors = [get_compressor(n) for n in names]
@@ -186,7 +190,7 @@ def compress(run: RunDir | str | Path, options: CompressOptions | None = None, *
 
     tell(f"measuring fp32 (typical length {ctx.typical_length} tokens, {len(ctx.test[0])} test texts)")
     baseline = _measure_baseline(ctx)
-    on_disk = _read_variants(ctx)
+    on_disk = read_variants(ctx.compressed_dir, ctx.model_fingerprint)
     built: list[str] = []
     for c in plan:
         pulled_in = options.only is not None and c.name not in options.only
@@ -201,7 +205,7 @@ def compress(run: RunDir | str | Path, options: CompressOptions | None = None, *
              f"@32, accuracy {record['accuracy']:.4f} (fp32 {baseline['accuracy']:.4f})")
     if built:
         _retime_fp32(ctx, baseline)
-    variants = _read_variants(ctx)
+    variants = read_variants(ctx.compressed_dir, ctx.model_fingerprint)
     selection = _write_selection(ctx, baseline, variants, skipped)
     tell(f"selected {selection['variant']}: {selection['reason']}")
     summary = {

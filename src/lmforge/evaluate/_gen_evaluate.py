@@ -36,7 +36,7 @@ from lmforge.evaluate._summary import run_summary
 from lmforge.evaluate._track import log_evaluation
 from lmforge.guard.pii import scan_texts
 from lmforge.predict import Generator, load_generator, run_kind, to_messages
-from lmforge.rundir import MODEL_META, RunDir, atomic_write_json, atomic_write_text, read_json
+from lmforge.rundir import FP32, MODEL_META, RunDir, atomic_write_json, atomic_write_text, read_json
 
 if TYPE_CHECKING:
     from lmforge.config import Spec
@@ -221,7 +221,7 @@ def evaluate_generation(
     train = read_generation_split(run, "train")
     retrieval = NearestPrompt().fit([e.query for e in train], [e.reference for e in train])
     if generator is None:
-        generator = load_generator(run)
+        generator = load_generator(run, FP32)
     if base_generator is None:
         base_generator = load_generator(_base_model_path(run))
     references = [e.reference for e in examples]

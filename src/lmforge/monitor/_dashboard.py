@@ -149,6 +149,13 @@ def _charts(d: dict[str, Any]) -> str:
     )
 
 
+def _tokens(mv: dict[str, Any]) -> str:
+    """A generative version's token counts and decode rate; '-' for a classifier."""
+    if mv.get("completion_tokens") is None:
+        return "-"
+    return f"{mv['prompt_tokens'] or 0:,} / {mv['completion_tokens']:,}, {_num(mv['tokens_per_s'], '{:.1f}')}/s"
+
+
 def _tables(d: dict[str, Any]) -> str:
     s = d["summary"]
     versions = "".join(
@@ -158,7 +165,7 @@ def _tables(d: dict[str, Any]) -> str:
             f"<td>{_num(v['accuracy'], '{:.1%}')} / {_num(v['macro_f1'])} (n={v['n']})</td>"
             for v in mv["live"].values()
         )
-        + f"<td>{_num(mv['estimated_accuracy'], '{:.1%}')}</td></tr>"
+        + f"<td>{_num(mv['estimated_accuracy'], '{:.1%}')}</td><td>{_tokens(mv)}</td></tr>"
         for mv in s["models"]
     )
     windows = "".join(
@@ -184,7 +191,8 @@ def _tables(d: dict[str, Any]) -> str:
     return (
         '<section class="grid">'
         f'<div class="card"><h2>Model versions</h2><table id="versions"><tr><th>model</th><th>version</th>'
-        f"<th>predictions</th><th>feedback</th>{windows}<th>estimated accuracy</th></tr>{versions}</table></div>"
+        f"<th>predictions</th><th>feedback</th>{windows}<th>estimated accuracy</th>"
+        f"<th>tokens: prompt / generated, tokens/s</th></tr>{versions}</table></div>"
         f'<div class="card"><h2>Latest drift check</h2><table id="drift-results"><tr><th>version</th><th>detector'
         f"</th><th>verdict</th><th>statistic</th><th>p</th><th>why</th></tr>"
         f"{drift_rows or '<tr><td colspan=6>no drift check yet</td></tr>'}</table></div>"

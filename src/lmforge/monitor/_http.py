@@ -34,7 +34,12 @@ class FeedbackRequest(BaseModel):
     prediction_id: str = Field(
         min_length=1, max_length=64, description="The id returned by the predict endpoint."
     )
-    label: str = Field(min_length=1, max_length=200, description="The true label; one of the model's labels.")
+    label: str | None = Field(default=None, min_length=1, max_length=200,
+                              description="The true label: one of the model's labels; for a generated answer "
+                              "`up` or `down`.")
+    correction: str | None = Field(default=None, min_length=1, max_length=20000,
+                                   description="A generated answer's corrected text (instead of a label); stored "
+                                   "under the monitor's text policy, PII masked.")
 
 
 class FeedbackResponse(BaseModel):
@@ -66,6 +71,8 @@ def build_router(
 
     ``require_feedback`` (default ``require_predict``) answers the caller's key: an object with
     ``key_id`` and ``role`` (``admin`` may override a label), or None where there are no keys.
+
+    Long because it declares the three routes with their documented responses, each beside its handler.
     """
     router = APIRouter(tags=["monitor"])
     feedback_key = Depends(require_feedback or require_predict)
@@ -86,8 +93,11 @@ def build_router(
     def feedback(body: FeedbackRequest, key: Any = feedback_key) -> Any:
         key_id = getattr(key, "key_id", None)
         admin = getattr(key, "role", None) == "admin"
+        if (body.label is None) == (body.correction is None):
+            return error_response(422, InvalidLabelError("Give exactly one of 'label' or 'correction'."))
         try:
-            return monitor.add_feedback(body.prediction_id, body.label, key_id=key_id, admin=admin)
+            return monitor.add_feedback(body.prediction_id, body.label or "", key_id=key_id, admin=admin,
+                                        correction=body.correction)
         except FeedbackForbiddenError as exc:
             return error_response(403, exc)
         except UnknownPredictionError as exc:

@@ -36,7 +36,12 @@ from lmforge.monitor._views import dashboard_data
 from lmforge.monitor._views import summary as summary_of
 from lmforge.monitor._writer import StoreWriter
 
-__all__ = ["Monitor"]
+__all__ = ["CORRECTED", "GENERATION_FEEDBACK", "Monitor"]
+
+CORRECTED = "corrected"
+"""The label of feedback that brings a corrected answer to a generation."""
+GENERATION_FEEDBACK = ("up", "down", CORRECTED)
+"""The labels a generated answer takes: thumbs up, thumbs down, or a correction."""
 
 
 class Monitor:
@@ -136,9 +141,13 @@ class Monitor:
         self._writer.record_error(model, version, status)
 
     def add_feedback(
-        self, prediction_id: str, label: str, *, key_id: str | None = None, admin: bool = False
+        self, prediction_id: str, label: str, *, key_id: str | None = None, admin: bool = False,
+        correction: str | None = None,
     ) -> dict[str, Any]:
         """Store the true label of a prediction; returns ``{"prediction_id", "label", "correct"}``.
+
+        A generated answer takes ``up``/``down``, or a ``correction`` (label ``corrected``; stored under
+        the text policy); stored as if ``up`` was predicted, its live accuracy is the thumbs-up share.
 
         Feedback cannot be used to steer a rollout: a prediction is labeled by the key that asked
         for it (``key_id``; predictions recorded without a key may be labeled by any key), and a
@@ -153,19 +162,29 @@ class Monitor:
         """
         if self.store is None:
             raise MonitorError("The monitor is not started; call start() first.")
-        if label not in self._label_set:
-            raise InvalidLabelError(f"Unknown label {label!r}. Valid labels: {', '.join(self.labels)}.")
+        if correction is not None:
+            label = CORRECTED
+        elif label == CORRECTED and label not in self._label_set:
+            raise InvalidLabelError("Send a corrected answer as 'correction' (its text), not as a label.")
+        if label not in self._label_set and label not in GENERATION_FEEDBACK:
+            valid = ", ".join(self.labels) or "up, down, or a correction"
+            raise InvalidLabelError(f"Unknown label {label!r}. Valid labels: {valid}.")
         found = self._writer.pending.get(prediction_id)
         if found is None and isinstance(prediction_id, str) and len(prediction_id) <= 64:
             row = self.store.get_prediction(prediction_id)
             if row is not None:
-                found = (row["model"], row["version"], row["label"], row["ts"], row["key_id"])
+                found = (row["model"], row["version"], row["label"], row["ts"], row["key_id"],
+                         row["completion_tokens"] is not None)
         if found is None:
             raise UnknownPredictionError(
                 f"No prediction with id {prediction_id!r} (ids come from the predict "
                 "response; predictions dropped under overload are not stored)."
             )
-        model, version, predicted, pred_ts, asked_by = found
+        model, version, predicted, pred_ts, asked_by, generated = found
+        if generated != (label in GENERATION_FEEDBACK and label not in self._label_set):
+            valid = "up, down, or a correction" if generated else ", ".join(self.labels)
+            raise InvalidLabelError(f"Unknown label {label!r} for this prediction. Valid labels: {valid}.")
+        predicted = "up" if generated else predicted
         correct = predicted == label
         if not admin and asked_by is not None and key_id != asked_by:
             raise FeedbackForbiddenError(
@@ -191,11 +210,18 @@ class Monitor:
                 "version": version,
                 "prediction_ts": pred_ts,
                 "key_id": key_id,
+                "correction": None if correction is None else self._correction_policy().apply(correction)[1],
             }
         )
         self._feedback_keys.add((model, version))
         self._changed()
         return {"prediction_id": prediction_id, "label": label, "correct": correct}
+
+    def _correction_policy(self) -> TextPolicy:
+        """The text policy, in this process: corrections are written by the request that brings them."""
+        if self._policy is None:
+            self._policy = TextPolicy(self.settings.text_policy, self.settings.key_file)
+        return self._policy
 
     def _changed(self) -> None:
         """Stored predictions, errors or feedback changed: cached metrics are stale, alerts are due."""

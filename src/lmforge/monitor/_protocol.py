@@ -71,7 +71,8 @@ class MonitorLike(Protocol):
     def active_alerts(self) -> list[dict[str, Any]]: ...
 
     def add_feedback(
-        self, prediction_id: str, label: str, *, key_id: str | None = None, admin: bool = False
+        self, prediction_id: str, label: str, *, key_id: str | None = None, admin: bool = False,
+        correction: str | None = None,
     ) -> dict[str, Any]: ...
 
     def summary(self) -> dict[str, Any]: ...

@@ -13,6 +13,7 @@ from typing import Any
 
 from lmforge._extras import require
 from lmforge._sql import open_engine
+from lmforge.monitor._records import token_counts
 
 __all__ = ["Store", "redact_url"]
 
@@ -29,6 +30,7 @@ def redact_url(url: str) -> str:
 
 
 def _tables(sa: Any) -> tuple[Any, dict[str, Any]]:
+    """Long because it is the whole schema in one place, one column per line."""
     md = sa.MetaData()
     name = sa.String(200)
     t = {
@@ -47,6 +49,10 @@ def _tables(sa: Any) -> tuple[Any, dict[str, Any]]:
             sa.Column("scores", sa.JSON, nullable=False),
             sa.Column("latency_ms", sa.Float, nullable=False),
             sa.Column("key_id", sa.String(32), nullable=True),
+            # A generation: its answer (under the text policy, as ``text`` holds its prompt) and token counts.
+            sa.Column("output", sa.Text, nullable=True),
+            sa.Column("prompt_tokens", sa.Integer, nullable=True),
+            sa.Column("completion_tokens", sa.Integer, nullable=True),
             sa.Index("ix_predictions_model_version_ts", "model", "version", "ts"),
             sa.Index("ix_predictions_ts", "ts"),
         ),
@@ -63,6 +69,7 @@ def _tables(sa: Any) -> tuple[Any, dict[str, Any]]:
             sa.Column("version", name, nullable=False),
             sa.Column("prediction_ts", sa.Float, nullable=False),
             sa.Column("key_id", sa.String(32), nullable=True),
+            sa.Column("correction", sa.Text, nullable=True),  # a generation's corrected answer, as text is
             sa.Index("ix_feedback_model_version_pts", "model", "version", "prediction_ts"),
         ),
         "drift": sa.Table(
@@ -124,9 +131,11 @@ class Store:
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
-        """Columns added since a store was created (``key_id``), added to its tables in place."""
+        """Columns added since a store was created (``key_id``, generation's), added to its tables in place."""
         inspector = self.sa.inspect(self.engine)
-        for table_name, column in (("predictions", "key_id"), ("feedback", "key_id")):
+        added = (("predictions", "key_id"), ("feedback", "key_id"), ("predictions", "output"),
+                 ("predictions", "prompt_tokens"), ("predictions", "completion_tokens"), ("feedback", "correction"))
+        for table_name, column in added:
             have = {c["name"] for c in inspector.get_columns(table_name)}
             if column in have:
                 continue
@@ -215,7 +224,8 @@ class Store:
         p = self.t["predictions"]
         with self.engine.connect() as conn:
             row = conn.execute(
-                self.sa.select(p.c.model, p.c.version, p.c.label, p.c.ts, p.c.key_id).where(p.c.id == prediction_id)
+                self.sa.select(p.c.model, p.c.version, p.c.label, p.c.ts, p.c.key_id, p.c.completion_tokens)
+                .where(p.c.id == prediction_id)
             ).first()
         return dict(row._mapping) if row else None
 
@@ -255,13 +265,16 @@ class Store:
             return [(r[0], r[1]) for r in conn.execute(q)]
 
     def counts(self) -> list[dict[str, Any]]:
-        """Per model version: stored predictions, first and last time, feedback count."""
+        """Per model version: stored predictions, first and last time, feedback count; a generative
+        version's prompt and generated tokens and tokens/s (generated tokens over the time its answers took)."""
         p, f = self.t["predictions"], self.t["feedback"]
         sa = self.sa
+        gen_ms = sa.func.sum(sa.case((p.c.completion_tokens.is_not(None), p.c.latency_ms), else_=0.0))
         with self.engine.connect() as conn:
             preds = conn.execute(
                 sa.select(
-                    p.c.model, p.c.version, sa.func.count(), sa.func.min(p.c.ts), sa.func.max(p.c.ts)
+                    p.c.model, p.c.version, sa.func.count(), sa.func.min(p.c.ts), sa.func.max(p.c.ts),
+                    sa.func.sum(p.c.prompt_tokens), sa.func.sum(p.c.completion_tokens), gen_ms,
                 ).group_by(p.c.model, p.c.version)
             ).all()
             fb = dict(
@@ -278,11 +291,13 @@ class Store:
                 "first_ts": lo,
                 "last_ts": hi,
                 "feedback": fb.pop((m, v), 0),
+                **token_counts(prompt, generated, ms),
             }
-            for m, v, n, lo, hi in preds
+            for m, v, n, lo, hi, prompt, generated, ms in preds
         ]
         out += [
-            {"model": m, "version": v, "predictions": 0, "first_ts": None, "last_ts": None, "feedback": n}
+            {"model": m, "version": v, "predictions": 0, "first_ts": None, "last_ts": None, "feedback": n,
+             **token_counts(None, None, None)}
             for (m, v), n in fb.items()
         ]
         return sorted(out, key=lambda r: (r["model"], r["version"]))

@@ -68,6 +68,9 @@ def summary(m: MonitorLike) -> dict[str, Any]:
                 "first_ts": None,
                 "last_ts": None,
                 "feedback": 0,
+                "prompt_tokens": None,
+                "completion_tokens": None,
+                "tokens_per_s": None,
             },
         )
     models = []

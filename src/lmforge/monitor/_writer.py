@@ -74,7 +74,7 @@ class StoreWriter:
         self.settings = settings
         self.buffer: deque[Any] = deque()
         # id -> (model, version, label, ts, key_id) of each recorded prediction, until it is written
-        self.pending: dict[str, tuple[str, str, str, float, str | None]] = {}
+        self.pending: dict[str, tuple[str, str, str, float, str | None, bool]] = {}
         self.dropped = self.written = self.failed = self.pruned = self.invalid = self.errors = self.restarts = 0
         self.closed = False
         self.store: Any = None
@@ -201,8 +201,8 @@ class StoreWriter:
             buffer, pending, room = self.buffer, self.pending, self.settings.queue_size
             for i, rec in enumerate(records):
                 try:
-                    # Known before the writer can see it, so feedback can follow at once.
-                    pending[rec.id] = (rec.model, rec.version, rec.label, rec.ts, rec.key_id)
+                    # Known before the writer sees it, so feedback can follow at once (last: a generation?).
+                    pending[rec.id] = rec.model, rec.version, rec.label, rec.ts, rec.key_id, rec.output is not None
                 except Exception:  # not a PredictionRecord: skip it, keep the others
                     with self._lock:
                         self.invalid += 1

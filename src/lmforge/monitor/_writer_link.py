@@ -127,6 +127,9 @@ def encode_record(rec: PredictionRecord) -> list[Any]:
         {str(k): _finite(v, f"score in prediction {rec.id!r}") for k, v in dict(rec.scores).items()},
         _finite(rec.latency_ms, f"latency in prediction {rec.id!r}"),
         None if rec.key_id is None else str(rec.key_id),
+        None if rec.output is None else str(rec.output),
+        None if rec.prompt_tokens is None else int(rec.prompt_tokens),
+        None if rec.completion_tokens is None else int(rec.completion_tokens),
     ]
 
 

@@ -36,7 +36,8 @@ NICE = 10
 """How much lower than the server's the writer's CPU priority is (``os.nice``)."""
 
 # Fields of a prediction row on the channel, in order (a list is half the bytes of an object).
-FIELDS = ("id", "ts", "model", "version", "text", "label", "confidence", "scores", "latency_ms", "key_id")
+FIELDS = ("id", "ts", "model", "version", "text", "label", "confidence", "scores", "latency_ms", "key_id", "output",
+          "prompt_tokens", "completion_tokens")
 
 
 class _Forward(logging.Handler):
@@ -87,6 +88,10 @@ class _Writer:
             "scores": {str(k): float(v) for k, v in scores.items()},
             "latency_ms": latency,
             "key_id": None if rec["key_id"] is None else str(rec["key_id"])[:32],
+            # a generated answer is stored as its prompt is: PII masked (or hashed, or encrypted)
+            "output": None if rec["output"] is None else self.policy.apply(str(rec["output"]))[1],
+            "prompt_tokens": None if rec["prompt_tokens"] is None else int(rec["prompt_tokens"]),
+            "completion_tokens": None if rec["completion_tokens"] is None else int(rec["completion_tokens"]),
         }
 
     def process(self, chunks: list[dict[str, Any]]) -> None:

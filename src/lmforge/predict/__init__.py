@@ -24,6 +24,8 @@
 - :class:`TextEmbedder`: unit-length sentence embeddings (:func:`mean_pool`) from an encoder
   folder, for the recommender's towers.
 - :class:`FastTokenizer`: ``tokenizer.json`` with per-batch padding, no transformers.
+- A causal LM's int8 variant: :func:`quantize_int8_dynamic` and :func:`save_int8_causal_lm`
+  (int8 weights and scales as plain safetensors; :func:`load_generator` reads them back).
 - The torch variant format (:func:`load_torch_model` / :func:`save_torch_model`) and the
   structured-pruning shapes it is rebuilt with (:func:`apply_pruning_shapes`).
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 from lmforge.predict._chat import Messages, render_prompt, to_messages
 from lmforge.predict._embed import TextEmbedder, mean_pool
 from lmforge.predict._generate import TorchGenerator, read_answer, top_p_filter
+from lmforge.predict._int8 import INT8_DYNAMIC, quantize_int8_dynamic, save_int8_causal_lm
 from lmforge.predict._meta import (
     BASE_DIGEST,
     CAUSAL_LM,
@@ -92,6 +95,7 @@ __all__ = [
     "BASE_DIGEST",
     "CAUSAL_LM",
     "GENERATOR_FORMATS",
+    "INT8_DYNAMIC",
     "MODULES_CONFIG",
     "MODULES_FORMAT",
     "MODULES_WEIGHTS",
@@ -126,6 +130,7 @@ __all__ = [
     "onnx_session",
     "prune_layer",
     "pruning_shapes",
+    "quantize_int8_dynamic",
     "read_answer",
     "read_generator_meta",
     "read_model_meta",
@@ -133,6 +138,7 @@ __all__ = [
     "render_prompt",
     "resolve_variant",
     "run_kind",
+    "save_int8_causal_lm",
     "save_modules",
     "save_torch_model",
     "softmax",

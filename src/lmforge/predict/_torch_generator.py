@@ -8,7 +8,10 @@ Three kinds of folder, safetensors only (no pickle):
   lies outside the signed run), loaded, and the adapter merged in, so decoding pays nothing for
   the adapter;
 - a plain ``save_pretrained`` folder without ``lmforge_model.json`` (a catalog model, any local
-  causal LM): the base model as it is, the baseline an evaluation compares a fine-tune with.
+  causal LM): the base model as it is, the baseline an evaluation compares a fine-tune with;
+- a compressed variant (``lmforge compress``): full weights kept in the ``dtype`` its
+  ``lmforge_model.json`` names (``bfloat16``), or int8 weights (``quantization.method``
+  ``torch-dynamic-int8``, :mod:`lmforge.predict._int8`).
 
 A run's folder supplies the system prompt and the chat template training used
 (``lmforge_model.json``); its tokenizer is the one saved beside the weights. Weights are
@@ -28,6 +31,7 @@ from lmforge.catalog import resolve_model
 from lmforge.errors import RunDirError
 from lmforge.guard import FileStamps, IntegrityError
 from lmforge.predict._generate import TorchGenerator
+from lmforge.predict._int8 import INT8_DYNAMIC, load_int8_causal_lm
 from lmforge.predict._meta import read_generator_meta
 from lmforge.predict._torch import _check_base, _own_memory, _quiet, merge_adapter
 from lmforge.rundir import ADAPTER_CONFIG, MODEL_META, WEIGHTS, is_adapter_dir
@@ -86,12 +90,19 @@ def load(folder: Path) -> TorchGenerator:
     if meta is not None and (meta["format"] == "peft-adapter") != is_adapter_dir(folder):
         raise RunDirError(f"{folder / MODEL_META} says format {meta['format']!r}, but the folder "
                           f"{'holds' if is_adapter_dir(folder) else 'has no'} {ADAPTER_CONFIG}; re-run `lmforge train`.")
+    quantization = (meta or {}).get("quantization") or {}
     if meta is not None and meta["format"] == "peft-adapter":
         model = _merged_adapter(transformers, torch, folder, meta)
+    elif quantization:
+        if quantization.get("method") != INT8_DYNAMIC or not isinstance(quantization.get("modules"), list):
+            raise RunDirError(f"{folder / MODEL_META} names quantization {quantization.get('method')!r}; this "
+                              f"version loads {INT8_DYNAMIC!r} with its list of modules. Re-run `lmforge compress`.")
+        model = load_int8_causal_lm(folder, [str(m) for m in quantization["modules"]])
     else:
         model = _own_memory(_from_pretrained(transformers, torch, folder))
-    model = model.to(torch.float32).eval()
-    if torch.cuda.is_available() and os.environ.get("LMFORGE_PREDICT_DEVICE", "auto") != "cpu":
+    dtype = torch.bfloat16 if (meta or {}).get("dtype") == "bfloat16" else torch.float32
+    model = model.to(dtype).eval()
+    if not quantization and torch.cuda.is_available() and os.environ.get("LMFORGE_PREDICT_DEVICE", "auto") != "cpu":
         model.to("cuda")
     context = getattr(model.config, "max_position_embeddings", None) or int((meta or {}).get("max_length", 2048))
     system = meta.get("system") if meta is not None else None

@@ -246,17 +246,20 @@ def run_kind(run: RunDir | str | Path) -> str:
     return "encoder"
 
 
-def load_generator(run: RunDir | str | Path, *, verified: RunVerification | None = None) -> Generator:
+def load_generator(run: RunDir | str | Path, variant: str | None = None, *,
+                   verified: RunVerification | None = None) -> Generator:
     """A :class:`~lmforge.predict.Generator` for a generative run, or for a plain causal LM folder.
 
     Like :func:`load_predictor`, loading decides no trust: the caller verifies the run
     (``lmforge.guard.trust_run``) and passes the result as ``verified``, checked once the
     weights are in memory. A plain ``save_pretrained`` folder (a catalog model's path, any local
-    causal LM) loads as it is, without a system prompt: the "base model without fine-tuning"
-    an evaluation compares against.
+    causal LM, a variant folder) loads as it is, without a system prompt unless its
+    ``lmforge_model.json`` has one: the "base model without fine-tuning" an evaluation compares against.
 
     Args:
         run: a run directory, its ``model/`` folder, or a causal LM folder.
+        variant: of a run directory: a folder name under ``compressed/`` or ``fp32`` (its
+            ``model/``); None picks what ``compressed/selected`` points at (``fp32`` when absent).
         verified: the verification of this run that the loaded files must still match.
 
     Raises:
@@ -268,7 +271,12 @@ def load_generator(run: RunDir | str | Path, *, verified: RunVerification | None
     root = _root(run)
     if verified is not None and Path(verified.run).resolve() != root.resolve():
         raise ConfigError(f"The verification passed is of {verified.run}, not of {root}.")
-    folder = _generator_folder(root)
+    if variant is None and read_selected(root) is None:
+        variant = FP32
+    if variant is None or variant != FP32:
+        folder = resolve_variant(root, variant)[1]
+    else:
+        folder = _generator_folder(root)
     generator: Generator = importlib.import_module("lmforge.predict._torch_generator").load(folder)
     if verified is not None:
         verified.check_unchanged()

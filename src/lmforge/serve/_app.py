@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from lmforge import __version__
 from lmforge._extras import require
 from lmforge.guard import audit_log_from_env
+from lmforge.predict import CAUSAL_LM
 from lmforge.serve._auth import Authenticator
 from lmforge.serve._db import connect
 from lmforge.serve._dependencies import key_checks
@@ -146,7 +147,10 @@ def _start_monitor(app: FastAPI, settings: ServeSettings, runtime: Runtime, metr
                    if slot.stable is not None), None)
     labels: list[str] = served.labels if served is not None else []
     monitor_settings = settings.monitor
-    if monitor_settings.reference_run is None and served is not None:
+    generative = served is not None and getattr(served.engine, "kind", None) == CAUSAL_LM
+    if monitor_settings.reference_run is None and generative:
+        log.info("monitor: the served model generates text; drift checks (of classifier inputs and outputs) are off")
+    elif monitor_settings.reference_run is None and served is not None:
         # A served run is its own natural reference: its training data and model outputs.
         monitor_settings = dataclasses.replace(monitor_settings, reference_run=served.info.run_path)
         log.info("monitor: drift reference is the served run %s (model %s version %d); set monitor.reference_run "

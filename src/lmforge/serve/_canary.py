@@ -1,7 +1,9 @@
 """The canary judge: decides when a canary version does worse than the stable one and must be rolled back.
 
 Every ``canary.check_interval_s`` each running canary is judged: its error rate above the
-stable one's by ``canary.error_margin`` (after ``canary.min_requests``), or its live accuracy
+stable one's by ``canary.error_margin`` (after ``canary.min_requests``), a generative canary's
+share of answers cut at the token limit above the stable one's by ``canary.length_margin`` (after
+``canary.min_requests`` answers on both), or its live accuracy
 from feedback labels below the stable one's by ``canary.accuracy_margin`` (after
 ``canary.min_feedback`` labels from at least ``canary.min_feedback_keys`` distinct API keys on
 both, with monitoring on), and the runtime rolls it back in the registry.
@@ -66,6 +68,11 @@ class CanaryJudge:
                     f"error rate {c.error_rate():.1%} over {len(c.outcomes)} requests vs stable "
                     f"{stable_rate:.1%} (margin {cfg.error_margin:.1%})"
                 )
+        if len(c.length_stops) >= cfg.min_requests and len(s.length_stops) >= cfg.min_requests:
+            rate_c, rate_s = c.length_stop_rate(), s.length_stop_rate()
+            if rate_c > rate_s + cfg.length_margin:
+                return (f"{rate_c:.1%} of {len(c.length_stops)} answers cut at the token limit vs stable "
+                        f"{rate_s:.1%} (margin {cfg.length_margin:.1%})")
         monitor = self.host.monitor
         if monitor is not None:
             live_c = await asyncio.to_thread(

@@ -21,7 +21,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from lmforge.predict import CAUSAL_LM, load_generator, load_predictor, run_kind
-from lmforge.rundir import FP32, RunDir
 from lmforge.serve._decode import DecodeScheduler
 
 __all__ = ["Engine", "GeneratorEngine", "LocalBackend", "LocalEngine", "ModelOutputError", "build_backend"]
@@ -133,7 +132,7 @@ class LocalBackend:
         """Load (blocking; call from a worker thread): a :class:`GeneratorEngine` for a generative run."""
         b = self.settings.batching
         if run_kind(run) == CAUSAL_LM:
-            generator = load_generator(run if variant == FP32 else RunDir(run).variant_dir(variant))
+            generator = load_generator(run, variant)
             set_threads(generator, b.threads if b.threads is not None else default_threads(1))
             return GeneratorEngine(generator, max_batch=self.settings.generation.max_batch)
         predictor = load_predictor(run, variant=variant)

@@ -100,6 +100,7 @@ class ChatRequest(_Sampling):
 
 class GenerateResponse(BaseModel):
     id: str
+    prediction_id: str = Field(description="The id `POST /v1/feedback` takes (with monitoring on).")
     model: str
     version: int
     text: str

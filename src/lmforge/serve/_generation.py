@@ -79,6 +79,10 @@ class Running:
             model, version = self.loaded.model, str(self.loaded.version)
             self.metrics.generations.labels(model, version, self.seq.finish or "cancelled").inc()
             self.metrics.generated_tokens.labels(model, version).inc(len(self.seq.tokens))
+            self.metrics.prompt_tokens.labels(model, version).inc(len(self.seq.prompt_ids))
+            self.metrics.tokens_per_s.labels(model, version).set(self.loaded.engine.scheduler.tokens_per_s)
+            if self.seq.finish in ("stop", "length"):  # what the canary judge compares on length-stops
+                self.loaded.length_stops.append(self.seq.finish == "length")
             self.metrics.tokens_reserved.set(self.budget.used)
 
 

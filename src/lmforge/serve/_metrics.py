@@ -21,6 +21,9 @@ class ServeMetrics:
     """The serving layer's counters, histograms and gauges."""
 
     def __init__(self) -> None:
+        """Every metric of the serving layer, declared once.
+
+        Long because it declares each metric with its help text, one after the other."""
         pc = require("prometheus_client", extra="serve", purpose="Serving metrics")
         self._pc = pc
         self.registry = pc.CollectorRegistry(auto_describe=True)
@@ -88,6 +91,15 @@ class ServeMetrics:
         self.generated_tokens = pc.Counter(
             "lmforge_generated_tokens_total", "Tokens generated, by model and version.", ["model", "version"],
             registry=r,
+        )
+        self.prompt_tokens = pc.Counter(
+            "lmforge_prompt_tokens_total", "Prompt tokens of ended generation requests, by model and version.",
+            ["model", "version"], registry=r,
+        )
+        self.tokens_per_s = pc.Gauge(
+            "lmforge_generation_tokens_per_second",
+            "Decode rate of a version's scheduler (tokens of all running rows per second, smoothed).",
+            ["model", "version"], registry=r,
         )
         self.tokens_reserved = pc.Gauge(
             "lmforge_generation_tokens_reserved",

@@ -1,4 +1,5 @@
-"""What answered a predict request, and what becomes of its answer: response rows and monitoring records."""
+"""What answered a predict (or generate) request, and what becomes of its answer: response rows and monitoring
+records."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 from lmforge.monitor import PredictionRecord
 from lmforge.serve._slots import Loaded
 
-__all__ = ["PredictOutcome", "record", "to_predictions"]
+__all__ = ["PredictOutcome", "prompt_text", "record", "record_generation", "to_predictions"]
 
 log = logging.getLogger("lmforge.serve")
 
@@ -74,3 +75,26 @@ def record(
         monitor.record_many(records)
     except Exception as exc:  # monitoring must never break serving; the text is not logged
         log.warning("monitoring could not record %d predictions: %s", len(texts), type(exc).__name__)
+
+
+def prompt_text(prompt: Any) -> str:
+    """A prompt as one text for the store: the text itself, or ``role: content`` per chat turn."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(f"{turn['role']}: {turn['content']}" for turn in prompt)
+
+
+def record_generation(monitor: Any, running: Any, prompt: Any, answer: str, finish: str, key_id: str | None,
+                      prediction_id: str, started: float) -> None:
+    """Hand one finished generation to monitoring (non-blocking; the store masks PII in prompt and answer)."""
+    if monitor is None:
+        return
+    try:
+        monitor.record_many([PredictionRecord(
+            id=prediction_id, ts=time.time(), model=running.loaded.model, version=str(running.loaded.version),
+            text=prompt_text(prompt), label=finish, confidence=1.0, scores={},
+            latency_ms=(time.monotonic() - started) * 1e3, key_id=key_id, output=answer,
+            prompt_tokens=running.prompt_tokens, completion_tokens=running.completion_tokens,
+        )])
+    except Exception as exc:  # monitoring must never break serving; no text is logged
+        log.warning("monitoring could not record a generation: %s", type(exc).__name__)

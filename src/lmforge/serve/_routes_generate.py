@@ -6,15 +6,18 @@ admitted them (:mod:`lmforge.serve._generation`). A stream is server-sent events
 OpenAI's ``chat.completion.chunk`` objects, so the official ``openai`` client streams from it.
 When the client goes away (a stream's write fails, or a plain request sees the disconnect)
 the sequence is cancelled and its tokens and batch place are freed at once. Prompts and
-answers are never logged.
+answers are never logged; with monitoring on, each finished answer goes to the monitor store
+(prompt and answer PII-masked there, token counts, latency) under its ``prediction_id``, which
+``POST /v1/feedback`` takes (``up``, ``down`` or a ``correction``).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route signatures at runtime.
 
 import asyncio
 import json
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -27,6 +30,7 @@ from lmforge.serve._generation import Running, start
 from lmforge.serve._http_errors import AUTH_ERRORS, BODY_ERRORS, responses
 from lmforge.serve._keys import ApiKey
 from lmforge.serve._metrics import ServeMetrics
+from lmforge.serve._predictions import record_generation
 from lmforge.serve._settings import ServeSettings
 
 __all__ = ["generate_router", "sse"]
@@ -42,6 +46,10 @@ def sse(payload: Any) -> str:
 
 class _ClientGone(Exception):
     """The client disconnected before the answer was complete."""
+
+
+Done = Callable[[str, str], None]
+"""Called with the whole answer and its finish reason when a sequence ends normally."""
 
 
 async def _events(running: Running) -> AsyncIterator[tuple[str, Any]]:
@@ -123,11 +131,14 @@ def generate_router(settings: ServeSettings, metrics: ServeMetrics, require_pred
         if (body.prompt is None) == (body.messages is None):
             raise ApiError(422, "validation_error", "Give exactly one of 'prompt' (text) or 'messages' (chat turns).")
         prompt = body.prompt if body.prompt is not None else [m.turn() for m in body.messages or []]
+        started = time.monotonic()
         running = await begin(request, body, prompt, body.max_new_tokens)
         ident = uuid.uuid4().hex
-        head = {"id": ident, "model": running.loaded.model, "version": running.loaded.version}
+        head = {"id": ident, "prediction_id": ident, "model": running.loaded.model,
+                "version": running.loaded.version}
+        done = _recorder(request, running, prompt, key, ident, started)
         if body.stream:
-            return StreamingResponse(_generate_stream(running, head, g.request_timeout_s),
+            return StreamingResponse(_generate_stream(running, head, g.request_timeout_s, done),
                                      media_type="text/event-stream", headers=_SSE_HEADERS)
         try:
             text, finish = await _collect(running, request, g.request_timeout_s)
@@ -135,6 +146,7 @@ def generate_router(settings: ServeSettings, metrics: ServeMetrics, require_pred
             return Response(status_code=499)
         finally:
             running.finish()
+        done(text, finish)
         payload = {**head, "text": text, "finish_reason": finish, "prompt_tokens": running.prompt_tokens,
                    "completion_tokens": running.completion_tokens}
         return Response(json.dumps(payload), media_type="application/json")
@@ -143,12 +155,15 @@ def generate_router(settings: ServeSettings, metrics: ServeMetrics, require_pred
                  responses=responses(*AUTH_ERRORS, *BODY_ERRORS, 404, 500, 503, 504))
     async def chat(body: ChatRequest, request: Request, key: PredictKey) -> Response:
         turns = [m.turn() for m in body.messages]
+        started = time.monotonic()
         running = await begin(request, body, turns, body.max_completion_tokens or body.max_tokens)
-        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": running.created, "model": running.loaded.model,
-                "system_fingerprint": f"{running.loaded.model}:{running.loaded.version}"}
+        ident = uuid.uuid4().hex
+        head = {"id": f"chatcmpl-{ident}", "prediction_id": ident, "created": running.created,
+                "model": running.loaded.model, "system_fingerprint": f"{running.loaded.model}:{running.loaded.version}"}
+        done = _recorder(request, running, turns, key, ident, started)
         if body.stream:
             usage = body.stream_options is not None and body.stream_options.include_usage
-            return StreamingResponse(_chat_stream(running, head, usage, g.request_timeout_s),
+            return StreamingResponse(_chat_stream(running, head, usage, g.request_timeout_s, done),
                                      media_type="text/event-stream", headers=_SSE_HEADERS)
         try:
             text, finish = await _collect(running, request, g.request_timeout_s)
@@ -156,6 +171,7 @@ def generate_router(settings: ServeSettings, metrics: ServeMetrics, require_pred
             return Response(status_code=499)
         finally:
             running.finish()
+        done(text, finish)
         payload = {
             **head, "object": "chat.completion",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
@@ -167,22 +183,34 @@ def generate_router(settings: ServeSettings, metrics: ServeMetrics, require_pred
     return router
 
 
+def _recorder(request: Request, running: Running, prompt: Any, key: ApiKey, ident: str, started: float) -> Done:
+    monitor = runtime_of(request).monitor
+
+    def done(text: str, finish: str) -> None:
+        record_generation(monitor, running, prompt, text, finish, key.key_id, ident, started)
+
+    return done
+
+
 def _usage(running: Running) -> dict[str, int]:
     return {"prompt_tokens": running.prompt_tokens, "completion_tokens": running.completion_tokens,
             "total_tokens": running.prompt_tokens + running.completion_tokens}
 
 
-async def _generate_stream(running: Running, head: dict[str, Any], timeout: float) -> AsyncIterator[str]:
+async def _generate_stream(running: Running, head: dict[str, Any], timeout: float, done: Done) -> AsyncIterator[str]:
     """``data: {"text": delta}`` events, then one with the finish reason and token counts, then ``[DONE]``."""
+    parts: list[str] = []
     try:
         async for kind, value in _events(running):
             if kind == "delta":
+                parts.append(value)
                 yield sse({"text": value})
                 continue
             error = _end_error(kind, value, timeout)
             if error is not None:
                 yield sse(_error_payload(error))
             else:
+                done("".join(parts), value)
                 yield sse({**head, "text": "", "finish_reason": value, "prompt_tokens": running.prompt_tokens,
                            "completion_tokens": running.completion_tokens})
         yield "data: [DONE]\n\n"
@@ -190,23 +218,27 @@ async def _generate_stream(running: Running, head: dict[str, Any], timeout: floa
         running.finish()
 
 
-async def _chat_stream(running: Running, head: dict[str, Any], usage: bool, timeout: float) -> AsyncIterator[str]:
+async def _chat_stream(running: Running, head: dict[str, Any], usage: bool, timeout: float,
+                       done: Done) -> AsyncIterator[str]:
     """OpenAI's ``chat.completion.chunk`` events: the role, content deltas, the finish reason, ``[DONE]``."""
 
     def chunk(delta: dict[str, Any], finish: str | None) -> str:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         return sse({**head, "object": "chat.completion.chunk", "choices": [choice]})
 
+    parts: list[str] = []
     try:
         yield chunk({"role": "assistant", "content": ""}, None)
         async for kind, value in _events(running):
             if kind == "delta":
+                parts.append(value)
                 yield chunk({"content": value}, None)
                 continue
             error = _end_error(kind, value, timeout)
             if error is not None:
                 yield sse(_error_payload(error))
                 break
+            done("".join(parts), value)
             yield chunk({}, value)
             if usage:
                 yield sse({**head, "object": "chat.completion.chunk", "choices": [], "usage": _usage(running)})

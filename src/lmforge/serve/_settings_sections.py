@@ -154,7 +154,11 @@ class CanarySettings:
     """Distinct API keys those labels must come from, on the canary and on the stable version,
     before accuracy can roll the canary back: one client alone cannot steer a rollout."""
     accuracy_margin: float = 0.05
-    """Roll back when canary live accuracy < stable live accuracy - this."""
+    """Roll back when canary live accuracy < stable live accuracy - this (a generative version's live
+    accuracy is its share of thumbs-up feedback)."""
+    length_margin: float = 0.1
+    """A generative canary: roll back when its share of answers cut at the token limit (``length``)
+    exceeds the stable version's by more than this, after ``min_requests`` answers on both."""
     window: int = 500
     """Most recent feedback labels per version that live accuracy is computed over."""
     check_interval_s: float = 1.0
@@ -166,7 +170,7 @@ class CanarySettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"canary.{name} must be an integer >= 1, got {value!r}.")
-        for name in ("error_margin", "accuracy_margin"):
+        for name in ("error_margin", "accuracy_margin", "length_margin"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
                 problems.append(f"canary.{name} must be a fraction in [0, 1), got {value!r}.")

@@ -29,6 +29,8 @@ class Loaded:
     outcomes: collections.deque[bool]
     """Recent request outcomes, True for a failed model call."""
     loaded_at: float = field(default_factory=time.time)
+    length_stops: collections.deque[bool] = field(default_factory=lambda: collections.deque(maxlen=1000))
+    """A generative version's recent answers, True for one cut at its token limit (``length``)."""
 
     @property
     def model(self) -> str:
@@ -44,6 +46,9 @@ class Loaded:
 
     def error_rate(self) -> float:
         return sum(self.outcomes) / len(self.outcomes) if self.outcomes else 0.0
+
+    def length_stop_rate(self) -> float:
+        return sum(self.length_stops) / len(self.length_stops) if self.length_stops else 0.0
 
 
 @dataclass(eq=False)

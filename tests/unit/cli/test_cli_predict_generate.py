@@ -65,7 +65,7 @@ def _lines(path: Path, *records: object) -> Path:
          "IN line 1: messages[0] must be {\"role\": one of system, user, assistant, \"content\": text}, "
          "got {'role': 'bot', 'content': 'hi'}."),
         (({"prompt": "hello"},), ["--variant", "onnx-int8"],
-         "RUN is a generative run, which has no compressed variants; leave out --variant onnx-int8."),
+         "RUN has no compressed variant 'onnx-int8'. Available: fp32. Run `lmforge compress RUN` to build variants."),
         (({"prompt": "hello"},), ["--temperature", "-1", "--max-new-tokens", "0"],
          "max_new_tokens must be an integer of at least 1, got 0; temperature must be 0 (greedy) or more, got -1.0."),
     ],
@@ -80,7 +80,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     argv = ["predict", str(run), "--input", str(source), "--output", str(out), "--allow-unsigned", *extra]
     assert main(argv) == 2
     captured = capsys.readouterr()
-    assert (captured.out, captured.err) == ("", f"error: {message.replace('IN', str(source)).replace('RUN', str(run))}\n")
+    assert (captured.out, captured.err) == ("", f"error: {message.replace('IN', str(source)).replace('RUN', str(run), 1)}\n")
     assert not out.exists()
 
 

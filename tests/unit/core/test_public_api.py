@@ -76,15 +76,16 @@ PUBLIC = {
         "stratified_sample", "stratified_split", "unknown_characters", "unreadable_message",
     ],
     "lmforge.predict": [
-        "BACKENDS", "BASE_DIGEST", "CAUSAL_LM", "GENERATOR_FORMATS", "MODULES_CONFIG", "MODULES_FORMAT", "MODULES_WEIGHTS",
+        "BACKENDS", "BASE_DIGEST", "CAUSAL_LM", "GENERATOR_FORMATS", "INT8_DYNAMIC", "MODULES_CONFIG", "MODULES_FORMAT", "MODULES_WEIGHTS",
         "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend",
         "FastTokenizer", "Generation", "Generator", "Messages", "OnnxPredictor", "Predictor", "PromptLike",
         "TextEmbedder", "TorchGenerator", "TorchPredictor", "apply_pruning_shapes", "attach_modules", "available_variants",
         "base_model_digest", "batched_proba",
         "check_prunable", "encoder_layers", "head_size", "load_generator", "load_model_folder", "load_modules",
-        "load_predictor", "load_torch_model", "mean_pool", "model_layout", "onnx_session", "prune_layer", "pruning_shapes", "read_answer", "read_generator_meta", "read_model_meta",
-        "read_selected", "render_prompt", "resolve_variant", "run_kind", "save_modules", "save_torch_model", "softmax", "to_messages",
-        "to_predictions", "top_p_filter", "unit_rows",
+        "load_predictor", "load_torch_model", "mean_pool", "model_layout", "onnx_session", "prune_layer", "pruning_shapes",
+        "quantize_int8_dynamic", "read_answer", "read_generator_meta", "read_model_meta",
+        "read_selected", "render_prompt", "resolve_variant", "run_kind", "save_int8_causal_lm", "save_modules",
+        "save_torch_model", "softmax", "to_messages", "to_predictions", "top_p_filter", "unit_rows",
     ],
     "lmforge.train": [
         "CONTRASTIVE_METHODS", "IGNORE", "METHODS", "HoulsbyAdapter", "Method", "ModulesMethod", "PfeifferAdapter", "PrefixTuning",
@@ -104,8 +105,9 @@ PUBLIC = {
         "rouge_tokens", "score_answers", "stop_rate", "weak_classes",
     ],
     "lmforge.compress": [
-        "COMPRESSORS", "MIN_CALIBRATION", "CompressContext", "CompressOptions", "Compressor",
-        "compress", "get_compressor", "parse_budget", "parse_only", "register_compressor", "registered",
+        "COMPRESSORS", "GENERATOR_COMPRESSORS", "MIN_CALIBRATION", "CompressContext", "CompressOptions", "Compressor",
+        "GeneratorCompressor", "compress", "get_compressor", "get_generator_compressor", "parse_budget", "parse_only",
+        "register_compressor", "register_generator_compressor", "registered",
         "select_variant",
     ],
     "lmforge.monitor": [
