@@ -143,13 +143,8 @@ def task_specs(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, dict]
     return specs, skipped
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small subsets and 1 epoch: exercise the code path")
-    ap.add_argument("--out", type=Path, help="result JSON (default bench/results/accuracy[-quick].json)")
-    ap.add_argument("--tasks", nargs="+", choices=list(TARGETS), default=list(TARGETS), help="tasks to run")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--keep", action="store_true", help="keep the run directories (path is printed)")
+def add_task_arguments(ap: argparse.ArgumentParser) -> None:
+    """The settings of each task's spec (:func:`task_specs` reads them), shared with bench/peft_methods.py."""
     g = ap.add_argument_group("Banking77 (77 intents: a fresh 77-way head wants a higher lr and more epochs)")
     g.add_argument("--banking-epochs", type=float, default=12.0)
     g.add_argument("--banking-lr", type=float, default=1.5e-4)
@@ -165,6 +160,16 @@ def main() -> int:
     g.add_argument("--airline-batch-size", type=int, default=32)
     g.add_argument("--airline-max-length", type=int, default=64)
     g.add_argument("--airline-patience", type=int, default=2, help="early-stopping patience in epochs")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small subsets and 1 epoch: exercise the code path")
+    ap.add_argument("--out", type=Path, help="result JSON (default bench/results/accuracy[-quick].json)")
+    ap.add_argument("--tasks", nargs="+", choices=list(TARGETS), default=list(TARGETS), help="tasks to run")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--keep", action="store_true", help="keep the run directories (path is printed)")
+    add_task_arguments(ap)
     ap.add_argument("--worker", choices=["lmforge"], help=argparse.SUPPRESS)
     ap.add_argument("--job", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from _harness import default_out, log, read_job, run_worker, target, write_result, write_worker_result
-from accuracy import task_specs
+from accuracy import add_task_arguments, task_specs
 
 NAME = "peft_methods"
 METHODS = ("full", "lora", "adalora", "ia3", "adapter-houlsby", "adapter-pfeiffer", "prefix", "prompt")
@@ -122,6 +122,7 @@ def main() -> int:
     ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--keep", action="store_true", help="keep the run directories (path is printed)")
+    add_task_arguments(ap)  # bench/accuracy.py's task settings, at its defaults
     ap.add_argument("--worker", choices=["lmforge"], help=argparse.SUPPRESS)
     ap.add_argument("--job", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -132,19 +133,13 @@ def main() -> int:
         write_worker_result(job, result)
         return 0
 
-    # bench/accuracy.py's task sections, at its full-run defaults (or its quick subsets)
-    acc_args = argparse.Namespace(
-        tasks=args.tasks, quick=args.quick, seed=args.seed, banking_epochs=12.0, banking_lr=1.5e-4,
-        banking_batch_size=32, banking_max_length=128, banking_patience=3, banking_val_fraction=0.1,
-        banking_dedupe=False, airline_epochs=5.0, airline_lr=1e-4, airline_batch_size=32, airline_max_length=64,
-        airline_patience=2)
     out = args.out or default_out(NAME, args.quick)
     workdir = Path(tempfile.mkdtemp(prefix="lmforge-bench-peft-"))
     results: dict[str, Any] = {}
     targets: list[dict] = []
     summary: list[dict] = []
     try:
-        specs, notes = task_specs(acc_args, workdir)
+        specs, notes = task_specs(args, workdir)
         for task, base in specs.items():
             rows: dict[str, dict[str, Any]] = {}
             for method in args.methods:
