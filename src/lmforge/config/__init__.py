@@ -22,8 +22,10 @@ from lmforge.config._schema import (
     TuneConfig,
 )
 from lmforge.config._sections import AdapterConfig, PrefixConfig, PromptConfig
+from lmforge.config._watch import ALERT_ACTIONS, WATCH_METRICS, WatchConfig, parse_duration
 
 __all__ = [
+    "ALERT_ACTIONS",
     "AdaLoraConfig",
     "AdapterConfig",
     "AugmentConfig",
@@ -37,8 +39,11 @@ __all__ = [
     "Spec",
     "TrainConfig",
     "TuneConfig",
+    "WATCH_METRICS",
+    "WatchConfig",
     "apply_overrides",
     "load_spec",
+    "parse_duration",
     "range_kind",
     "spec_from_dict",
     "spec_to_dict",

@@ -22,6 +22,7 @@ from lmforge.config._sections import (
     tracking_problems,
 )
 from lmforge.config._tune import TuneConfig
+from lmforge.config._watch import WatchConfig
 from lmforge.errors import ConfigError
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Spec",
     "TrainConfig",
     "TuneConfig",
+    "WatchConfig",
 ]
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -313,6 +315,8 @@ class Spec:
     """Evaluation."""
     tune: TuneConfig = field(default_factory=TuneConfig)
     """Hyper-parameter search (`lmforge tune`); the other verbs ignore it."""
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    """The sentiment watch over a stream (`lmforge watch replay|eval`); the other verbs ignore it."""
 
     def __post_init__(self) -> None:
         # Which keys the user left to the task's defaults, kept (outside the fields, so it never

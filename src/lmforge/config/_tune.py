@@ -23,6 +23,7 @@ UNSEARCHABLE = {
     "data": "every trial trains on the one split `lmforge tune` prepares first",
     "tune": "the search cannot search its own settings",
     "task": "`lmforge tune` searches classifiers (objective accuracy or macro_f1)",
+    "watch": "the watch section is read by `lmforge watch`, not by training",
 }
 """Top-level spec keys ``tune.space`` refuses, and why."""
 

@@ -20,9 +20,9 @@ PUBLIC = {
         "ConfigError", "DataError", "LmforgeError", "MissingExtraError", "NotFittedError", "RunDirError",
     ],
     "lmforge.config": [
-        "AdaLoraConfig", "AdapterConfig", "AugmentConfig", "DataConfig", "EvalConfig", "IA3Config", "LoraConfig",
+        "ALERT_ACTIONS", "AdaLoraConfig", "AdapterConfig", "AugmentConfig", "DataConfig", "EvalConfig", "IA3Config", "LoraConfig",
         "ModelConfig", "PrefixConfig", "PromptConfig", "Spec", "TrainConfig", "TuneConfig",
-        "apply_overrides", "load_spec", "range_kind", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
+        "WATCH_METRICS", "WatchConfig", "apply_overrides", "load_spec", "parse_duration", "range_kind", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
         "spec_with_params",
     ],
     "lmforge.rundir": [
@@ -90,11 +90,11 @@ PUBLIC = {
         "per_process_batch", "prompt_length_check", "register_method", "resolve_precision", "sft_collator", "train",
     ],
     "lmforge.evaluate": [
-        "BLOCK_KEYS", "GenExample", "NearestPrompt", "RunComparison", "bleu", "chrf", "collect_errors",
+        "BLOCK_KEYS", "CSS", "GenExample", "NearestPrompt", "RunComparison", "bleu", "chrf", "collect_errors",
         "compare_runs", "compliance_report",
-        "compute_metrics", "error_rate_by_length", "evaluate", "evaluate_generation", "exact_match",
+        "compute_metrics", "error_rate_by_length", "escape", "evaluate", "evaluate_generation", "exact_match",
         "fairness_for_run", "fairness_report", "groups_from_field", "groups_from_handles",
-        "groups_from_keywords", "is_generative_run", "load_labels", "load_test_split", "macro_f1", "mean_length",
+        "groups_from_keywords", "html_table", "is_generative_run", "load_labels", "load_test_split", "macro_f1", "mean_length",
         "most_confused",
         "perplexity", "read_generation_split", "render_comparison_html", "render_comparison_text",
         "render_fairness_markdown", "rouge_l", "rouge_l_f",
@@ -108,7 +108,7 @@ PUBLIC = {
     "lmforge.monitor": [
         "ALERT_METRICS", "DETECTORS", "TEXT_POLICIES", "AlertRule", "DriftData", "DriftDetector",
         "DriftResult", "FeedbackConflictError", "FeedbackForbiddenError", "InvalidLabelError", "Monitor", "MonitorError", "MonitorSettings",
-        "PredictionRecord", "ReferenceState", "UnknownPredictionError", "available_detectors",
+        "PredictionRecord", "ReferenceState", "UnknownPredictionError", "WebhookNotifier", "available_detectors",
         "classification_metrics", "detector_from_json", "detector_names", "drift_report",
         "fit_detectors", "fit_reference", "get_detector", "new_prediction_id", "read_current",
         "register_detector",

@@ -1,0 +1,52 @@
+"""The financial sentiment watch: dated texts scored for sentiment (and topic), windowed, spike alerts.
+
+- :func:`replay`: ``lmforge watch replay`` (alerts.jsonl, timeline.csv, report.html).
+- :func:`evaluate_watch`: ``lmforge watch eval``: alert precision, recall and detection delay of
+  every detector against labelled incidents; :func:`inject_surges` plants seeded surges of
+  negative texts into a calm stream to make such incidents.
+- Spike detectors by name (:data:`SPIKE_DETECTORS`, :func:`register_spike_detector`):
+  ``zscore``, ``ewma``, ``cusum``, ``page-hinkley``, ``fixed``.
+- Stream sources (:func:`read_stream`) and timestamps (:func:`parse_time`).
+
+A live ``lmforge watch serve`` would feed :class:`Scorer` batches from ``/v1/ingest`` into the
+same per-topic detectors window by window; it is not built yet.
+"""
+
+from lmforge.apps.watch import _detectors  # noqa: F401  (registers the shipped detectors)
+from lmforge.apps.watch._aggregate import ALL_TOPICS, WindowStats, aggregate
+from lmforge.apps.watch._eval import evaluate_watch, read_incidents, score_alerts
+from lmforge.apps.watch._incidents import Verdict, detect
+from lmforge.apps.watch._inject import calm_stream, inject_surges
+from lmforge.apps.watch._registry import SPIKE_DETECTORS, SpikeDetector, get_spike_detector, register_spike_detector
+from lmforge.apps.watch._replay import ReplayResult, detect_all, replay
+from lmforge.apps.watch._score import Scored, Scorer
+from lmforge.apps.watch._sources import Stream, StreamRow, read_stream
+from lmforge.apps.watch._time import iso, parse_time, window_start
+
+__all__ = [
+    "ALL_TOPICS",
+    "SPIKE_DETECTORS",
+    "ReplayResult",
+    "Scored",
+    "Scorer",
+    "SpikeDetector",
+    "Stream",
+    "StreamRow",
+    "Verdict",
+    "WindowStats",
+    "aggregate",
+    "calm_stream",
+    "detect",
+    "detect_all",
+    "evaluate_watch",
+    "get_spike_detector",
+    "inject_surges",
+    "iso",
+    "parse_time",
+    "read_incidents",
+    "read_stream",
+    "register_spike_detector",
+    "replay",
+    "score_alerts",
+    "window_start",
+]
