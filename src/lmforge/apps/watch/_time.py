@@ -1,7 +1,7 @@
 """Timestamps of stream rows and the windows they fall in.
 
 Accepted: ISO-8601 (``2013-04-15``, ``2013-04-15T09:30:00Z``, ``2013-04-15 09:30+02:00``; a time
-without an offset is UTC), the gold-news day-first forms ``dd-mm-yyyy`` and ``d/m/yyyy``, and
+without an offset is UTC), the gold-news day-first forms ``dd-mm-yyyy`` and ``d/m/yyyy`` (and ``dd.mm.yyyy``), ``yyyy/mm/dd``, and
 Unix epoch seconds given as a JSON number. A year outside 1900-2200 is malformed, not a date:
 the gold-news file holds rows like ``0201-04-27`` that ISO parsing alone would read as year 201.
 """
