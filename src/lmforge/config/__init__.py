@@ -26,6 +26,7 @@ from lmforge.config._watch import ALERT_ACTIONS, WATCH_METRICS, WatchConfig, par
 
 __all__ = [
     "ALERT_ACTIONS",
+    "WATCH_METRICS",
     "AdaLoraConfig",
     "AdapterConfig",
     "AugmentConfig",
@@ -39,7 +40,6 @@ __all__ = [
     "Spec",
     "TrainConfig",
     "TuneConfig",
-    "WATCH_METRICS",
     "WatchConfig",
     "apply_overrides",
     "load_spec",

@@ -20,10 +20,17 @@ PUBLIC = {
         "ConfigError", "DataError", "LmforgeError", "MissingExtraError", "NotFittedError", "RunDirError",
     ],
     "lmforge.config": [
-        "ALERT_ACTIONS", "AdaLoraConfig", "AdapterConfig", "AugmentConfig", "DataConfig", "EvalConfig", "IA3Config", "LoraConfig",
+        "ALERT_ACTIONS", "WATCH_METRICS", "AdaLoraConfig", "AdapterConfig", "AugmentConfig", "DataConfig", "EvalConfig", "IA3Config", "LoraConfig",
         "ModelConfig", "PrefixConfig", "PromptConfig", "Spec", "TrainConfig", "TuneConfig",
-        "WATCH_METRICS", "WatchConfig", "apply_overrides", "load_spec", "parse_duration", "range_kind", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
+        "WatchConfig", "apply_overrides", "load_spec", "parse_duration", "range_kind", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
         "spec_with_params",
+    ],
+    "lmforge.apps": [],
+    "lmforge.apps.watch": [
+        "ALL_TOPICS", "SPIKE_DETECTORS", "ReplayResult", "Scored", "Scorer", "SpikeDetector", "Stream",
+        "StreamRow", "Verdict", "WindowStats", "aggregate", "alert_lines", "calm_stream", "deliver_alerts",
+        "detect", "detect_all", "evaluate_watch", "get_spike_detector", "inject_surges", "iso", "parse_time",
+        "read_incidents", "read_stream", "register_spike_detector", "replay", "score_alerts", "window_start",
     ],
     "lmforge.rundir": [
         "ADAPTER_CONFIG", "BASELINE", "COMPRESSED", "FP32", "LABELS", "MANIFEST", "MODEL", "MODEL_META",

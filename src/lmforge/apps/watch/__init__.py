@@ -17,8 +17,13 @@ from lmforge.apps.watch._aggregate import ALL_TOPICS, WindowStats, aggregate
 from lmforge.apps.watch._eval import evaluate_watch, read_incidents, score_alerts
 from lmforge.apps.watch._incidents import Verdict, detect
 from lmforge.apps.watch._inject import calm_stream, inject_surges
-from lmforge.apps.watch._registry import SPIKE_DETECTORS, SpikeDetector, get_spike_detector, register_spike_detector
-from lmforge.apps.watch._replay import ReplayResult, detect_all, replay
+from lmforge.apps.watch._registry import (
+    SPIKE_DETECTORS,
+    SpikeDetector,
+    get_spike_detector,
+    register_spike_detector,
+)
+from lmforge.apps.watch._replay import ReplayResult, alert_lines, deliver_alerts, detect_all, replay
 from lmforge.apps.watch._score import Scored, Scorer
 from lmforge.apps.watch._sources import Stream, StreamRow, read_stream
 from lmforge.apps.watch._time import iso, parse_time, window_start
@@ -35,7 +40,9 @@ __all__ = [
     "Verdict",
     "WindowStats",
     "aggregate",
+    "alert_lines",
     "calm_stream",
+    "deliver_alerts",
     "detect",
     "detect_all",
     "evaluate_watch",

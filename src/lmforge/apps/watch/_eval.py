@@ -148,8 +148,8 @@ def _read_pool(path: str | Path, text_field: str) -> list[str]:
                 records = [json.loads(line) for line in fh if line.strip()]
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"Cannot read the pool {p}: {exc}") from None
-    texts = [r.get(text_field) for r in records if isinstance(r, dict)]
-    texts = [t for t in texts if isinstance(t, str) and t.strip()]
+    values = [r.get(text_field) for r in records if isinstance(r, dict)]
+    texts = [t for t in values if isinstance(t, str) and t.strip()]
     if not texts:
         raise DataError(f"{p} has no texts in '{text_field}' to inject.")
     return texts

@@ -26,7 +26,7 @@ from lmforge.config import Spec, WatchConfig
 from lmforge.monitor import AlertRule, WebhookNotifier
 from lmforge.rundir import atomic_write_text
 
-__all__ = ["ReplayResult", "deliver_alerts", "detect_all", "replay"]
+__all__ = ["ReplayResult", "alert_lines", "deliver_alerts", "detect_all", "replay", "result_view"]
 
 log = logging.getLogger(__name__)
 
