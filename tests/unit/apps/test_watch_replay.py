@@ -270,3 +270,43 @@ def test_a_real_replay_end_to_end_with_the_tiny_trained_run(
     err = capsys.readouterr().err
     assert bad == 2 and err == ("error: watch.negative_label 'Bearish' is not a label of the sentiment run; its labels "
                                 "are: negative, positive. Set watch.negative_label to one of them.\n")
+
+
+def test_stdin_is_watched_live_with_the_same_alerts_as_a_file_replay(tmp_path: Path) -> None:
+    import io
+
+    stream = _stream(tmp_path / "s.jsonl")
+    from_file = replay(_cfg(), stream, tmp_path / "file.jsonl", scorer=Scorer(SENTIMENT, "Bearish", TOPIC))
+    lines = sorted(stream.read_text(encoding="utf-8").splitlines(), key=lambda x: json.loads(x)["time"])
+    live = replay(_cfg(batch_size=7), "-", tmp_path / "live.jsonl", tmp_path / "r",
+                  scorer=Scorer(SENTIMENT, "Bearish", TOPIC), stdin=io.StringIO("\n".join(lines) + "\n"))
+    assert live.alerts == from_file.alerts and len(live.alerts) == 1
+    assert (tmp_path / "live.jsonl").read_text(encoding="utf-8") == (tmp_path / "file.jsonl").read_text(
+        encoding="utf-8")
+    assert live.summary["windows"] == 32 and live.summary["texts"] == 320
+    assert 'data-alert="alert"' in (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_live_watch_alerts_when_the_window_closes_and_skips_late_rows() -> None:
+    from lmforge.apps.watch import LiveWatch, StreamRow
+
+    fired: list[dict[str, Any]] = []
+    watch = LiveWatch(_cfg(), Scorer(SENTIMENT, "Bearish"), fired.append)
+    for h in range(12):  # 12 calm hours, 1 of 10 negative
+        watch.feed([StreamRow(h * HOUR + i, "gold slump" if i == 0 else "gold") for i in range(10)])
+    assert watch.feed([StreamRow(12 * HOUR + i, "gold slump" if i < 8 else "gold") for i in range(10)]) == []
+    assert fired == []  # hour 12 is still open
+    assert watch.feed([StreamRow(5 * HOUR, "gold slump")]) == []  # late: hour 5 closed long ago
+    assert watch.late == 1
+    closing = watch.feed([StreamRow(13 * HOUR, "gold")])  # the first row of hour 13 closes hour 12
+    assert [a["window_start"] for a in closing] == ["1970-01-01T12:00:00+00:00"] and fired == closing
+    assert watch.close() == [] and [len(v) for v in watch.verdicts.values()] == [14]
+
+
+def test_stdin_without_the_timestamp_field_names_the_fields_found(tmp_path: Path) -> None:
+    import io
+
+    with pytest.raises(DataError, match=r"stdin has no timestamp column 'time' \(watch.time_field\)\. Found: "
+                                        r"'ts', 'text'\."):
+        replay(_cfg(), "-", tmp_path / "a.jsonl", scorer=Scorer(SENTIMENT, "Bearish"),
+               stdin=io.StringIO('{"ts": "2024-01-01", "text": "a"}\n'))

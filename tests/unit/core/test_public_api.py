@@ -27,9 +27,9 @@ PUBLIC = {
     ],
     "lmforge.apps": [],
     "lmforge.apps.watch": [
-        "ALL_TOPICS", "SPIKE_DETECTORS", "ReplayResult", "Scored", "Scorer", "SpikeDetector", "Stream",
+        "ALL_TOPICS", "SPIKE_DETECTORS", "LiveWatch", "ReplayResult", "Scored", "Scorer", "SpikeDetector", "Stream",
         "StreamRow", "Verdict", "WindowStats", "aggregate", "alert_lines", "calm_stream", "deliver_alerts",
-        "detect", "detect_all", "evaluate_watch", "get_spike_detector", "inject_surges", "iso", "parse_time",
+        "detect", "detect_all", "evaluate_watch", "follow", "get_spike_detector", "inject_surges", "iso", "parse_time",
         "read_incidents", "read_stream", "register_spike_detector", "replay", "score_alerts", "window_start",
     ],
     "lmforge.rundir": [

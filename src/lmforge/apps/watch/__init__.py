@@ -8,8 +8,9 @@
   ``zscore``, ``ewma``, ``cusum``, ``page-hinkley``, ``fixed``.
 - Stream sources (:func:`read_stream`) and timestamps (:func:`parse_time`).
 
-A live ``lmforge watch serve`` would feed :class:`Scorer` batches from ``/v1/ingest`` into the
-same per-topic detectors window by window; it is not built yet.
+- :class:`LiveWatch`: the same windows and detectors over a live, time-ordered stream (``--input -``,
+  :func:`follow`), alerting as each window closes. A ``lmforge watch serve`` would feed it the
+  batches ``POST /v1/ingest`` receives; that server route is not built yet.
 """
 
 from lmforge.apps.watch import _detectors  # noqa: F401  (registers the shipped detectors)
@@ -17,6 +18,7 @@ from lmforge.apps.watch._aggregate import ALL_TOPICS, WindowStats, aggregate
 from lmforge.apps.watch._eval import evaluate_watch, read_incidents, score_alerts
 from lmforge.apps.watch._incidents import Verdict, detect
 from lmforge.apps.watch._inject import calm_stream, inject_surges
+from lmforge.apps.watch._live import LiveWatch, follow
 from lmforge.apps.watch._registry import (
     SPIKE_DETECTORS,
     SpikeDetector,
@@ -31,6 +33,7 @@ from lmforge.apps.watch._time import iso, parse_time, window_start
 __all__ = [
     "ALL_TOPICS",
     "SPIKE_DETECTORS",
+    "LiveWatch",
     "ReplayResult",
     "Scored",
     "Scorer",
@@ -46,6 +49,7 @@ __all__ = [
     "detect",
     "detect_all",
     "evaluate_watch",
+    "follow",
     "get_spike_detector",
     "inject_surges",
     "iso",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,11 @@ from typing import Any, TextIO
 
 from lmforge.apps.watch._aggregate import WindowStats, aggregate
 from lmforge.apps.watch._incidents import Verdict, detect, sort_alerts
+from lmforge.apps.watch._live import LiveWatch, follow
 from lmforge.apps.watch._registry import get_spike_detector
 from lmforge.apps.watch._report import write_report, write_timeline
-from lmforge.apps.watch._score import Scored, Scorer
-from lmforge.apps.watch._sources import Stream, read_stream
+from lmforge.apps.watch._score import Scorer
+from lmforge.apps.watch._sources import read_stream
 from lmforge.config import Spec, WatchConfig
 from lmforge.monitor import AlertRule, WebhookNotifier
 from lmforge.rundir import atomic_write_text
@@ -37,15 +39,24 @@ class ReplayResult:
 
     alerts: list[dict[str, Any]]
     verdicts: dict[str, list[Verdict]]
-    stream: Stream
-    scored: Scored
+    source: str
+    texts: list[str]
+    negative_proba: Sequence[float]
+    negative: Sequence[bool]
+    total: int
+    """Rows read, skipped ones included."""
+    skipped: int
+    """Rows without a parseable timestamp or a text, or (stdin) that came after their window closed."""
+    seconds: float
+    """Time spent scoring."""
     files: dict[str, str] = field(default_factory=dict)
 
     @property
     def summary(self) -> dict[str, Any]:
-        return {"texts": len(self.stream.rows), "skipped": self.stream.bad, "topics": len(self.verdicts),
+        rate = len(self.texts) / self.seconds if self.seconds > 0 else 0.0
+        return {"texts": len(self.texts), "skipped": self.skipped, "topics": len(self.verdicts),
                 "windows": sum(len(v) for v in self.verdicts.values()), "alerts": len(self.alerts),
-                "texts_per_s": round(self.scored.texts_per_s, 1), "files": self.files}
+                "texts_per_s": round(rate, 1), "files": self.files}
 
 
 def detect_all(windows: dict[str, list[WindowStats]], cfg: WatchConfig,
@@ -96,7 +107,8 @@ def replay(spec: Spec | WatchConfig, input_path: str | Path, output: str | Path,
 
     Args:
         spec: the spec (its ``watch`` section is used) or the section itself.
-        input_path: a JSONL or CSV file, or ``-`` for JSON lines on stdin.
+        input_path: a JSONL or CSV file, or ``-`` for JSON lines on stdin, watched live: each alert
+            is written and delivered when its window closes (rows must come in time order).
         output: the alerts.jsonl to write (one line per alert, time order).
         report_dir: where ``timeline.csv`` and ``report.html`` go (created), or None.
         scorer: the loaded models (default: verify and load the spec's runs).
@@ -108,30 +120,51 @@ def replay(spec: Spec | WatchConfig, input_path: str | Path, output: str | Path,
     """
     cfg = spec.watch if isinstance(spec, Spec) else spec
     get_spike_detector(cfg.detector)  # an unknown name fails before any model loads
-    stream = read_stream(input_path, time_field=cfg.time_field, text_field=cfg.text_field,
-                         max_bad_share=cfg.max_bad_share, stdin=stdin)
-    scorer = scorer or Scorer.from_config(cfg, public_key=public_key, allow_unsigned=allow_unsigned)
-    scored = scorer.score(stream.texts)
-    windows = aggregate(stream.times, list(scored.negative), list(scored.negative_proba), scored.topics,
-                        cfg.window_s)
-    verdicts = detect_all(windows, cfg)
-    alerts = alert_lines(verdicts, cfg.detector)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, "".join(json.dumps(a) + "\n" for a in alerts))
-    result = ReplayResult(alerts, verdicts, stream, scored, files={"alerts": str(out)})
+    if str(input_path) == "-":
+        result = _follow(cfg, out, scorer or Scorer.from_config(cfg, public_key=public_key,
+                                                                allow_unsigned=allow_unsigned), stdin or sys.stdin)
+    else:
+        stream = read_stream(input_path, time_field=cfg.time_field, text_field=cfg.text_field,
+                             max_bad_share=cfg.max_bad_share)
+        scorer = scorer or Scorer.from_config(cfg, public_key=public_key, allow_unsigned=allow_unsigned)
+        scored = scorer.score(stream.texts)
+        windows = aggregate(stream.times, list(scored.negative), list(scored.negative_proba), scored.topics,
+                            cfg.window_s)
+        verdicts = detect_all(windows, cfg)
+        alerts = alert_lines(verdicts, cfg.detector)
+        atomic_write_text(out, "".join(json.dumps(a) + "\n" for a in alerts))
+        result = ReplayResult(alerts, verdicts, stream.source, stream.texts, scored.negative_proba, scored.negative,
+                              stream.total, stream.bad, scored.seconds)
+        deliver_alerts(alerts, cfg)
+    result.files["alerts"] = str(out)
     if report_dir is not None:
         folder = Path(report_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        result.files["timeline"] = str(write_timeline(folder / "timeline.csv", verdicts))
+        result.files["timeline"] = str(write_timeline(folder / "timeline.csv", result.verdicts))
         result.files["report"] = str(write_report(folder / "report.html", result_view(result, cfg)))
-    deliver_alerts(alerts, cfg)
     return result
+
+
+def _follow(cfg: WatchConfig, out: Path, scorer: Scorer, stdin: TextIO) -> ReplayResult:
+    """The live path: alerts written (and delivered) one by one as their windows close."""
+    with out.open("w", encoding="utf-8") as fh:
+
+        def on_alert(line: dict[str, Any]) -> None:
+            fh.write(json.dumps(line) + "\n")
+            fh.flush()
+            deliver_alerts([line], cfg)
+
+        watch = LiveWatch(cfg, scorer, on_alert)
+        counts = follow(stdin, watch)
+    return ReplayResult(watch.alerts, watch.verdicts, "stdin", watch.texts, watch.negative_proba, watch.negative,
+                        counts["total"], counts["bad"] + watch.late, watch.seconds)
 
 
 def result_view(result: ReplayResult, cfg: WatchConfig) -> dict[str, Any]:
     """What the HTML report shows of a replay."""
-    return {"source": result.stream.source, "detector": cfg.detector, "metric": cfg.metric, "window": cfg.window,
+    return {"source": result.source, "detector": cfg.detector, "metric": cfg.metric, "window": cfg.window,
             "negative_label": cfg.negative_label, "min_count": cfg.min_count, "summary": result.summary,
-            "verdicts": result.verdicts, "alerts": result.alerts, "texts": result.stream.texts,
-            "negative_proba": result.scored.negative_proba, "negative": result.scored.negative}
+            "verdicts": result.verdicts, "alerts": result.alerts, "texts": result.texts,
+            "negative_proba": result.negative_proba, "negative": result.negative}

@@ -120,7 +120,7 @@ def _csv_rows(handle: TextIO, source: str) -> Iterator[tuple[int, dict[str, Any]
 
 def _collect(records: Iterator[tuple[int, dict[str, Any] | None]], source: str, time_field: str,
              text_field: str, max_bad_share: float) -> Stream:
-    """Long because it counts, checks the columns once and explains every kind of bad row in one place."""
+    """Count and check the rows: columns once, every kind of bad row explained in one place."""
     stream = Stream(rows=[], source=source)
     seen: set[str] = set()
     columns_checked = False
