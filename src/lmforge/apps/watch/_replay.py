@@ -135,8 +135,8 @@ def replay(spec: Spec | WatchConfig, input_path: str | Path, output: str | Path,
         verdicts = detect_all(windows, cfg)
         alerts = alert_lines(verdicts, cfg.detector)
         atomic_write_text(out, "".join(json.dumps(a) + "\n" for a in alerts))
-        result = ReplayResult(alerts, verdicts, stream.source, stream.texts, scored.negative_proba, scored.negative,
-                              stream.total, stream.bad, scored.seconds)
+        result = ReplayResult(alerts, verdicts, stream.source, stream.texts, scored.negative_proba.tolist(),
+                              scored.negative.tolist(), stream.total, stream.bad, scored.seconds)
         deliver_alerts(alerts, cfg)
     result.files["alerts"] = str(out)
     if report_dir is not None:
