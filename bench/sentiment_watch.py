@@ -13,8 +13,8 @@ One run, four parts:
    with perfect sentiment).
 3. Injected surges: a calm stream of held-out tweets (the valid split without half of its Bearish
    tweets, 30 per hourly window) with seeded surges of the other Bearish half planted by
-   ``lmforge.apps.watch.inject_surges``; precision, recall and delay per detector, against the
-   fixed-threshold rule (``fixed``).
+   ``lmforge.apps.watch.inject_surges``; precision, recall and delay per detector (at their default
+   thresholds), against the fixed-threshold rule (``fixed``: negative share above 0.25).
 4. Throughput: texts/s of sentiment + topic scoring over the gold stream.
 
     .venv/bin/python bench/sentiment_watch.py --quick   # 600 / 1,500 tweets, 30 steps per run, 1 seed
@@ -41,6 +41,8 @@ GOLD = SHARED_DATASETS / "gold_news_sinha_khandait" / "gold-dataset-sinha-khanda
 CRASH_WEEK = "2013-04-15T00:00:00+00:00"
 DETECTORS = ("cusum", "ewma", "fixed", "page-hinkley", "zscore")
 GOALS = {"precision": 0.8, "recall": 0.9}
+FIXED_SHARE = 0.25
+"""The fixed-threshold rule's negative share: about three times the calm stream's Bearish share (7-8 %)."""
 
 
 def _labelled_csv(src: Path, dst: Path, names: dict[str, str]) -> Path:
@@ -169,8 +171,9 @@ def injected(sentiment: Any, seeds: list[int], surges: int) -> dict[str, Any]:
         scored = scorer.score([r.text for r in stream])
         windows = aggregate([r.time for r in stream], list(scored.negative), list(scored.negative_proba),
                             scored.topics, cfg.window_s)
-        per_seed.append({det: score_alerts(alert_lines(detect_all(windows, cfg, det, None), det), labelled,
-                                           cfg.window_s) for det in DETECTORS})
+        thresholds = {"fixed": FIXED_SHARE}
+        per_seed.append({det: score_alerts(alert_lines(detect_all(windows, cfg, det, thresholds.get(det)), det),
+                                           labelled, cfg.window_s) for det in DETECTORS})
         log(f"injected seed {seed}: " + ", ".join(f"{d} P={r['precision']} R={r['recall']}"
                                                   for d, r in per_seed[-1].items()))
     totals = {}

@@ -265,6 +265,18 @@ def test_a_real_replay_end_to_end_with_the_tiny_trained_run(
     assert alert["value"] == surge / 12 and alert["baseline"] < 0.3 < alert["score"]
     assert (tmp_path / "report" / "report.html").is_file() and (tmp_path / "report" / "timeline.csv").is_file()
 
+    incidents = tmp_path / "incidents.jsonl"
+    incidents.write_text(json.dumps({"topic": "all", "start": "2024-03-04T12:00:00Z", "end": "2024-03-04T13:00:00Z"})
+                         + "\n", encoding="utf-8")
+    code = main(["watch", "eval", str(_spec(tmp_path, trained_full)), "--input", str(stream), "--incidents",
+                 str(incidents), "--detectors", "zscore,fixed", "--output", str(tmp_path / "eval.json"),
+                 "--allow-unsigned"])
+    capsys.readouterr()
+    evaluation = json.loads((tmp_path / "eval.json").read_text(encoding="utf-8"))
+    assert code == 0 and sorted(evaluation["detectors"]) == ["fixed", "zscore"]
+    z = evaluation["detectors"]["zscore"]
+    assert (z["precision"], z["recall"], z["mean_delay_windows"]) == (1.0, 1.0, 1.0)
+
     bad = main(["watch", "replay", str(_spec(tmp_path, trained_full, negative_label="Bearish")), "--input",
                 str(stream), "--output", str(tmp_path / "b.jsonl"), "--allow-unsigned"])
     err = capsys.readouterr().err
