@@ -322,3 +322,17 @@ def test_stdin_without_the_timestamp_field_names_the_fields_found(tmp_path: Path
                                         r"'ts', 'text'\."):
         replay(_cfg(), "-", tmp_path / "a.jsonl", scorer=Scorer(SENTIMENT, "Bearish"),
                stdin=io.StringIO('{"ts": "2024-01-01", "text": "a"}\n'))
+
+
+def test_bad_incident_files_are_refused(tmp_path: Path) -> None:
+    from lmforge.apps.watch import read_incidents
+
+    path = tmp_path / "incidents.jsonl"
+    with pytest.raises(DataError, match="Incidents file not found"):
+        read_incidents(path)
+    path.write_text('{"topic": "Gold", "start": "2024-03-04T13:00:00Z", "end": "2024-03-04T12:00:00Z"}\n',
+                    encoding="utf-8")
+    with pytest.raises(DataError, match="incident 1 needs a start before its end"):
+        read_incidents(path)
+    path.write_text('[{"start": "04-03-2024", "end": "05-03-2024"}]', encoding="utf-8")
+    assert read_incidents(path) == [{"topic": "all", "start": 1709510400.0, "end": 1709596800.0}]
