@@ -22,6 +22,9 @@
                                         spec differences and metrics side by side
     lmforge monitor report --reference RUN --current FILE
                                         offline drift report (HTML + JSON)
+    lmforge watch replay SPEC --input STREAM --output alerts.jsonl [--report DIR]
+    lmforge watch eval SPEC --input STREAM (--incidents FILE | --inject POOL)
+                                        sentiment watch: spike alerts over a dated stream, measured
 
 User errors (bad spec, bad data, missing files or extras) print one message and exit 2.
 """
@@ -50,11 +53,12 @@ from lmforge.cli import (
     stages,
     tune,
     validate,
+    watch,
 )
 from lmforge.errors import LmforgeError
 
 VERBS = (stages, tune, bot, compress, predict, recommend, serve, registry, keys, validate, catalog, guard, reports, runs,
-         monitor)
+         monitor, watch)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,9 +32,12 @@ from lmforge.config._schema import (
     TuneConfig,
 )
 from lmforge.config._sections import AdapterConfig, PrefixConfig, PromptConfig
+from lmforge.config._watch import ALERT_ACTIONS, WATCH_METRICS, WatchConfig, parse_duration
 
 __all__ = [
+    "ALERT_ACTIONS",
     "OOS_METHODS",
+    "WATCH_METRICS",
     "AdaLoraConfig",
     "AdapterConfig",
     "AugmentConfig",
@@ -58,8 +61,10 @@ __all__ = [
     "TextModelConfig",
     "TrainConfig",
     "TuneConfig",
+    "WatchConfig",
     "apply_overrides",
     "load_spec",
+    "parse_duration",
     "range_kind",
     "spec_from_dict",
     "spec_to_dict",

@@ -24,6 +24,7 @@ from lmforge.config._sections import (
     tracking_problems,
 )
 from lmforge.config._tune import TuneConfig
+from lmforge.config._watch import WatchConfig
 from lmforge.errors import ConfigError
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Spec",
     "TrainConfig",
     "TuneConfig",
+    "WatchConfig",
 ]
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -319,6 +321,8 @@ class Spec:
     """A recommender (`lmforge recommend train`); the other verbs ignore it."""
     bot: BotConfig = field(default_factory=BotConfig)
     """The customer-service bot around the classifier (`lmforge bot build`); the other verbs ignore it."""
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    """The sentiment watch over a stream (`lmforge watch replay|eval`); the other verbs ignore it."""
 
     def __post_init__(self) -> None:
         # Which keys the user left to the task's defaults, kept (outside the fields, so it never

@@ -48,10 +48,12 @@ from lmforge.evaluate._gen_metrics import (
     stop_rate,
 )
 from lmforge.evaluate._metrics import compute_metrics, macro_f1, most_confused
+from lmforge.evaluate._report import CSS, escape, html_table
 from lmforge.evaluate._retrieval import NearestPrompt
 
 __all__ = [
     "BLOCK_KEYS",
+    "CSS",
     "GenExample",
     "NearestPrompt",
     "RunComparison",
@@ -62,6 +64,7 @@ __all__ = [
     "compliance_report",
     "compute_metrics",
     "error_rate_by_length",
+    "escape",
     "evaluate",
     "evaluate_generation",
     "exact_match",
@@ -70,6 +73,7 @@ __all__ = [
     "groups_from_field",
     "groups_from_handles",
     "groups_from_keywords",
+    "html_table",
     "is_generative_run",
     "load_labels",
     "load_test_split",

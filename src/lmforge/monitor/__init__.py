@@ -15,6 +15,7 @@ Importing this package needs NumPy only; SQLAlchemy, FastAPI, prometheus-client 
 ``serve`` extra) and torch (embedding drift) load when used.
 """
 
+from lmforge.monitor._alerts import WebhookNotifier
 from lmforge.monitor._drift import DriftData, DriftDetector, DriftResult
 from lmforge.monitor._errors import (
     FeedbackConflictError,
@@ -56,6 +57,7 @@ __all__ = [
     "PredictionRecord",
     "ReferenceState",
     "UnknownPredictionError",
+    "WebhookNotifier",
     "available_detectors",
     "classification_metrics",
     "detector_from_json",

@@ -20,12 +20,19 @@ PUBLIC = {
         "ConfigError", "DataError", "LmforgeError", "MissingExtraError", "NotFittedError", "RunDirError",
     ],
     "lmforge.config": [
-        "OOS_METHODS", "AdaLoraConfig", "AdapterConfig", "AugmentConfig", "BotConfig", "BotGeneratorConfig",
-        "DataConfig", "EscalateConfig", "EvalConfig", "FaqConfig", "IA3Config", "InteractionsConfig", "ItemsConfig",
-        "LoraConfig", "ModelConfig", "OosConfig", "PrefixConfig", "PromptConfig", "RecommendConfig",
-        "SentimentConfig", "Spec", "TextModelConfig", "TrainConfig", "TuneConfig",
-        "apply_overrides", "load_spec", "range_kind", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
+        "ALERT_ACTIONS", "OOS_METHODS", "WATCH_METRICS", "AdaLoraConfig", "AdapterConfig", "AugmentConfig", "BotConfig",
+        "BotGeneratorConfig", "DataConfig", "EscalateConfig", "EvalConfig", "FaqConfig", "IA3Config", "InteractionsConfig",
+        "ItemsConfig", "LoraConfig", "ModelConfig", "OosConfig", "PrefixConfig", "PromptConfig", "RecommendConfig",
+        "SentimentConfig", "Spec", "TextModelConfig", "TrainConfig", "TuneConfig", "WatchConfig",
+        "apply_overrides", "load_spec", "parse_duration", "range_kind", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
         "spec_with_params",
+    ],
+    "lmforge.apps": [],
+    "lmforge.apps.watch": [
+        "ALL_TOPICS", "SPIKE_DETECTORS", "LiveWatch", "ReplayResult", "Scored", "Scorer", "SpikeDetector", "Stream",
+        "StreamRow", "Verdict", "WindowStats", "aggregate", "alert_lines", "calm_stream", "deliver_alerts",
+        "detect", "detect_all", "evaluate_watch", "follow", "get_spike_detector", "inject_surges", "iso", "parse_time",
+        "read_incidents", "read_stream", "register_spike_detector", "replay", "score_alerts", "window_start",
     ],
     "lmforge.rundir": [
         "ADAPTER_CONFIG", "BASELINE", "COMPRESSED", "FP32", "LABELS", "MANIFEST", "MODEL", "MODEL_META",
@@ -94,11 +101,11 @@ PUBLIC = {
         "train_contrastive",
     ],
     "lmforge.evaluate": [
-        "BLOCK_KEYS", "GenExample", "NearestPrompt", "RunComparison", "bleu", "chrf", "collect_errors",
+        "BLOCK_KEYS", "CSS", "GenExample", "NearestPrompt", "RunComparison", "bleu", "chrf", "collect_errors",
         "compare_runs", "compliance_report",
-        "compute_metrics", "error_rate_by_length", "evaluate", "evaluate_generation", "exact_match",
+        "compute_metrics", "error_rate_by_length", "escape", "evaluate", "evaluate_generation", "exact_match",
         "fairness_for_run", "fairness_report", "groups_from_field", "groups_from_handles",
-        "groups_from_keywords", "is_generative_run", "load_labels", "load_test_split", "macro_f1", "mean_length",
+        "groups_from_keywords", "html_table", "is_generative_run", "load_labels", "load_test_split", "macro_f1", "mean_length",
         "most_confused",
         "perplexity", "read_generation_split", "render_comparison_html", "render_comparison_text",
         "render_fairness_markdown", "rouge_l", "rouge_l_f",
@@ -113,7 +120,7 @@ PUBLIC = {
     "lmforge.monitor": [
         "ALERT_METRICS", "DETECTORS", "TEXT_POLICIES", "AlertRule", "DriftData", "DriftDetector",
         "DriftResult", "FeedbackConflictError", "FeedbackForbiddenError", "InvalidLabelError", "Monitor", "MonitorError", "MonitorSettings",
-        "PredictionRecord", "ReferenceState", "UnknownPredictionError", "available_detectors",
+        "PredictionRecord", "ReferenceState", "UnknownPredictionError", "WebhookNotifier", "available_detectors",
         "classification_metrics", "detector_from_json", "detector_names", "drift_report",
         "fit_detectors", "fit_reference", "get_detector", "new_prediction_id", "read_current",
         "register_detector", "roc_auc",
@@ -129,7 +136,6 @@ PUBLIC = {
     "lmforge.pipeline": [
         "check_spec", "init_run", "load_run_spec", "prepare_run", "run_all", "versions",
     ],
-    "lmforge.apps": [],
     "lmforge.apps.recommend": [
         "EASE", "METRIC_KS", "Blend", "Fitted", "Interactions", "ItemKNN", "Popularity", "Prepared", "RecDir",
         "Recommendations", "Splits", "TextTower", "TfidfContent", "by_user", "evaluate_models",
