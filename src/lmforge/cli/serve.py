@@ -15,7 +15,8 @@ EXAMPLE = """examples:
   curl -H "Authorization: Bearer $TOKEN" -d '{"texts": ["lost my bag"]}' localhost:8000/v1/predict
 
 RUN_OR_REGISTRY: a run directory (registered and activated as a version of --name), a state
-folder holding registry.db, or a registry database URL. Every setting can also come from
+folder holding registry.db, a registry database URL, or an app's directory (`lmforge bot build`'s,
+`lmforge recommend train`'s), whose routes are added beside /v1/predict. Every setting can also come from
 --config serve.yaml (see lmforge.serve.ServeSettings); flags override the file. SIGTERM turns
 /readyz to 503 for the drain period, finishes in-flight requests, then exits."""
 
@@ -74,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lmforge.apps import serving_for
     from lmforge.serve import load_settings, run_server, source_overrides, with_monitor
 
     flags = {
@@ -95,12 +97,20 @@ def run(args: argparse.Namespace) -> int:
             "docs",
         )
     }
-    settings = load_settings(args.config, **source_overrides(args.target), **flags)
+    served = serving_for(args.target)
+    if served is None:
+        target = source_overrides(args.target)
+    else:
+        target = {"source": str(served.source)} if served.source is not None else {}
+        if served.model_name is not None and flags["model_name"] is None:
+            flags["model_name"] = served.model_name
+    settings = load_settings(args.config, **target, **flags)
     if args.monitor:
         settings = with_monitor(settings)
+    app = f", app {served.extension.name}" if served is not None else ""
     say(
         f"lmforge serve: http://{settings.host}:{settings.port} (backend {settings.backend}, registry "
-        f"{settings.database_url.split('@')[-1]})"
+        f"{settings.database_url.split('@')[-1]}{app})"
     )
-    run_server(settings)
+    run_server(settings, [served.extension] if served is not None else [])
     return 0

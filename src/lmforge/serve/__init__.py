@@ -6,6 +6,8 @@
   holds named models, verified immutable versions, the active one and a canary, and API
   keys (hashed); :func:`open_stores` opens it offline (``lmforge registry``, ``lmforge keys``).
 - ``backend: ray`` runs each model version as a Ray Serve application behind the same API.
+- An application adds its routes as a :class:`ServeExtension` (``create_app(settings, extensions)``):
+  they sit behind the same keys, admission limits (:func:`admitted`) and metrics.
 
 Importing this package is cheap (standard library only); FastAPI, SQLAlchemy, uvicorn,
 torch and Ray load when an app is built or a store is opened (``pip install 'lmforge[serve]'``).
@@ -13,9 +15,12 @@ torch and Ray load when an app is built or a store is opened (``pip install 'lmf
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lmforge._extras import require
+from lmforge.serve._errors import ApiError
+from lmforge.serve._extensions import ExtensionHost, ServeContext, ServeExtension, admitted, host_of
 from lmforge.serve._settings import (
     AuthSettings,
     BatchingSettings,
@@ -32,14 +37,20 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 __all__ = [
+    "ApiError",
     "AuthSettings",
     "BatchingSettings",
     "CanarySettings",
+    "ExtensionHost",
     "GenerationSettings",
     "LimitSettings",
+    "ServeContext",
+    "ServeExtension",
     "ServeSettings",
+    "admitted",
     "create_app",
     "create_key",
+    "host_of",
     "load_settings",
     "open_stores",
     "revoke_key",
@@ -50,19 +61,19 @@ __all__ = [
 ]
 
 
-def create_app(settings: ServeSettings) -> FastAPI:
+def create_app(settings: ServeSettings, extensions: Sequence[ServeExtension] = ()) -> FastAPI:
     """See :func:`lmforge.serve._app.create_app`."""
     require("fastapi", extra="serve", purpose="lmforge serve")
     from lmforge.serve._app import create_app as _create_app
 
-    return _create_app(settings)
+    return _create_app(settings, extensions)
 
 
-def run_server(settings: ServeSettings) -> None:
+def run_server(settings: ServeSettings, extensions: Sequence[ServeExtension] = ()) -> None:
     """See :func:`lmforge.serve._server.run_server`."""
     from lmforge.serve._server import run_server as _run_server
 
-    _run_server(settings)
+    _run_server(settings, extensions)
 
 
 def open_stores(settings: ServeSettings) -> Any:

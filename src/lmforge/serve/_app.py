@@ -9,7 +9,8 @@ one process, each with its own Prometheus registry.
 The routes are in ``_routes_health`` (healthz, readyz, metrics, docs), ``_routes_predict``,
 ``_routes_generate`` (``/v1/generate``, ``/v1/chat/completions``), ``_routes_chat_page`` (``/chat``),
 ``_routes_admin`` (the model registry) and ``_routes_login`` (the dashboard's browser login, over
-the app's own in-memory session store); every error body comes from ``_http_errors``.
+the app's own in-memory session store); every error body comes from ``_http_errors``. An application's
+routes come in as :class:`~lmforge.serve._extensions.ServeExtension` objects (``_extensions``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -31,6 +32,7 @@ from lmforge.serve._auth import Authenticator
 from lmforge.serve._db import connect
 from lmforge.serve._dependencies import key_checks
 from lmforge.serve._engines import build_backend
+from lmforge.serve._extensions import ExtensionHost, ServeContext, ServeExtension
 from lmforge.serve._feedback import feedback_check
 from lmforge.serve._http_errors import add_error_handlers, json_responses
 from lmforge.serve._keys import KeyStore
@@ -73,14 +75,22 @@ def build_runtime(settings: ServeSettings, metrics: ServeMetrics) -> Runtime:
     return Runtime(settings, engine=engine, registry=registry, keys=keys, backend=backend, metrics=metrics)
 
 
-def create_app(settings: ServeSettings) -> FastAPI:
-    """The lmforge HTTP app for ``settings`` (run it with uvicorn, or :func:`lmforge.serve.run_server`)."""
+def create_app(settings: ServeSettings, extensions: Sequence[ServeExtension] = ()) -> FastAPI:
+    """The lmforge HTTP app for ``settings`` (run it with uvicorn, or :func:`lmforge.serve.run_server`).
+
+    Long because it wires the lifespan (registry, models, monitor, extensions), the key checks,
+    the routers and the middleware of one app, in the order they depend on each other.
+    """
+    names = [ext.name for ext in extensions]
+    if len(set(names)) != len(names):
+        raise ValueError(f"extension names must be unique, got {names}")
     metrics = ServeMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         runtime = build_runtime(settings, metrics)  # Ray (if used) must start on the main thread
         monitor = None
+        started: list[ServeExtension] = []
         try:
             if settings.source is not None:
                 await asyncio.to_thread(ensure_source, settings, runtime.registry, "lmforge-serve")
@@ -88,8 +98,18 @@ def create_app(settings: ServeSettings) -> FastAPI:
             if settings.monitor is not None:
                 monitor = _start_monitor(app, settings, runtime, metrics)
                 runtime.monitor = monitor
-            yield {"runtime": runtime, "auth": Authenticator(runtime.keys, settings.auth)}
+            host = ExtensionHost(settings, monitor=monitor, database=runtime.db)
+            for ext in extensions:
+                log.info("starting the %s extension", ext.name)
+                started.append(ext)
+                await asyncio.to_thread(ext.start, host)
+            yield {"runtime": runtime, "auth": Authenticator(runtime.keys, settings.auth), "extension_host": host}
         finally:
+            for ext in reversed(started):
+                try:
+                    await asyncio.to_thread(ext.close)
+                except Exception:
+                    log.exception("closing the %s extension failed", ext.name)
             await runtime.close()
             if monitor is not None:
                 with contextlib.suppress(Exception):
@@ -115,6 +135,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     require_predict, require_admin = key_checks(metrics, sessions)
     app.state.require_predict = require_predict
     app.state.require_admin = require_admin
+    app.state.extensions = tuple(extensions)
+    context = ServeContext(settings, metrics, require_predict, require_admin)
     routers = [
         health_router(settings, metrics, require_predict),
         predict_router(settings, metrics, require_predict),
@@ -123,6 +145,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         chat_page_router(),
         docs_router(settings, require_predict),
         login_router(settings, sessions, LoginThrottle(LOGIN_ATTEMPTS_PER_MINUTE)),
+        *(ext.router(context) for ext in extensions),
     ]
 
     def routes() -> list[Any]:

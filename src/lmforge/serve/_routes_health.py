@@ -48,7 +48,11 @@ def health_router(settings: ServeSettings, metrics: ServeMetrics, require_predic
         runtime = runtime_of(request)
         if request.app.state.draining or runtime.draining:
             return json_error(503, "draining", "The server is shutting down.", headers={"Retry-After": "1"})
-        if not runtime.ready:
+        extensions = request.app.state.extensions
+        # A model must be loaded, except on a server whose registry holds none and that answers
+        # through its extensions alone (a recommender); every extension must be ready.
+        models_ready = runtime.ready or (bool(extensions) and not runtime.slots and not runtime.draining)
+        if not models_ready or not all(ext.ready() for ext in extensions):
             return json_error(503, "not_ready", "No model is loaded yet.", headers={"Retry-After": "1"})
         if not await _has_valid_key(request):
             return {"status": "ready"}

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from lmforge._extras import require
 from lmforge.guard import audit_log_from_env
@@ -44,8 +46,8 @@ def prepare(settings: ServeSettings) -> ServeSettings:
     return dataclasses.replace(settings, source=None, default_model=settings.default_model or name)
 
 
-def run_server(settings: ServeSettings) -> None:
-    """Serve until SIGTERM/SIGINT, then drain and exit (blocking)."""
+def run_server(settings: ServeSettings, extensions: Sequence[Any] = ()) -> None:
+    """Serve until SIGTERM/SIGINT, then drain and exit (blocking); ``extensions``: an app's routes."""
     uvicorn = require("uvicorn", extra="serve", purpose="lmforge serve")
     # Sibling modules imported here, not at the top: they import uvicorn and FastAPI (the serve extra).
     from lmforge.serve._app import create_app
@@ -56,7 +58,7 @@ def run_server(settings: ServeSettings) -> None:
         # A server's log says what it loaded and what it monitors against, beside uvicorn's own lines.
         lmforge_log.setLevel(logging.INFO)
     settings = prepare(settings)
-    app = create_app(settings)
+    app = create_app(settings, extensions)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -27,7 +27,7 @@ PUBLIC = {
         "apply_overrides", "load_spec", "parse_duration", "range_kind", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
         "spec_with_params",
     ],
-    "lmforge.apps": [],
+    "lmforge.apps": ["SERVED_APPS", "Served", "serving_for"],
     "lmforge.apps.watch": [
         "ALL_TOPICS", "SPIKE_DETECTORS", "LiveWatch", "ReplayResult", "Scored", "Scorer", "SpikeDetector", "Stream",
         "StreamRow", "Verdict", "WindowStats", "aggregate", "alert_lines", "calm_stream", "deliver_alerts",
@@ -126,8 +126,9 @@ PUBLIC = {
         "register_detector", "roc_auc",
     ],
     "lmforge.serve": [
-        "AuthSettings", "BatchingSettings", "CanarySettings", "GenerationSettings", "LimitSettings", "ServeSettings",
-        "create_app", "create_key", "load_settings", "open_stores", "revoke_key", "run_server",
+        "ApiError", "AuthSettings", "BatchingSettings", "CanarySettings", "ExtensionHost", "GenerationSettings",
+        "LimitSettings", "ServeContext", "ServeExtension", "ServeSettings", "admitted", "create_app", "create_key",
+        "host_of", "load_settings", "open_stores", "revoke_key", "run_server",
         "settings_from_dict", "source_overrides", "with_monitor",
     ],
     "lmforge.client": [
