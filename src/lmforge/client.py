@@ -107,6 +107,16 @@ class Client:
             body["model"] = model
         return list(self._request("POST", "/v1/predict", body)["predictions"])
 
+    def explain(self, text: str, *, label: str | None = None, method: str = "auto", top: int | None = None,
+                model: str | None = None) -> dict[str, Any]:
+        """Per-word attributions of ``text`` toward ``label`` (default: the predicted one): ``label``,
+        ``score``, ``method``, ``truncated``, ``tokens`` [{``token``, ``start``, ``end``, ``attribution``}]."""
+        body: dict[str, Any] = {"text": text, "method": method}
+        for name, value in (("label", label), ("top", top), ("model", model)):
+            if value is not None:
+                body[name] = value
+        return dict(self._request("POST", "/v1/explain", body))
+
     def feedback(self, prediction_id: str, label: str, **extra: Any) -> Any:
         """Report the true label of a prediction (needs monitoring on the server)."""
         return self._request(

@@ -15,6 +15,7 @@ EXAMPLE = """examples:
   lmforge predict runs/demo --text "@united lost my bag again"
   lmforge predict runs/demo --input texts.jsonl --output predictions.jsonl
   lmforge predict runs/demo --variant fp32 --text "on time, thanks"   # skip the selected variant
+  lmforge predict runs/demo --text "lost my bag again" --explain      # + the words that pushed toward the label
   lmforge predict --url http://127.0.0.1:8000 --api-key $TOKEN --text "late again"   # a running server
   lmforge predict runs/answers --text "How do I reset my password?"   # a generative run prints the answer
   lmforge predict runs/answers --input prompts.jsonl --output answers.jsonl --max-new-tokens 256
@@ -47,6 +48,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     p.add_argument("--url", help="ask a running `lmforge serve` instead of loading RUN")
     p.add_argument("--api-key", help="API key for --url (default: $LMFORGE_API_KEY)")
+    e = p.add_argument_group("explanations (classifiers)")
+    e.add_argument("--explain", action="store_true",
+                   help="add per-word attributions toward the label (integrated gradients on a torch model, "
+                        "occlusion on an ONNX variant; with --url, the server's POST /v1/explain)")
+    e.add_argument("--explain-method", choices=("auto", "integrated-gradients", "occlusion"), default="auto",
+                   help="attribution method (default: auto)")
+    e.add_argument("--explain-label", default=None, help="explain this label instead of the predicted one")
+    e.add_argument("--explain-top", type=int, default=5, help="words shown per text, strongest first (default: 5; "
+                                                              "0: every word in text order)")
+    e.add_argument("--explain-steps", type=int, default=32, help="integrated-gradients steps (default: 32)")
     p.add_argument("--model", help="model name on the server (with --url; default: the server's default)")
     g = p.add_argument_group("generative runs")
     g.add_argument("--max-new-tokens", type=int, default=None, help="longest answer in tokens (default: 128)")
@@ -85,10 +96,14 @@ def run(args: argparse.Namespace) -> int:
         from lmforge.predict import run_kind
 
         if run_kind(args.run) == "causal-lm":
+            if args.explain:
+                raise DataError(f"--explain explains a classifier's label; {args.run} is a generative run.")
             return _generate(args)
     if given := [f"--{f.replace('_', '-')}" for f in _GENERATION_FLAGS if getattr(args, f) is not None]:
         raise DataError(f"{', '.join(given)} only apply to a generative run (task: generate); "
                         f"{args.run or args.url} is a classifier.")
+    if args.explain_top < 0:
+        raise DataError(f"--explain-top must be 0 (every word) or more, got {args.explain_top}.")
     args.batch_size = args.batch_size or 64
     records = _read_jsonl(Path(args.input), args.text_field) if args.input else [{"text": t} for t in args.text]
     texts = [r[args.text_field] if args.input else r["text"] for r in records]
@@ -98,10 +113,22 @@ def run(args: argparse.Namespace) -> int:
         with Client(args.url, args.api_key, retries=3) as client:
             preds = [p for i in range(0, len(texts), args.batch_size)
                      for p in client.predict(texts[i : i + args.batch_size], model=args.model)]
+            if args.explain:
+                for text, p in zip(texts, preds, strict=True):
+                    got = client.explain(text, label=args.explain_label, method=args.explain_method,
+                                         top=args.explain_top or None, model=args.model)
+                    p["explanation"] = {k: got[k] for k in ("label", "score", "method", "truncated", "tokens")}
     else:
         check = trust_run(args.run, args.public_key, allow_unsigned=args.allow_unsigned)
         predictor = load_predictor(args.run, variant=args.variant, verified=check)
         preds = predictor.predict(texts, batch_size=args.batch_size, progress=args.progress and bool(args.input))
+        if args.explain:
+            from lmforge.predict import explain
+
+            explained = explain(predictor, texts, label=args.explain_label, method=args.explain_method,
+                                steps=args.explain_steps)
+            for p, e in zip(preds, explained, strict=True):
+                p["explanation"] = e.to_dict(top=args.explain_top or None)
     if args.input:
         lines = [json.dumps({**r, "prediction": p}, ensure_ascii=False) for r, p in zip(records, preds, strict=True)]
         atomic_write_text(args.output, "\n".join(lines) + ("\n" if lines else ""))

@@ -21,6 +21,8 @@
 - The modules of the methods that do not merge (bottleneck adapters, prefix, prompt):
   :func:`attach_modules` (training and loading alike), :func:`save_modules`, :func:`load_modules`,
   :func:`model_layout`; a run saved so has ``format`` :data:`MODULES_FORMAT`.
+- :func:`explain`: per-word attributions toward a label (integrated gradients on a torch model's
+  input embeddings, occlusion for any backend): :class:`Explanation`, :class:`WordAttribution`.
 - :class:`TextEmbedder`: unit-length sentence embeddings (:func:`mean_pool`) from an encoder
   folder, for the recommender's towers.
 - :class:`FastTokenizer`: ``tokenizer.json`` with per-batch padding, no transformers.
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 from lmforge.predict._chat import Messages, render_prompt, to_messages
 from lmforge.predict._embed import TextEmbedder, mean_pool
+from lmforge.predict._explain import EXPLAIN_METHODS, Explanation, WordAttribution, explain
 from lmforge.predict._generate import TorchGenerator, read_answer, top_p_filter
 from lmforge.predict._int8 import INT8_DYNAMIC, quantize_int8_dynamic, save_int8_causal_lm
 from lmforge.predict._meta import (
@@ -94,6 +97,7 @@ __all__ = [
     "BACKENDS",
     "BASE_DIGEST",
     "CAUSAL_LM",
+    "EXPLAIN_METHODS",
     "GENERATOR_FORMATS",
     "INT8_DYNAMIC",
     "MODULES_CONFIG",
@@ -102,6 +106,7 @@ __all__ = [
     "PRUNABLE_TYPES",
     "TOKENIZER_FILES",
     "Backend",
+    "Explanation",
     "FastTokenizer",
     "Generation",
     "Generator",
@@ -112,6 +117,7 @@ __all__ = [
     "TextEmbedder",
     "TorchGenerator",
     "TorchPredictor",
+    "WordAttribution",
     "apply_pruning_shapes",
     "attach_modules",
     "available_variants",
@@ -119,6 +125,7 @@ __all__ = [
     "batched_proba",
     "check_prunable",
     "encoder_layers",
+    "explain",
     "head_size",
     "load_generator",
     "load_model_folder",

@@ -64,6 +64,10 @@ class FastTokenizer:
         """Token count of each text after truncation (special tokens included)."""
         return [len(e.ids) for e in self._tok.encode_batch(list(texts))]
 
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """The character span of each token of ``text`` after truncation (``(0, 0)`` for special tokens)."""
+        return [(int(s), int(e)) for s, e in self._tok.encode(text).offsets]
+
     def __call__(self, texts: Sequence[str], pad_to: int | None = None) -> dict[str, np.ndarray]:
         """``input_ids``, ``attention_mask``, ``token_type_ids``: int64 arrays of shape (B, T).
 

@@ -7,7 +7,7 @@ every queued request, then frees the models. No module-level state: several apps
 one process, each with its own Prometheus registry.
 
 The routes are in ``_routes_health`` (healthz, readyz, metrics, docs), ``_routes_predict``,
-``_routes_generate`` (``/v1/generate``, ``/v1/chat/completions``), ``_routes_chat_page`` (``/chat``),
+``_routes_generate`` (``/v1/generate``, ``/v1/chat/completions``), ``_routes_explain`` (``/v1/explain``), ``_routes_chat_page`` (``/chat``),
 ``_routes_admin`` (the model registry) and ``_routes_login`` (the dashboard's browser login, over
 the app's own in-memory session store); every error body comes from ``_http_errors``. An application's
 routes come in as :class:`~lmforge.serve._extensions.ServeExtension` objects (``_extensions``).
@@ -41,6 +41,7 @@ from lmforge.serve._middleware import BodyLimitMiddleware, MetricsMiddleware
 from lmforge.serve._registry import ModelRegistry
 from lmforge.serve._routes_admin import admin_router
 from lmforge.serve._routes_chat_page import chat_page_router
+from lmforge.serve._routes_explain import explain_router
 from lmforge.serve._routes_generate import generate_router
 from lmforge.serve._routes_health import docs_router, health_router
 from lmforge.serve._routes_login import login_redirect, login_router
@@ -141,6 +142,7 @@ def create_app(settings: ServeSettings, extensions: Sequence[ServeExtension] = (
         health_router(settings, metrics, require_predict),
         predict_router(settings, metrics, require_predict),
         generate_router(settings, metrics, require_predict),
+        explain_router(settings, metrics, require_predict),
         admin_router(require_admin, require_predict),
         chat_page_router(),
         docs_router(settings, require_predict),

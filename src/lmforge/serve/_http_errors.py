@@ -70,6 +70,7 @@ _WHY = {
     422: "Invalid request: the message names the field and the limit.",
     429: "Rate limit or capacity reached; retry after the Retry-After header's seconds.",
     500: "The model failed on this request.",
+    501: "This server cannot do it (e.g. explanations on the Ray backend, or of a generative model).",
     503: "Not ready, draining, or the request's deadline passed while it was queued (Retry-After).",
     504: "The request's deadline passed during inference.",
 }

@@ -82,6 +82,9 @@ class ServeMetrics:
         self.canary_rollbacks = pc.Counter(
             "lmforge_canary_rollbacks_total", "Canaries rolled back automatically.", ["model"], registry=r
         )
+        self.explanations = pc.Counter(
+            "lmforge_explanations_total", "Explanations answered, by method.", ["method"], registry=r,
+        )
         self.generations = pc.Counter(
             "lmforge_generations_total",
             "Generation requests ended, by model, version and how (stop, length, deadline, cancelled, error).",

@@ -88,6 +88,11 @@ class LimitSettings:
     feedback_rate_per_s: float | None = 10.0
     """Feedback labels per second each key may send (its own token bucket, burst 2 x rate, besides
     ``auth.rate_per_s``): feedback drives the canary judge. None: only ``auth.rate_per_s`` applies."""
+    explain_rate_per_s: float | None = 1.0
+    """Explanations per second each key may ask for (``POST /v1/explain``; its own token bucket, burst
+    2 x rate, rounded up): one costs tens of forward passes. None: only ``auth.rate_per_s`` applies."""
+    explain_steps: int = 32
+    """Integrated-gradients steps of an explanation (the forward and backward passes it costs)."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -100,6 +105,9 @@ class LimitSettings:
         positive(problems, "limits.keep_alive_s", self.keep_alive_s)
         if self.feedback_rate_per_s is not None:
             positive(problems, "limits.feedback_rate_per_s", self.feedback_rate_per_s)
+        if self.explain_rate_per_s is not None:
+            positive(problems, "limits.explain_rate_per_s", self.explain_rate_per_s)
+        positive(problems, "limits.explain_steps", self.explain_steps)
         if not problems and self.max_queued_texts < self.max_texts:
             problems.append(
                 f"limits.max_queued_texts ({self.max_queued_texts}) must be at least limits.max_texts "

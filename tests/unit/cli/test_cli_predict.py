@@ -66,3 +66,24 @@ def test_input_file_gets_one_prediction_per_line(
     assert [r["prediction"]["label"] for r in rows] == [p["label"] for p in expected]
     for row, want in zip(rows, expected, strict=True):
         assert row["prediction"]["scores"] == pytest.approx(want["scores"], abs=1e-6)
+
+
+def test_explain_adds_the_words_that_pushed_toward_the_label(
+    trained_full: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lmforge.predict import explain
+
+    run = copy_run(trained_full, tmp_path / "run").root
+    text = "lost my bag again, terrible service"
+    argv = ["predict", str(run), "--text", text, "--allow-unsigned", "--explain", "--explain-top", "2",
+            "--explain-steps", "8"]
+    assert main(argv) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    (want,) = explain(load_predictor(run), [text], steps=8)
+    assert row["label"] == want.label == row["explanation"]["label"]
+    assert row["explanation"]["method"] == "integrated-gradients"
+    assert [t["token"] for t in row["explanation"]["tokens"]] == [w.word for w in want.top(2)]
+    assert main(["predict", str(run), "--text", text, "--allow-unsigned", "--explain", "--explain-top", "-1"]) == 2
+    assert capsys.readouterr().err == "error: --explain-top must be 0 (every word) or more, got -1.\n"
+    assert main(["predict", str(run), "--text", text, "--allow-unsigned", "--explain", "--explain-label", "meh"]) == 2
+    assert capsys.readouterr().err == "error: Unknown label 'meh'; the model's labels are negative, positive.\n"
