@@ -22,6 +22,8 @@
                                         spec differences and metrics side by side
     lmforge monitor report --reference RUN --current FILE
                                         offline drift report (HTML + JSON)
+    lmforge monitor sample --n N --strategy S --out F | label import F
+                                        what to label next (active learning); labels as feedback
     lmforge watch replay SPEC --input STREAM --output alerts.jsonl [--report DIR]
     lmforge watch eval SPEC --input STREAM (--incidents FILE | --inject POOL)
                                         sentiment watch: spike alerts over a dated stream, measured
@@ -43,6 +45,7 @@ from lmforge.cli import (
     compress,
     guard,
     keys,
+    label,
     monitor,
     predict,
     recommend,
@@ -58,7 +61,7 @@ from lmforge.cli import (
 from lmforge.errors import LmforgeError
 
 VERBS = (stages, tune, bot, compress, predict, recommend, serve, registry, keys, validate, catalog, guard, reports, runs,
-         monitor, watch)
+         monitor, label, watch)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -100,6 +100,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_trust_args(q)
     q.set_defaults(func=reference)
 
+    from lmforge.cli.label import register_sample
+
+    register_sample(monitor_sub)
+
     q = monitor_sub.add_parser("detectors", help="list the drift detectors")
     q.set_defaults(func=detectors)
 

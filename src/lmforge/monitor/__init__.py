@@ -8,6 +8,10 @@
   mix (PSI, chi-square), confidence and text length (KS), out-of-vocabulary rate, embedding
   domain classifier, label-free accuracy estimate. :func:`fit_reference` fits them on a run.
 - :func:`drift_report`: the offline HTML + JSON report behind ``lmforge monitor report``.
+- Active learning: :func:`sample_for_labelling` ranks served, unlabelled predictions by a strategy
+  (:data:`SAMPLING_STRATEGIES`: uncertainty, margin, entropy, diverse = k-center among the
+  uncertain) and :func:`import_labels` records the labels filled in as feedback
+  (``lmforge monitor sample``, ``lmforge label import``), on a store from :func:`open_store`.
 - :func:`roc_auc`: the area under the ROC curve (Mann-Whitney), which the drift checks and the
   support bot's out-of-scope evaluation share.
 
@@ -37,12 +41,22 @@ from lmforge.monitor._registry import (
     register_detector,
 )
 from lmforge.monitor._report import drift_report, read_current
+from lmforge.monitor._sampling import (
+    SAMPLING_STRATEGIES,
+    LabelImport,
+    import_labels,
+    open_store,
+    read_label_file,
+    sample_for_labelling,
+    store_url,
+)
 from lmforge.monitor._settings import ALERT_METRICS, TEXT_POLICIES, AlertRule, MonitorSettings
 from lmforge.monitor._stats import roc_auc
 
 __all__ = [
     "ALERT_METRICS",
     "DETECTORS",
+    "SAMPLING_STRATEGIES",
     "TEXT_POLICIES",
     "AlertRule",
     "DriftData",
@@ -51,6 +65,7 @@ __all__ = [
     "FeedbackConflictError",
     "FeedbackForbiddenError",
     "InvalidLabelError",
+    "LabelImport",
     "Monitor",
     "MonitorError",
     "MonitorSettings",
@@ -66,8 +81,13 @@ __all__ = [
     "fit_detectors",
     "fit_reference",
     "get_detector",
+    "import_labels",
     "new_prediction_id",
+    "open_store",
     "read_current",
+    "read_label_file",
     "register_detector",
     "roc_auc",
+    "sample_for_labelling",
+    "store_url",
 ]
