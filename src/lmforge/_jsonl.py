@@ -9,10 +9,15 @@ from typing import Any, TextIO
 
 from lmforge.errors import DataError
 
-__all__ = ["iter_prompt_records", "iter_text_records"]
+__all__ = ["iter_prompt_records", "iter_records", "iter_text_records"]
 
 
-def _records(fh: TextIO, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_records(fh: TextIO, path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, object)`` for each non-blank line of ``fh``.
+
+    Raises:
+        DataError: a line is not JSON, or not an object (file and line named).
+    """
     for n, line in enumerate(fh, 1):
         if not line.strip():
             continue
@@ -33,7 +38,7 @@ def iter_prompt_records(fh: TextIO, path: Path, prompt_field: str = "prompt",
     Raises:
         DataError: a line is not JSON, not an object, or has neither field (its fields are listed).
     """
-    for n, record in _records(fh, path):
+    for n, record in iter_records(fh, path):
         if not isinstance(record.get(prompt_field), str) and not isinstance(record.get(messages_field), list):
             raise DataError(
                 f"{path} line {n} has no string field '{prompt_field}' and no list '{messages_field}' of chat turns "
@@ -48,7 +53,7 @@ def iter_text_records(fh: TextIO, path: Path, text_field: str) -> Iterator[dict[
     Raises:
         DataError: a line is not JSON, not an object, or lacks the text field (its fields are listed).
     """
-    for n, record in _records(fh, path):
+    for n, record in iter_records(fh, path):
         if not isinstance(record.get(text_field), str):
             raise DataError(
                 f"{path} line {n} has no string field '{text_field}' "

@@ -17,7 +17,6 @@ whose text the store kept; one per distinct text, the newest) and ranks them by 
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from lmforge._jsonl import iter_records
 from lmforge.errors import ConfigError, DataError
 from lmforge.monitor._store import Store
 from lmforge.monitor._text_policy import TextPolicy
@@ -254,19 +254,8 @@ def store_url(state_or_url: str) -> str:
 
 def read_label_file(path: str) -> list[tuple[int, dict[str, Any]]]:
     """``(line number, record)`` of a JSONL file; a line that is not a JSON object is a :class:`DataError`."""
-    out = []
     try:
         with open(path, encoding="utf-8") as fh:
-            for n, raw in enumerate(fh, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    record = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path} line {n}: not JSON ({exc.msg}); each line is one object.") from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{path} line {n}: not a JSON object; each line is one object.")
-                out.append((n, record))
+            return list(iter_records(fh, path))
     except FileNotFoundError:
         raise DataError(f"Label file not found: {path}") from None
-    return out

@@ -48,7 +48,7 @@ PUBLIC = {
         "require",
     ],
     "lmforge._jsonl": [
-        "iter_prompt_records", "iter_text_records",
+        "iter_prompt_records", "iter_records", "iter_text_records",
     ],
     "lmforge._sql": [
         "open_engine",

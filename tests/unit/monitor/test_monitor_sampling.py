@@ -163,7 +163,7 @@ def test_cli_sample_then_import_round_trips(tmp_path: Path, capsys: pytest.Captu
                                        "not one of the model's labels (negative, positive)\n")
     (tmp_path / "bad.jsonl").write_text('{"prediction_id": "p1"}\nnot json\n', encoding="utf-8")
     assert main(["label", "import", str(tmp_path / "bad.jsonl"), "--state", str(state)]) == 2
-    assert "bad.jsonl line 2: not JSON" in capsys.readouterr().err
+    assert "bad.jsonl line 2 is not valid JSON" in capsys.readouterr().err
     assert main(["monitor", "sample", "--state", str(tmp_path / "nowhere"), "--n", "2", "--out", str(out)]) == 2
     assert "holds no monitor.db" in capsys.readouterr().err
 
@@ -171,7 +171,7 @@ def test_cli_sample_then_import_round_trips(tmp_path: Path, capsys: pytest.Captu
 def test_read_label_file_skips_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "l.jsonl"
     path.write_text('{"prediction_id": "a", "label": "x"}\n\n[1]\n', encoding="utf-8")
-    with pytest.raises(DataError, match="line 3: not a JSON object"):
+    with pytest.raises(DataError, match="line 3 holds a JSON list, not an object"):
         read_label_file(str(path))
     with pytest.raises(DataError, match="Label file not found"):
         read_label_file(str(tmp_path / "missing.jsonl"))
