@@ -24,6 +24,8 @@
                                         offline drift report (HTML + JSON)
     lmforge monitor sample --n N --strategy S --out F | label import F
                                         what to label next (active learning); labels as feedback
+    lmforge retrain RUN --state STATE --out NEW [--register]
+                                        retrain on production feedback, guarded against forgetting
     lmforge watch replay SPEC --input STREAM --output alerts.jsonl [--report DIR]
     lmforge watch eval SPEC --input STREAM (--incidents FILE | --inject POOL)
                                         sentiment watch: spike alerts over a dated stream, measured
@@ -51,6 +53,7 @@ from lmforge.cli import (
     recommend,
     registry,
     reports,
+    retrain,
     runs,
     serve,
     stages,
@@ -61,7 +64,7 @@ from lmforge.cli import (
 from lmforge.errors import LmforgeError
 
 VERBS = (stages, tune, bot, compress, predict, recommend, serve, registry, keys, validate, catalog, guard, reports, runs,
-         monitor, label, watch)
+         monitor, label, retrain, watch)
 
 
 def build_parser() -> argparse.ArgumentParser:

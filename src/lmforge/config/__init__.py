@@ -19,6 +19,7 @@ from lmforge.config._load import (
     spec_with_params,
 )
 from lmforge.config._recommend import InteractionsConfig, ItemsConfig, RecommendConfig, TextModelConfig
+from lmforge.config._retrain import RetrainConfig
 from lmforge.config._schema import (
     AdaLoraConfig,
     AugmentConfig,
@@ -56,6 +57,7 @@ __all__ = [
     "PrefixConfig",
     "PromptConfig",
     "RecommendConfig",
+    "RetrainConfig",
     "SentimentConfig",
     "Spec",
     "TextModelConfig",

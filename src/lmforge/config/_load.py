@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -22,6 +23,9 @@ from lmforge.errors import ConfigError
 
 __all__ = ["apply_overrides", "load_spec", "range_kind", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
            "spec_with_params"]
+
+_EXPONENT_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+"""A number in exponent notation that YAML 1.1 leaves a string (``2e-5``, ``1E3``): read as a float."""
 
 _MISSING = object()
 
@@ -88,6 +92,8 @@ def _coerce(value: Any, tp: Any, where: str, problems: list[str]) -> Any:
         (item_tp,) = get_args(tp)
         return [_coerce(v, item_tp, f"{where}[{i}]", problems) for i, v in enumerate(value)]
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.match(value):
+            value = float(value)  # YAML 1.1 reads 2e-5 (no dot) as a string; every user means the number
         if isinstance(value, bool) or not isinstance(value, int | float):
             problems.append(f"{where} must be a number, got {value!r}.")
             return _MISSING

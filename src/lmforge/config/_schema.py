@@ -12,6 +12,7 @@ from typing import Literal
 
 from lmforge.config._bot import BotConfig
 from lmforge.config._recommend import RecommendConfig
+from lmforge.config._retrain import RetrainConfig
 from lmforge.config._sections import (
     AdaLoraConfig,
     AdapterConfig,
@@ -323,6 +324,8 @@ class Spec:
     """The customer-service bot around the classifier (`lmforge bot build`); the other verbs ignore it."""
     watch: WatchConfig = field(default_factory=WatchConfig)
     """The sentiment watch over a stream (`lmforge watch replay|eval`); the other verbs ignore it."""
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    """Retraining from production feedback (`lmforge retrain`); the other verbs ignore it."""
 
     def __post_init__(self) -> None:
         # Which keys the user left to the task's defaults, kept (outside the fields, so it never

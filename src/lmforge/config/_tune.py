@@ -25,6 +25,7 @@ UNSEARCHABLE = {
     "task": "`lmforge tune` searches classifiers (objective accuracy or macro_f1)",
     "recommend": "`lmforge tune` searches classifiers; `lmforge recommend train` reads this section",
     "watch": "the watch section is read by `lmforge watch`, not by training",
+    "retrain": "the retrain section is read by `lmforge retrain`, not by training",
 }
 """Top-level spec keys ``tune.space`` refuses, and why."""
 

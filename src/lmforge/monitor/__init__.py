@@ -47,6 +47,7 @@ from lmforge.monitor._sampling import (
     import_labels,
     open_store,
     read_label_file,
+    reveal_texts,
     sample_for_labelling,
     store_url,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "read_current",
     "read_label_file",
     "register_detector",
+    "reveal_texts",
     "roc_auc",
     "sample_for_labelling",
     "store_url",

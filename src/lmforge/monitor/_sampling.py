@@ -31,7 +31,7 @@ from lmforge.monitor._store import Store
 from lmforge.monitor._text_policy import TextPolicy
 
 __all__ = ["SAMPLING_STRATEGIES", "LabelImport", "acquisition_scores", "import_labels", "k_center",
-           "open_store", "read_label_file", "sample_for_labelling", "store_url"]
+           "open_store", "read_label_file", "reveal_texts", "sample_for_labelling", "store_url"]
 
 SAMPLING_STRATEGIES = ("uncertainty", "margin", "entropy", "diverse")
 
@@ -138,8 +138,7 @@ def sample_for_labelling(
     proba = np.array([[r["scores"][k] for k in labels] for r in readable])
     score = acquisition_scores(proba, strategy)
     order = np.argsort(-score, kind="stable")
-    policy = _reader(readable, key_file)
-    texts = [policy.get(r["text_policy"], _PLAIN).reveal(r["text"]) or "" for r in readable]
+    texts = reveal_texts(readable, key_file)
     if strategy == "diverse":
         candidates = [int(i) for i in order[: max(n, pool * n)]]
         vectors = embed([texts[i] for i in candidates])  # type: ignore[misc]
@@ -161,18 +160,15 @@ def sample_for_labelling(
     ]
 
 
-class _Plain:
-    def reveal(self, stored: str | None) -> str | None:
-        return stored
-
-
-_PLAIN = _Plain()
-
-
-def _reader(rows: list[dict[str, Any]], key_file: str | None) -> dict[str, Any]:
-    """A text policy that can read back each encrypted policy among ``rows`` (the key ring read once)."""
-    encrypted = sorted({r["text_policy"] for r in rows if "encrypt" in r["text_policy"]})
-    return {name: TextPolicy(name, key_file) for name in encrypted}
+def reveal_texts(rows: list[dict[str, Any]], key_file: str | None = None) -> list[str]:
+    """The readable text of each stored row (``text`` and ``text_policy``): decrypted under the encrypt
+    policies (the key ring read once per policy), as stored otherwise (masked under ``redact``)."""
+    policies = {name: TextPolicy(name, key_file) for name in {r["text_policy"] for r in rows} if "encrypt" in name}
+    out = []
+    for row in rows:
+        policy = policies.get(row["text_policy"])
+        out.append((policy.reveal(row["text"]) if policy is not None else row["text"]) or "")
+    return out
 
 
 @dataclass(frozen=True)

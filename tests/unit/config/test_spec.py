@@ -93,3 +93,15 @@ def test_spec_is_plain_data() -> None:
             assert node is None or isinstance(node, str | int | float | bool), node
 
     walk(spec_to_dict(Spec()))
+
+
+def test_exponent_notation_is_a_number_in_yaml_and_overrides(tmp_path: Path) -> None:
+    """YAML 1.1 (PyYAML) reads ``2e-5`` without a dot as a string; a spec means the number."""
+    from lmforge.config import load_spec
+
+    path = tmp_path / "spec.yaml"
+    path.write_text("train:\n  learning_rate: 2e-5\n  weight_decay: 1E-2\n", encoding="utf-8")
+    spec = load_spec(path, ["train.max_grad_norm=5e-1"])
+    assert (spec.train.learning_rate, spec.train.weight_decay, spec.train.max_grad_norm) == (2e-5, 0.01, 0.5)
+    with pytest.raises(ConfigError, match="train.learning_rate must be a number, got '2e'"):
+        load_spec(path, ["train.learning_rate=2e"])

@@ -23,7 +23,7 @@ PUBLIC = {
         "ALERT_ACTIONS", "OOS_METHODS", "WATCH_METRICS", "AdaLoraConfig", "AdapterConfig", "AugmentConfig", "BotConfig",
         "BotGeneratorConfig", "DataConfig", "EscalateConfig", "EvalConfig", "FaqConfig", "IA3Config", "InteractionsConfig",
         "ItemsConfig", "LoraConfig", "ModelConfig", "OosConfig", "PrefixConfig", "PromptConfig", "RecommendConfig",
-        "SentimentConfig", "Spec", "TextModelConfig", "TrainConfig", "TuneConfig", "WatchConfig",
+        "RetrainConfig", "SentimentConfig", "Spec", "TextModelConfig", "TrainConfig", "TuneConfig", "WatchConfig",
         "apply_overrides", "load_spec", "parse_duration", "range_kind", "spec_from_dict", "spec_to_dict", "spec_to_yaml",
         "spec_with_params",
     ],
@@ -123,7 +123,7 @@ PUBLIC = {
         "MonitorError", "MonitorSettings", "PredictionRecord", "ReferenceState", "UnknownPredictionError",
         "WebhookNotifier", "available_detectors", "classification_metrics", "detector_from_json", "detector_names",
         "drift_report", "fit_detectors", "fit_reference", "get_detector", "import_labels", "new_prediction_id",
-        "open_store", "read_current", "read_label_file", "register_detector", "roc_auc", "sample_for_labelling",
+        "open_store", "read_current", "read_label_file", "register_detector", "reveal_texts", "roc_auc", "sample_for_labelling",
         "store_url",
     ],
     "lmforge.serve": [
