@@ -241,6 +241,11 @@ class EvalConfig:
     max_test: int | None = None
     """`task: generate`: evaluate only the first this many test examples (generation is slow on a
     CPU); None evaluates the whole test split."""
+    explain_examples: int = 32
+    """Seeded test texts explained (per-word attributions, `lmforge.predict.explain`) for the report's
+    "What the model reads" section and `eval/explanations.json`, plus the 3 most confident errors; 0: off."""
+    explain_steps: int = 16
+    """Integrated-gradients steps per explained text (each a forward and backward pass)."""
     baseline_margin: float = 0.05
     """The model must close at least this share of the gap between a baseline and a perfect score
     (score >= b + margin * (1 - b)) on accuracy and on macro-F1, b being the majority-class
@@ -254,6 +259,10 @@ class EvalConfig:
             problems.append(f"evaluate.calibration_bins must be in [2, 100], got {self.calibration_bins}.")
         if self.max_errors < 0:
             problems.append(f"evaluate.max_errors must be >= 0, got {self.max_errors}.")
+        if self.explain_examples < 0:
+            problems.append(f"evaluate.explain_examples must be >= 0, got {self.explain_examples}.")
+        if self.explain_steps < 1:
+            problems.append(f"evaluate.explain_steps must be at least 1, got {self.explain_steps}.")
         if self.max_new_tokens < 1:
             problems.append(f"evaluate.max_new_tokens must be at least 1, got {self.max_new_tokens}.")
         if self.max_test is not None and self.max_test < 1:

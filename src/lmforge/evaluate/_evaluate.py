@@ -12,6 +12,7 @@ import numpy as np
 from lmforge.errors import DataError, RunDirError
 from lmforge.evaluate._analysis import collect_errors, error_rate_by_length, weak_classes
 from lmforge.evaluate._card import render_model_card
+from lmforge.evaluate._explained import explain_sample
 from lmforge.evaluate._metrics import compute_metrics
 from lmforge.evaluate._plots import plot_calibration, plot_confusion
 from lmforge.evaluate._report import render_report
@@ -87,6 +88,8 @@ def evaluate(
     ``errors.jsonl``, ``report.html``) atomically, then ``MODEL_CARD.md``, then merges the
     headline metrics into the manifest.
 
+    Long because it is the stage read top to bottom: predict, score, explain, write, card, manifest, log.
+
     Args:
         spec: The resolved spec; ``spec.evaluate`` sets batch size, calibration bins and
             how many errors are kept.
@@ -131,7 +134,9 @@ def evaluate(
     weak = weak_classes(metrics)
     summary = run_summary(manifest)
     title = spec.name or summary["name"] or run.root.name
-    _write_eval(run, title, metrics, labels, summary, errors, weak)
+    explained = explain_sample(predictor, texts, y_true, proba, labels, n=spec.evaluate.explain_examples,
+                               steps=spec.evaluate.explain_steps, seed=spec.data.seed)
+    _write_eval(run, title, metrics, labels, summary, errors, weak, explained)
     card = render_model_card(
         name=title,
         metrics=metrics,
@@ -189,10 +194,12 @@ def _baselines(spec: Spec, run: RunDir, labels: list[str], y_true: np.ndarray,
 
 
 def _write_eval(run: RunDir, title: str, metrics: dict[str, Any], labels: list[str], summary: dict[str, Any],
-                errors: list[dict[str, Any]], weak: list[str]) -> None:
-    """Write ``eval/`` atomically: metrics.json, the two plots, errors.jsonl and the HTML report."""
+                errors: list[dict[str, Any]], weak: list[str], explained: dict[str, Any] | None) -> None:
+    """Write ``eval/`` atomically: metrics.json, the two plots, errors.jsonl, explanations.json and the HTML report."""
     with run.stage("eval") as tmp:
         atomic_write_json(tmp / "metrics.json", metrics)
+        if explained is not None:
+            atomic_write_json(tmp / "explanations.json", explained)
         plot_confusion(metrics["confusion_matrix"], labels, tmp / "confusion.png")
         plot_calibration(metrics["calibration"], metrics["ece"], tmp / "calibration.png")
         atomic_write_text(
@@ -208,5 +215,6 @@ def _write_eval(run: RunDir, title: str, metrics: dict[str, Any], labels: list[s
             weak=weak,
             confusion_png=(tmp / "confusion.png").read_bytes(),
             calibration_png=(tmp / "calibration.png").read_bytes(),
+            explained=explained,
         )
         atomic_write_text(tmp / "report.html", report)

@@ -12,6 +12,7 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from lmforge.evaluate._explained import explanations_html
 from lmforge.evaluate._summary import baseline_rows, baseline_verdict, summary_rows
 
 __all__ = ["CSS", "escape", "html_table", "render_report"]
@@ -148,6 +149,7 @@ def render_report(
     weak: list[str],
     confusion_png: bytes,
     calibration_png: bytes,
+    explained: dict[str, Any] | None = None,
 ) -> str:
     """Render the evaluation report as one self-contained HTML page.
 
@@ -164,6 +166,7 @@ def render_report(
         weak: Weak class names (highlighted).
         confusion_png: PNG bytes of the confusion matrix.
         calibration_png: PNG bytes of the reliability diagram.
+        explained: :func:`~lmforge.evaluate._explained.explain_sample`'s result, or None (off).
 
     Returns:
         The HTML text.
@@ -234,6 +237,8 @@ def render_report(
         length_html,
         "<h2>Top errors</h2>",
         _errors(errors, total_errors),
+        "<h2>What the model reads</h2>",
+        explanations_html(explained),
         "<h2>Data</h2>",
         _table(["Field", "Value"], data_rows),
         "<h2>Training</h2>",

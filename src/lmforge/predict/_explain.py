@@ -106,7 +106,7 @@ def explain(
             f"Integrated gradients need a torch model; this is the {getattr(predictor, 'backend', '?')} backend "
             "(use --variant fp32, or the occlusion method)."
         )
-    proba = predictor.predict_proba(list(texts))
+    proba = predictor.predict_proba(list(texts), batch_size=64)
     targets = [labels.index(label) if label is not None else int(np.argmax(row)) for row in proba]
     out = []
     for text, row, target in zip(texts, proba, targets, strict=True):
@@ -127,7 +127,7 @@ def _occlusion(predictor: Any, text: str, target: int, full: float) -> tuple[lis
     if not spans:
         return [], False
     variants = [(text[:s] + text[e:]).strip() for s, e in spans]
-    proba = predictor.predict_proba(variants)
+    proba = predictor.predict_proba(variants, batch_size=64)
     words = [WordAttribution(text[s:e], s, e, full - float(p[target])) for (s, e), p in zip(spans, proba, strict=True)]
     # A word the tokenizer cut off cannot change the output: its weight is 0 by construction.
     seen = _seen_chars(predictor, text)
@@ -136,7 +136,9 @@ def _occlusion(predictor: Any, text: str, target: int, full: float) -> tuple[lis
 
 def _seen_chars(predictor: Any, text: str) -> int | None:
     """The end of the last character the model reads of ``text`` (None: unknown or everything)."""
-    tokenizer = predictor.tokenizer
+    tokenizer = getattr(predictor, "tokenizer", None)
+    if tokenizer is None:  # a predictor that only answers probabilities
+        return None
     if hasattr(tokenizer, "offsets"):  # the ONNX backend's FastTokenizer
         offsets = tokenizer.offsets(text)
     else:  # a transformers tokenizer
