@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 
 from lmforge.errors import ConfigError, DataError
-from lmforge.monitor import import_labels, open_store, read_label_file, sample_for_labelling
-from lmforge.monitor._sampling import acquisition_scores, k_center
+from lmforge.monitor import (
+    acquisition_scores,
+    import_labels,
+    k_center,
+    open_store,
+    read_label_file,
+    sample_for_labelling,
+)
 
 # (text, P(negative), P(positive)): planted served predictions, newest last
 PLANTED = [
