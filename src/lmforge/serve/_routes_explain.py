@@ -61,11 +61,10 @@ def explain_router(settings: ServeSettings, metrics: ServeMetrics, require_predi
         runtime = runtime_of(request)
         slot = runtime.resolve(body.model)
         loaded = slot.stable
-        engine = loaded.engine if loaded is not None else None
-        if not isinstance(engine, LocalEngine) or engine.predictor is None:
+        if loaded is None or not isinstance(loaded.engine, LocalEngine) or loaded.engine.predictor is None:
             raise ApiError(501, "not_supported", "Explanations need a classifier served by the local backend "
                                                  f"(this server's is {settings.backend!r}, or the model generates text).")
-        predictor = engine.predictor
+        predictor = loaded.engine.predictor
         with admitted(request, min(limits.explain_steps, limits.max_texts)):  # a full request's worth at most
             try:
                 (explanation,) = await asyncio.to_thread(
@@ -74,7 +73,7 @@ def explain_router(settings: ServeSettings, metrics: ServeMetrics, require_predi
             except ConfigError as exc:  # an unknown label or method, or integrated gradients on ONNX
                 raise ApiError(422, "invalid_request", str(exc)) from None
         metrics.explanations.labels(explanation.method).inc()
-        return {"model": loaded.model, "version": loaded.version, "text": body.text,  # type: ignore[union-attr]
+        return {"model": loaded.model, "version": loaded.version, "text": body.text,
                 **explanation.to_dict(top=body.top)}
 
     return router
