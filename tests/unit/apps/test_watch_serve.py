@@ -160,6 +160,19 @@ def test_ingest_items_are_read_with_the_specs_field_names() -> None:
                         "items[3] has a topic that is not a string of 1 to 100 characters"]
 
 
+def test_topics_given_with_the_rows_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lmforge.apps.watch import _server
+
+    monkeypatch.setattr(_server, "MAX_TOPICS", 2)
+    ext = WatchExtension(_cfg(), scorer=Scorer(SENTIMENT, "Bearish", TOPIC))
+    ext.start(None)  # type: ignore[arg-type]  # a scorer is given: the host's trust policy is not needed
+    items = [{"time": 60.0 * i, "text": "gold", "topic": t} for i, t in enumerate(["A", "B", "A", "C", "B"])]
+    reply = ext.ingest(items, max_chars=100)
+    assert (reply["accepted"], reply["malformed"]) == (4, 1)
+    assert reply["problems"] == ["topic 'C' would be one more than the 2 a watch keeps"]
+    assert sorted(ext.snapshot()[0]["topics"]) == ["A", "B"]
+
+
 def test_lmforge_serve_finds_the_watch_behind_a_spec_file_only(tmp_path: Path, trained_full: Path) -> None:
     spec = tmp_path / "watch.yaml"
     spec.write_text(yaml.safe_dump({"watch": {"sentiment_run": str(trained_full), "negative_label": "negative",

@@ -39,13 +39,15 @@ from lmforge.errors import ConfigError
 from lmforge.monitor import WebhookNotifier
 from lmforge.serve import ExtensionHost, ServeContext
 
-__all__ = ["MAX_WINDOWS", "WatchExtension", "parse_items", "serving", "watch_served"]
+__all__ = ["MAX_TOPICS", "MAX_WINDOWS", "WatchExtension", "parse_items", "serving", "watch_served"]
 
 log = logging.getLogger(__name__)
 
 MAX_WINDOWS = 500
 """Closed windows kept per topic for ``/v1/watch`` and the page (a detector keeps its own state)."""
 MAX_TOPIC_CHARS = 100
+MAX_TOPICS = 1000
+"""Topics one watch keeps (a detector each); a row that would add one more is malformed."""
 _PROBLEMS_SHOWN = 3
 _RECENT_ALERTS = 100
 
@@ -151,6 +153,7 @@ class WatchExtension:
         if watch is None:
             raise RuntimeError("the watch extension was not started")
         rows, topics, problems = parse_items(items, self.cfg, max_chars)
+        rows, topics = self._bounded_topics(watch, rows, topics, problems)
         scored = watch.scorer.score([r.text for r in rows]) if rows else None
         with self._lock:
             late_before = watch.late
@@ -160,6 +163,23 @@ class WatchExtension:
             self.batches += 1
         return {"accepted": len(rows) - late, "late": late, "malformed": len(problems),
                 "problems": problems[:_PROBLEMS_SHOWN], "alerts": alerts}
+
+    def _bounded_topics(self, watch: LiveWatch, rows: list[StreamRow], topics: list[str | None],
+                        problems: list[str]) -> tuple[list[StreamRow], list[str | None]]:
+        """Rows whose given topic would be one beyond :data:`MAX_TOPICS` are malformed: a client
+        cannot grow the server's memory with made-up topics."""
+        with self._lock:
+            known = set(watch.trackers) | set(watch.open)
+        kept_rows, kept_topics = [], []
+        for row, topic in zip(rows, topics, strict=True):
+            if topic is not None and topic not in known:
+                if len(known) >= MAX_TOPICS:
+                    problems.append(f"topic {topic[:40]!r} would be one more than the {MAX_TOPICS} a watch keeps")
+                    continue
+                known.add(topic)
+            kept_rows.append(row)
+            kept_topics.append(topic)
+        return kept_rows, kept_topics
 
     def snapshot(self) -> tuple[dict[str, Any], dict[str, list[Verdict]]]:
         """The timeline (``GET /v1/watch``) and each topic's closed verdicts (for the page's charts)."""
