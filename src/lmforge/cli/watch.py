@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dated texts and alerts the moment a window closes; GET /v1/watch is the per-topic timeline, /watch its page. "
         "The same as `lmforge serve SPEC`, with --set.",
         epilog="examples:\n  lmforge watch serve watch.yaml --public-key signing.key.pub --port 8000\n"
-        "  curl -H \"Authorization: Bearer $TOKEN\" -d '{\"items\": [{\"time\": \"2024-03-04T12:00:00Z\", "
+        "  curl -H \"Authorization: Bearer $TOKEN\" -H \"Content-Type: application/json\" -d '{\"items\": [{\"time\": \"2024-03-04T12:00:00Z\", "
         "\"text\": \"gold slumps\"}]}' localhost:8000/v1/ingest\n"
         "  curl -H \"Authorization: Bearer $TOKEN\" localhost:8000/v1/watch",
         formatter_class=argparse.RawDescriptionHelpFormatter)
