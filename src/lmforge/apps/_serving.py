@@ -1,8 +1,9 @@
 """How ``lmforge serve`` finds the application behind a directory: each app that serves says so here.
 
 An app package that can be served defines ``serving(path) -> Served | None``: a :class:`Served`
-when ``path`` is one of its directories (a bot directory, a recommender directory, ...), else
-None. :func:`serving_for` asks the apps of :data:`SERVED_APPS` in turn; ``lmforge serve`` then
+when ``path`` is one of its directories (a bot directory, a recommender directory, ...) or spec
+files (a spec with a ``watch:`` section), else None; ``path`` may be a file, so an app that serves
+directories checks that it is one. :func:`serving_for` asks the apps of :data:`SERVED_APPS` in turn; ``lmforge serve`` then
 serves ``Served.source`` (a run, registered and activated as the classification/generation model,
 or None for an app without one) with ``Served.extension``'s routes beside the server's own.
 """
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SERVED_APPS", "Served", "serving_for"]
 
-SERVED_APPS: tuple[str, ...] = ()
+SERVED_APPS: tuple[str, ...] = ("lmforge.apps.watch",)
 """The app packages asked, in order, whether a directory is theirs (``serving(path)``)."""
 
 
@@ -35,11 +36,12 @@ class Served:
 
 
 def serving_for(target: str) -> Served | None:
-    """The app that serves the directory ``target``, or None when it is no app's (a run, a state folder, a URL)."""
+    """The app that serves the directory or file ``target``, or None when it is no app's (a run, a state
+    folder, a URL)."""
     if "://" in target:
         return None
     path = Path(target).expanduser()
-    if not path.is_dir():
+    if not path.exists():
         return None
     for name in SERVED_APPS:
         served: Served | None = importlib.import_module(name).serving(path)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from lmforge.cli._common import say
+
+if TYPE_CHECKING:
+    from lmforge.apps import Served
 
 EXAMPLE = """examples:
   lmforge keys create ops --role admin                  # prints a token once
@@ -16,7 +20,7 @@ EXAMPLE = """examples:
 
 RUN_OR_REGISTRY: a run directory (registered and activated as a version of --name), a state
 folder holding registry.db, a registry database URL, or an app's directory (`lmforge bot build`'s,
-`lmforge recommend train`'s), whose routes are added beside /v1/predict. Every setting can also come from
+`lmforge recommend train`'s) or spec (one with a watch: section), whose routes are added beside /v1/predict. Every setting can also come from
 --config serve.yaml (see lmforge.serve.ServeSettings); flags override the file. SIGTERM turns
 /readyz to 503 for the drain period, finishes in-flight requests, then exits."""
 
@@ -76,10 +80,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lmforge.apps import serving_for
+
+    return serve_target(args, serving_for(args.target))
+
+
+def serve_target(args: argparse.Namespace, served: Served | None) -> int:
+    """Start the server for ``args`` (a serve verb's flags; one it lacks is unset) with ``served``'s app, if any."""
     from lmforge.serve import load_settings, run_server, source_overrides, with_monitor
 
     flags = {
-        k: getattr(args, k)
+        k: getattr(args, k, None)
         for k in (
             "host",
             "port",
@@ -97,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
             "docs",
         )
     }
-    served = serving_for(args.target)
     if served is None:
         target = source_overrides(args.target)
     else:

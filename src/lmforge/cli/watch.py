@@ -1,9 +1,10 @@
-"""`lmforge watch replay|eval SPEC`: the financial sentiment watch over a dated stream.
+"""`lmforge watch replay|eval|serve SPEC`: the financial sentiment watch over a dated stream.
 
 ``replay`` scores a stream with the spec's ``watch.sentiment_run`` (and ``watch.topic_run``),
 alerts on surges of negative texts per topic and window, and writes alerts.jsonl (and, with
 ``--report``, timeline.csv and report.html); ``eval`` measures every detector's alerts against
-labelled incidents or seeded injected surges. The library is :mod:`lmforge.apps.watch`.
+labelled incidents or seeded injected surges; ``serve`` runs the watch live on the server
+(``POST /v1/ingest``, ``GET /v1/watch``, the ``/watch`` page). The library is :mod:`lmforge.apps.watch`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--detectors", help="comma-separated detectors to compare (default: all)")
     e.add_argument("--output", help="write the results as JSON here (default: stdout only)")
     e.set_defaults(func=evaluate)
+    s = verbs.add_parser(
+        "serve", help="the watch live: POST /v1/ingest, GET /v1/watch, the /watch page (and /v1/predict)",
+        description="Serve the spec's sentiment run with the live watch beside it: POST /v1/ingest scores batches of "
+        "dated texts and alerts the moment a window closes; GET /v1/watch is the per-topic timeline, /watch its page. "
+        "The same as `lmforge serve SPEC`, with --set.",
+        epilog="examples:\n  lmforge watch serve watch.yaml --public-key signing.key.pub --port 8000\n"
+        "  curl -H \"Authorization: Bearer $TOKEN\" -H \"Content-Type: application/json\" -d '{\"items\": [{\"time\": \"2024-03-04T12:00:00Z\", "
+        "\"text\": \"gold slumps\"}]}' localhost:8000/v1/ingest\n"
+        "  curl -H \"Authorization: Bearer $TOKEN\" localhost:8000/v1/watch",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("spec", help="YAML spec with a watch: section")
+    s.add_argument("--config", help="YAML file of serve settings (see lmforge serve)")
+    s.add_argument("--host", default=None, help="interface to bind (default: 127.0.0.1)")
+    s.add_argument("--port", type=int, default=None, help="port (default: 8000)")
+    s.add_argument("--state", dest="state_dir", default=None, help="state folder: registry, keys (default: ./.lmforge)")
+    s.add_argument("--public-key", default=None, help=_TRUST_HELP)
+    s.add_argument("--allow-unsigned", action="store_true", default=None, help="accept unsigned runs (their files are "
+                   "still checked against the manifest)")
+    s.add_argument("--monitor", action="store_true", help="record /v1/predict's predictions and take feedback "
+                   "(the monitor dashboard)")
+    add_set_arg(s)
+    s.set_defaults(func=serve)
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -89,3 +112,10 @@ def evaluate(args: argparse.Namespace) -> int:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     dump(result)
     return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from lmforge.apps.watch import watch_served
+    from lmforge.cli.serve import serve_target
+
+    return serve_target(args, watch_served(args.spec, args.overrides))

@@ -30,7 +30,7 @@ from lmforge.guard import audit_log_from_env
 from lmforge.predict import CAUSAL_LM
 from lmforge.serve._auth import Authenticator
 from lmforge.serve._db import connect
-from lmforge.serve._dependencies import key_checks
+from lmforge.serve._dependencies import key_checks, page_check
 from lmforge.serve._engines import build_backend
 from lmforge.serve._extensions import ExtensionHost, ServeContext, ServeExtension
 from lmforge.serve._feedback import feedback_check
@@ -137,7 +137,7 @@ def create_app(settings: ServeSettings, extensions: Sequence[ServeExtension] = (
     app.state.require_predict = require_predict
     app.state.require_admin = require_admin
     app.state.extensions = tuple(extensions)
-    context = ServeContext(settings, metrics, require_predict, require_admin)
+    context = ServeContext(settings, metrics, require_predict, require_admin, page_check(metrics, sessions))
     routers = [
         health_router(settings, metrics, require_predict),
         predict_router(settings, metrics, require_predict),

@@ -7,7 +7,8 @@ them with ``app.dependency_overrides`` (and monitoring's router is mounted behin
 A key comes from the ``Authorization: Bearer`` or ``X-API-Key`` header. Only on a GET of one of
 :data:`~lmforge.serve._sessions.SESSION_ROUTES` (the dashboard) does ``require_admin`` also take
 the browser session cookie of ``POST /login``; a browser that has neither is sent to the login
-form (303), while an API client keeps the JSON 401.
+form (303), while an API client keeps the JSON 401. :func:`page_check` is the same for an
+extension's pages (a ``predict`` key, or an admin's session on any GET it guards).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the key check's signature at runtime,
@@ -28,7 +29,7 @@ from lmforge.serve._metrics import ServeMetrics
 from lmforge.serve._runtime import Runtime
 from lmforge.serve._sessions import COOKIE_NAME, SESSION_ROUTES, LoginRequired, SessionStore
 
-__all__ = ["KeyCheck", "key_checks", "runtime_of", "session_key"]
+__all__ = ["KeyCheck", "key_checks", "page_check", "runtime_of", "session_key"]
 
 log = logging.getLogger("lmforge.serve")
 
@@ -66,6 +67,35 @@ def key_checks(metrics: ServeMetrics, sessions: SessionStore | None = None) -> t
         return dependency
 
     return require("predict"), require("admin")
+
+
+def page_check(metrics: ServeMetrics, sessions: SessionStore) -> KeyCheck:
+    """The key check of an extension's pages: a ``predict`` key from the headers, or on a GET without
+    one the admin key behind the request's session cookie; a browser with neither goes to the login form.
+
+    The cookie opens only GETs (which change nothing), as on the dashboard, so it adds no CSRF surface.
+    """
+    bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+    api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key itself")
+
+    async def require_page(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+        x_api_key: Annotated[str | None, Security(api_key_header)],
+    ) -> ApiKey:
+        auth: Authenticator = request.state.auth
+        token = credentials.credentials if credentials is not None else x_api_key
+        if not token and request.method == "GET":
+            key = await session_key(request, sessions)
+            if key is not None:
+                return _throttled(auth, key, metrics)
+            if "text/html" in request.headers.get("accept", ""):
+                raise LoginRequired(request.url.path)
+        key = await auth.authenticate(token)
+        auth.authorize(key, "predict")
+        return _throttled(auth, key, metrics)
+
+    return require_page
 
 
 def _session_route(request: Request) -> bool:

@@ -48,6 +48,10 @@ class ServeContext:
     require_predict: KeyCheck
     """A FastAPI dependency: the request's key with the ``predict`` role (or 401/403/429)."""
     require_admin: KeyCheck
+    require_page: KeyCheck | None = None
+    """A FastAPI dependency for an extension's pages and what they read: a ``predict`` key from the
+    headers, or, on a GET without one, an admin's dashboard login (the ``POST /login`` session
+    cookie); a browser with neither is sent to the login form (303) and back. None: not offered."""
 
 
 @dataclass(frozen=True)

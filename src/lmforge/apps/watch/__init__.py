@@ -9,8 +9,10 @@
 - Stream sources (:func:`read_stream`) and timestamps (:func:`parse_time`).
 
 - :class:`LiveWatch`: the same windows and detectors over a live, time-ordered stream (``--input -``,
-  :func:`follow`), alerting as each window closes. A ``lmforge watch serve`` would feed it the
-  batches ``POST /v1/ingest`` receives; that server route is not built yet.
+  :func:`follow`), alerting as each window closes.
+- :class:`WatchExtension`: ``lmforge watch serve SPEC`` (or ``lmforge serve SPEC``, through
+  :func:`serving`): ``POST /v1/ingest`` feeds a :class:`LiveWatch` on the server, ``GET /v1/watch``
+  is its timeline and ``GET /watch`` its page.
 """
 
 from lmforge.apps.watch import _detectors  # noqa: F401  (registers the shipped detectors)
@@ -27,6 +29,7 @@ from lmforge.apps.watch._registry import (
 )
 from lmforge.apps.watch._replay import ReplayResult, alert_lines, deliver_alerts, detect_all, replay
 from lmforge.apps.watch._score import Scored, Scorer
+from lmforge.apps.watch._server import WatchExtension, parse_items, serving, watch_served
 from lmforge.apps.watch._sources import Stream, StreamRow, read_stream
 from lmforge.apps.watch._time import iso, parse_time, window_start
 
@@ -41,6 +44,7 @@ __all__ = [
     "Stream",
     "StreamRow",
     "Verdict",
+    "WatchExtension",
     "WindowStats",
     "aggregate",
     "alert_lines",
@@ -53,11 +57,14 @@ __all__ = [
     "get_spike_detector",
     "inject_surges",
     "iso",
+    "parse_items",
     "parse_time",
     "read_incidents",
     "read_stream",
     "register_spike_detector",
     "replay",
     "score_alerts",
+    "serving",
+    "watch_served",
     "window_start",
 ]

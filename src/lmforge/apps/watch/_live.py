@@ -4,7 +4,8 @@
 the open window of every topic, and when a row of a later window arrives closes the earlier ones
 and judges them, per topic, with the same :class:`IncidentTracker` a replay uses; so a sorted stream
 gives the same alerts either way. A row for a window already closed is late: counted and skipped.
-This is the hook a server's ingest route would feed (``lmforge watch serve``, not built yet).
+``lmforge watch serve`` feeds it the batches ``POST /v1/ingest`` receives (``_server.py``), without
+keeping the texts (``keep_texts=False``) and with a bounded history per topic (``max_windows``).
 
 :func:`follow` drives it from JSON lines (stdin, ``tail -f``): a batch is scored when it is full or
 when no more input is waiting, so a quiet stream is scored line by line and a busy one in batches.
@@ -20,7 +21,7 @@ from typing import Any, TextIO
 
 from lmforge.apps.watch._aggregate import WindowStats
 from lmforge.apps.watch._incidents import IncidentTracker, Verdict
-from lmforge.apps.watch._score import Scorer
+from lmforge.apps.watch._score import Scored, Scorer
 from lmforge.apps.watch._sources import StreamRow
 from lmforge.apps.watch._time import parse_time, window_start
 from lmforge.config import WatchConfig
@@ -40,12 +41,18 @@ class LiveWatch:
         cfg: the watch section.
         scorer: the loaded models.
         on_alert: called with each alert line as its window closes.
+        detector: the detector by name (default ``cfg.detector``).
+        keep_texts: keep every text and its score (the replay report's top negative texts); a server
+            keeps only the window counts.
+        max_windows: closed windows kept per topic (the oldest verdicts are dropped; a detector's state
+            is its own, so dropping them changes no later verdict); None: all.
     """
 
     def __init__(self, cfg: WatchConfig, scorer: Scorer, on_alert: Callable[[dict[str, Any]], None] | None = None,
-                 detector: str | None = None) -> None:
+                 detector: str | None = None, *, keep_texts: bool = True, max_windows: int | None = None) -> None:
         self.cfg, self.scorer, self.on_alert = cfg, scorer, on_alert
         self.detector = detector or cfg.detector
+        self.keep_texts, self.max_windows = keep_texts, max_windows
         self.open: dict[str, WindowStats] = {}
         self.trackers: dict[str, IncidentTracker] = {}
         self.verdicts: dict[str, list[Verdict]] = {}
@@ -56,16 +63,27 @@ class LiveWatch:
         self.newest: float | None = None
         """Start of the newest window seen: every window before it is closed."""
         self.late = 0
+        self.accepted = 0
         self.seconds = 0.0
 
-    def feed(self, rows: Sequence[StreamRow]) -> list[dict[str, Any]]:
-        """Score ``rows`` and add them; returns the alerts of the windows that closed."""
+    def feed(self, rows: Sequence[StreamRow], topics: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+        """Score ``rows`` and add them; returns the alerts of the windows that closed.
+
+        ``topics``: per row, a topic given with it (used instead of the topic run's), or None.
+        """
         if not rows:
             return []
-        scored = self.scorer.score([r.text for r in rows])
+        return self.add(rows, self.scorer.score([r.text for r in rows]), topics)
+
+    def add(self, rows: Sequence[StreamRow], scored: Scored,
+            topics: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+        """Add rows scored already (``scored`` holds one score per row); returns the alerts of the windows that closed."""
         self.seconds += scored.seconds
+        given = topics if topics is not None else [None] * len(rows)
         fired: list[dict[str, Any]] = []
-        for row, neg, proba, topic in zip(rows, scored.negative, scored.negative_proba, scored.topics, strict=True):
+        for row, neg, proba, predicted, own in zip(rows, scored.negative, scored.negative_proba, scored.topics, given,
+                                                   strict=True):
+            topic = own or predicted
             start = window_start(row.time, self.cfg.window_s)
             if self.newest is not None and start < self.newest:  # its window has closed
                 self.late += 1
@@ -76,13 +94,15 @@ class LiveWatch:
             cell = self.open.get(topic)
             if cell is None:
                 cell = self.open[topic] = WindowStats(start=start, end=start + self.cfg.window_s, topic=topic)
-            cell.rows.append(len(self.texts))
             cell.n += 1
             cell.negative += int(bool(neg))
             cell.score_sum += float(proba)
-            self.texts.append(row.text)
-            self.negative_proba.append(float(proba))
-            self.negative.append(bool(neg))
+            self.accepted += 1
+            if self.keep_texts:
+                cell.rows.append(len(self.texts))
+                self.texts.append(row.text)
+                self.negative_proba.append(float(proba))
+                self.negative.append(bool(neg))
         return fired
 
     def close(self) -> list[dict[str, Any]]:
@@ -103,7 +123,10 @@ class LiveWatch:
                     self.detector, threshold=threshold, min_count=cfg.min_count, cooldown_s=cfg.cooldown_s,
                     baseline=cfg.baseline, metric=cfg.metric)
             verdict = tracker.judge(w)
-            self.verdicts.setdefault(w.topic, []).append(verdict)
+            history = self.verdicts.setdefault(w.topic, [])
+            history.append(verdict)
+            if self.max_windows is not None and len(history) > self.max_windows:
+                del history[: len(history) - self.max_windows]
             if verdict.alert:
                 line = verdict.alert_line(self.detector)
                 fired.append(line)

@@ -28,7 +28,8 @@ from lmforge.config import Spec, WatchConfig
 from lmforge.monitor import AlertRule, WebhookNotifier
 from lmforge.rundir import atomic_write_text
 
-__all__ = ["ReplayResult", "alert_lines", "deliver_alerts", "detect_all", "replay", "result_view"]
+__all__ = ["ReplayResult", "alert_lines", "alert_rule", "deliver_alerts", "detect_all", "log_alert", "replay",
+           "result_view", "webhook_event"]
 
 log = logging.getLogger(__name__)
 
@@ -74,25 +75,40 @@ def alert_lines(verdicts: dict[str, list[Verdict]], detector: str) -> list[dict[
     return sort_alerts([v.alert_line(detector) for vs in verdicts.values() for v in vs if v.alert])
 
 
+def log_alert(a: dict[str, Any]) -> None:
+    """The ``log`` action: one WARNING record naming the topic, the window and the numbers."""
+    log.warning("WATCH ALERT %s: %s %.3f over %d texts (baseline %s, %s score %.2f) in the "
+                "window %s .. %s", a["topic"], a["metric"], a["value"], a["n"],
+                "n/a" if a["baseline"] is None else f"{a['baseline']:.3f}", a["detector"],
+                a["score"], a["window_start"], a["time"])
+
+
+def alert_rule(cfg: WatchConfig) -> AlertRule:
+    """The monitor alert rule a watch alert is delivered under (its ``webhook_url``, named after the detector)."""
+    limit = cfg.threshold if cfg.threshold is not None else get_spike_detector(cfg.detector).threshold  # type: ignore[attr-defined]
+    return AlertRule(metric=f"label_share:{cfg.negative_label}", op=">", threshold=float(limit),
+                     actions=["webhook"], webhook_url=cfg.webhook_url, name=f"watch {cfg.detector}")
+
+
+def webhook_event(alert: dict[str, Any], rule: AlertRule) -> dict[str, Any]:
+    """The body the webhook receives: the alert line and the monitor's event fields."""
+    return {**alert, "status": "firing", "rule": rule.name, "actions": ["webhook"]}
+
+
 def deliver_alerts(alerts: Sequence[dict[str, Any]], cfg: WatchConfig) -> WebhookNotifier | None:
     """Send each alert through ``cfg.actions``: a WARNING log record, and/or a webhook POST (waits
     until every POST was tried). Returns the notifier (its ``delivered``/``failed`` counts), if any."""
     if "log" in cfg.actions:
         for a in alerts:
-            log.warning("WATCH ALERT %s: %s %.3f over %d texts (baseline %s, %s score %.2f) in the "
-                        "window %s .. %s", a["topic"], a["metric"], a["value"], a["n"],
-                        "n/a" if a["baseline"] is None else f"{a['baseline']:.3f}", a["detector"],
-                        a["score"], a["window_start"], a["time"])
+            log_alert(a)
     if "webhook" not in cfg.actions or not alerts:
         return None
-    limit = cfg.threshold if cfg.threshold is not None else get_spike_detector(cfg.detector).threshold  # type: ignore[attr-defined]
-    rule = AlertRule(metric=f"label_share:{cfg.negative_label}", op=">", threshold=float(limit),
-                     actions=["webhook"], webhook_url=cfg.webhook_url, name=f"watch {cfg.detector}")
+    rule = alert_rule(cfg)
     notifier = WebhookNotifier()
     notifier.start()
     try:
         for a in alerts:
-            notifier.submit({**a, "status": "firing", "rule": rule.name, "actions": ["webhook"]}, rule)
+            notifier.submit(webhook_event(a, rule), rule)
         notifier.flush(timeout=max(10.0, 2 * rule.timeout_s * len(alerts)))
     finally:
         notifier.close()
