@@ -138,9 +138,11 @@ def main() -> int:
     ap.add_argument("--initial", type=int, default=100)
     ap.add_argument("--step", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=8)
-    ap.add_argument("--epochs", type=float, default=3.0)
-    ap.add_argument("--max-steps", type=int, default=None)
-    ap.add_argument("--learning-rate", type=float, default=5e-5)
+    ap.add_argument("--epochs", type=float, default=50.0, help="an upper bound: --max-steps ends each round's training")
+    ap.add_argument("--max-steps", type=int, default=150,
+                    help="optimizer steps per round (the same budget whatever the label count: from 100 labels "
+                         "a few epochs are a handful of steps, and a model that saw a handful stays at the majority class)")
+    ap.add_argument("--learning-rate", type=float, default=1e-4)
     ap.add_argument("--model", default="minilm-l6")
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--seed", type=int, default=42)
