@@ -22,7 +22,8 @@
   :func:`attach_modules` (training and loading alike), :func:`save_modules`, :func:`load_modules`,
   :func:`model_layout`; a run saved so has ``format`` :data:`MODULES_FORMAT`.
 - :class:`TextEmbedder`: unit-length sentence embeddings (:func:`mean_pool`) from an encoder
-  folder, for the recommender's towers.
+  folder, for the recommender's towers; :class:`OnnxEmbedder` the same from an ONNX (int8)
+  export of one (a folder with :data:`EMBEDDER_META`), without torch.
 - :class:`FastTokenizer`: ``tokenizer.json`` with per-batch padding, no transformers.
 - A causal LM's int8 variant: :func:`quantize_int8_dynamic` and :func:`save_int8_causal_lm`
   (int8 weights and scales as plain safetensors; :func:`load_generator` reads them back).
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 from lmforge.predict._chat import Messages, render_prompt, to_messages
 from lmforge.predict._embed import TextEmbedder, mean_pool
+from lmforge.predict._embed_onnx import EMBEDDER_META, OnnxEmbedder
 from lmforge.predict._generate import TorchGenerator, read_answer, top_p_filter
 from lmforge.predict._int8 import INT8_DYNAMIC, quantize_int8_dynamic, save_int8_causal_lm
 from lmforge.predict._meta import (
@@ -94,6 +96,7 @@ __all__ = [
     "BACKENDS",
     "BASE_DIGEST",
     "CAUSAL_LM",
+    "EMBEDDER_META",
     "GENERATOR_FORMATS",
     "INT8_DYNAMIC",
     "MODULES_CONFIG",
@@ -106,6 +109,7 @@ __all__ = [
     "Generation",
     "Generator",
     "Messages",
+    "OnnxEmbedder",
     "OnnxPredictor",
     "Predictor",
     "PromptLike",
