@@ -182,9 +182,9 @@ class OnlineRecommender:
         if name == "tfidf":
             return self._tfidf(stored, idx)
         active, w = stored["active"], stored["weights"]
-        x = np.isin(active, idx).astype(np.float32)  # the history's row over the active items
+        rows = np.flatnonzero(np.isin(active, idx))  # the history's items among the active ones
         out = np.zeros(n, dtype=np.float32)
-        out[active] = x @ w
+        out[active] = w[rows].sum(axis=0)  # = x @ w for the history's binary row x, reading only its rows
         return out
 
     @staticmethod
