@@ -22,6 +22,7 @@ safetensors, after the server verified the directory.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,15 +102,30 @@ def store_online(rec: RecDir, selected: str, weights: dict[str, float], models: 
             "encoder": None if encoder is None else {k: encoder[k] for k in ("quantization", "min_cosine_vs_torch")}}
 
 
+class _OneAtATime:
+    """An embedder whose ``encode`` runs one call at a time: each ONNX run takes every intra-op thread
+    it was given, so concurrent requests queue for it instead of oversubscribing the cores."""
+
+    def __init__(self, embedder: Any) -> None:
+        self.embedder = embedder
+        self.lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        with self.lock:
+            out: np.ndarray = self.embedder.encode(texts)
+        return out
+
+
 class OnlineRecommender:
     """A trained recommender directory loaded for requests (see the module docstring).
 
     Args:
         root: the directory (verified by the caller first).
         embedder: what embeds texts and histories; default the directory's ONNX int8 encoder.
+        threads: the ONNX encoder's intra-op threads (None: ONNX Runtime's default, every core).
     """
 
-    def __init__(self, root: str | Path, embedder: Any = None) -> None:
+    def __init__(self, root: str | Path, embedder: Any = None, *, threads: int | None = None) -> None:
         rec = RecDir(root)
         self.meta = rec.require_trained()
         index = json.loads((rec.data / "index.json").read_text(encoding="utf-8"))
@@ -133,7 +149,7 @@ class OnlineRecommender:
             self.item_embeddings = rec.load_tensors("item_embeddings")["embeddings"]
             self.has_text = self.item_embeddings.any(axis=1)
             if self.embedder is None:
-                self.embedder = OnnxEmbedder(rec.store / ENCODER, spinning=False)
+                self.embedder = _OneAtATime(OnnxEmbedder(rec.store / ENCODER, threads, spinning=False))
 
     def check_k(self, k: int) -> None:
         if not 1 <= k <= self.max_k:

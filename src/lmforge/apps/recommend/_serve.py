@@ -58,7 +58,7 @@ class RecommendExtension:
     def start(self, host: ExtensionHost) -> None:
         settings = host.settings
         verified = trust_run(self.root, settings.public_key, allow_unsigned=settings.allow_unsigned)
-        model = OnlineRecommender(self.root, embedder=self.embedder)
+        model = OnlineRecommender(self.root, embedder=self.embedder, threads=settings.batching.threads)
         verified.check_unchanged()  # what was loaded is what was verified
         self.model = model
         log.info("recommender %s loaded (serving %s; %d users, %d items)", self.root, model.selected,
