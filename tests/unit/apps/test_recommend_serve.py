@@ -28,6 +28,7 @@ from lmforge.apps.recommend import (
 )
 from lmforge.cli.__main__ import main
 from lmforge.config import load_spec
+from lmforge.errors import RunDirError
 from lmforge.guard import IntegrityError
 from lmforge.predict import OnnxEmbedder, TextEmbedder
 from lmforge.serve import ExtensionHost
@@ -125,6 +126,9 @@ def test_start_verifies_the_directory_before_loading(recdir: Path, tmp_path: Pat
         tampered.start(ExtensionHost(settings=settings, monitor=None, database=None))
     assert not tampered.ready()
     assert serving_for(str(tmp_path)) is None and serving_for(str(copy)) is not None
+    (copy / "manifest.json").unlink()
+    with pytest.raises(RunDirError, match="has no manifest.json, so it cannot be verified: train it again"):
+        RecommendExtension(copy).start(ExtensionHost(settings=settings, monitor=None, database=None))
 
 
 def test_serve_recommend_for_a_user_a_history_and_a_text(recdir: Path, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lmforge.apps import Served
 from lmforge.apps.recommend._online import OnlineRecommender, RecommendError
 from lmforge.apps.recommend._store import RecDir
+from lmforge.errors import RunDirError
 from lmforge.guard import trust_run
 from lmforge.serve import ApiError, ExtensionHost, ServeContext
 
@@ -57,6 +58,9 @@ class RecommendExtension:
 
     def start(self, host: ExtensionHost) -> None:
         settings = host.settings
+        if not (self.root / "manifest.json").is_file():
+            raise RunDirError(f"{self.root} has no manifest.json, so it cannot be verified: train it again with "
+                              f"`lmforge recommend train SPEC --out {self.root}` (which writes and signs one).")
         verified = trust_run(self.root, settings.public_key, allow_unsigned=settings.allow_unsigned)
         model = OnlineRecommender(self.root, embedder=self.embedder, threads=settings.batching.threads)
         verified.check_unchanged()  # what was loaded is what was verified
