@@ -23,6 +23,7 @@ from lmforge.apps.recommend import (
     fit_models,
     read_prepared,
     recommend,
+    standardize,
     store_online,
     top_k,
 )
@@ -110,6 +111,19 @@ def test_a_blend_scores_a_new_history_from_its_stored_parts(recdir: Path, tmp_pa
         got = model.for_history(history, 10)
         assert got.model == "blend" and got.items == expected
         assert np.allclose(got.scores, np.sort(scores[0])[::-1][:10], atol=1e-4)
+    # A catalogue too large for EASE's matrix: not stored, and a history is scored by the blend's other parts.
+    online = store_online(prepared.rec, "blend", fitted.weights, fitted.models, prepared.texts, 32, max_items=5)
+    assert online["history_parts"] == ["popularity"] and list(online["history_missing"]) == ["ease"]
+    meta_path.write_text(json.dumps({**meta, "selected": "blend", "blend_weights": fitted.weights, "online": online}),
+                         encoding="utf-8")
+    model = OnlineRecommender(copy, embedder=TextEmbedder(copy / "model", max_length=32))
+    u = 4
+    history = [prepared.item_ids[i] for i in seen[u]]
+    scores = sum(fitted.weights[n] * standardize(np.asarray(fitted.models[n].score(np.array([u])), dtype=np.float64))
+                 for n in ("text", "popularity"))
+    got = model.for_history(history, 10)
+    assert got.model == "blend without ease"
+    assert got.items == [prepared.item_ids[i] for i in top_k(np.asarray(scores), [seen[u]], 10)[0]]
 
 
 def test_start_verifies_the_directory_before_loading(recdir: Path, tmp_path: Path) -> None:

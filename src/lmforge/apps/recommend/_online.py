@@ -72,8 +72,10 @@ def _needs(selected: str, weights: dict[str, float]) -> list[str]:
 
 
 def store_online(rec: RecDir, selected: str, weights: dict[str, float], models: dict[str, Any],
-                 texts: Sequence[str], max_length: int) -> dict[str, Any]:
-    """Keep what ``{history}`` and ``{text}`` requests need (see the module docstring); say what was kept."""
+                 texts: Sequence[str], max_length: int, *, max_items: int = MAX_ONLINE_ITEMS) -> dict[str, Any]:
+    """Keep what ``{history}`` and ``{text}`` requests need (see the module docstring); say what was kept.
+
+    An item-item matrix over more than ``max_items`` active items is not stored (``history_missing``)."""
     kept: list[str] = []
     missing: dict[str, str] = {}
     for name in _needs(selected, weights):
@@ -81,8 +83,8 @@ def store_online(rec: RecDir, selected: str, weights: dict[str, float], models: 
             continue
         model = models[name]
         if name in ("ease", "itemknn"):
-            if len(model.active_) > MAX_ONLINE_ITEMS:
-                missing[name] = (f"{len(model.active_)} items with positives > {MAX_ONLINE_ITEMS}: "
+            if len(model.active_) > max_items:
+                missing[name] = (f"{len(model.active_)} items with positives > {max_items}: "
                                  "the item-item matrix is not stored")
                 continue
             rec.save_tensors(name, {"active": model.active_.astype(np.int64), "weights": model.w_})
