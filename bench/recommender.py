@@ -14,6 +14,14 @@ process, which measures every model on the same split with full ranking:
 
 NDCG@10, HR@10 and Recall@20 for every model, and the training time, go to the JSON result.
 
+Serving: the ratio protocol's recommender is then served by ``lmforge serve DIR`` (a real
+process on loopback; unsigned, so ``--allow-unsigned``: its files are still checked against the
+manifest) and loaded by ``--clients`` (32) keep-alive connections posting ``/v1/recommend`` back to
+back for ``--serve-seconds`` per request form (``{user, k: 10}`` over the training users,
+``{history, k: 10}`` with each test user's training items as a "new" history, ``{text, k: 10}``
+with item titles), with ``bench/serve_load.py``'s raw-HTTP client in this process (so it shares
+the cores with the server): p50/p99 latency and requests/s per form.
+
     .venv/bin/python bench/recommender.py --quick    # 50 users, their items, 8 steps
     .venv/bin/python bench/recommender.py            # everything (about an hour on 2 cores)
 """
@@ -21,8 +29,11 @@ NDCG@10, HR@10 and Recall@20 for every model, and the training time, go to the J
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
+import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from _harness import (
+    REPO,
     SHARED_DATASETS,
+    child_env,
     default_out,
     log,
     read_job,
@@ -39,6 +52,7 @@ from _harness import (
     write_result,
     write_worker_result,
 )
+from serve_load import _free_port, _load, _stop, _wait_ready, serve_state
 
 NAME = "recommender"
 DATA = SHARED_DATASETS / "ml-latest-small"
@@ -77,6 +91,49 @@ def sample(workdir: Path, users: int) -> tuple[Path, Path]:
     return ratings, items
 
 
+def serve_bodies(recdir: Path, form: str, limit: int = 500) -> list[bytes]:
+    """Request bodies of one form, from the recommender's own files (ids as in the input files)."""
+    index = json.loads((recdir / "data" / "index.json").read_text(encoding="utf-8"))
+    if form == "user":
+        return [json.dumps({"user": u, "k": 10}).encode() for u in index["users"][:limit]]
+    if form == "text":
+        titles = [json.loads(line)["text"].split(". ")[0] for line in
+                  (recdir / "data" / "items.jsonl").read_text(encoding="utf-8").splitlines()[:limit]]
+        return [json.dumps({"text": t, "k": 10}).encode() for t in titles if t]
+    histories: dict[str, list[tuple[int, str]]] = {}
+    for line in (recdir / "data" / "train.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        histories.setdefault(row["user"], []).append((row["n"], row["item"]))
+    return [json.dumps({"history": [i for _, i in sorted(h)][-200:], "k": 10}).encode()
+            for h in list(histories.values())[:limit]]
+
+
+def serve_latency(recdir: Path, workdir: Path, clients: int, seconds: float) -> dict[str, Any]:
+    """``lmforge serve recdir`` under ``clients`` connections, each request form in turn (see the module doc)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    state, token, config = serve_state(workdir, max(256, 4 * clients))
+    port = _free_port()
+    cmd = [sys.executable, "-m", "lmforge.cli.__main__", "serve", str(recdir), "--port", str(port), "--state",
+           str(state), "--allow-unsigned", "--config", str(config)]
+    out: dict[str, Any] = {"clients": clients, "seconds_per_form": seconds}
+    with open(workdir / "serve.log", "wb") as logfile:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=logfile, stderr=subprocess.STDOUT)
+    try:
+        started = time.perf_counter()
+        _wait_ready(proc, port)
+        out["startup_seconds"] = round(time.perf_counter() - started, 1)
+        for form in ("user", "history", "text"):
+            bodies = serve_bodies(recdir, form)
+            asyncio.run(_load(port, token, [], min(8, clients), min(3.0, seconds), bodies=bodies,
+                              path="/v1/recommend"))  # warm-up
+            out[form] = asyncio.run(_load(port, token, [], clients, seconds, bodies=bodies, path="/v1/recommend"))
+            log(f"/v1/recommend {{{form}}}: {out[form]['req_per_s']} req/s, p50 {out[form]['p50_ms']} ms, "
+                f"p99 {out[form]['p99_ms']} ms, errors {out[form]['errors']} ({clients} clients)")
+    finally:
+        out["peak_rss_bytes"] = _stop(proc) if proc.poll() is None else 0
+    return out
+
+
 def spec_for(protocol: str, ratings: Path, items: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "name": f"bench-recommender-{protocol}",
@@ -112,6 +169,9 @@ def main() -> int:
     ap.add_argument("--temperature", type=float, default=0.05)
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--no-text", action="store_true", help="collaborative models and TF-IDF only (no text model)")
+    ap.add_argument("--clients", type=int, default=32, help="concurrent connections of the serving load (32)")
+    ap.add_argument("--serve-seconds", type=float, default=None, help="load per request form (default 30; --quick 5)")
+    ap.add_argument("--no-serve", action="store_true", help="skip the /v1/recommend latency")
     ap.add_argument("--keep", action="store_true", help="keep the recommender directories (path is printed)")
     ap.add_argument("--worker", choices=["lmforge"], help=argparse.SUPPRESS)
     ap.add_argument("--job", help=argparse.SUPPRESS)
@@ -153,6 +213,13 @@ def main() -> int:
             if protocol == "ratio":
                 targets.append(target("ratio NDCG@10: blend > EASE", table["blend"]["NDCG@10"], ">=",
                                       table["ease"]["NDCG@10"] + 1e-9))
+                if not args.no_serve:
+                    seconds = args.serve_seconds or (5.0 if args.quick else 30.0)
+                    serving = serve_latency(workdir / protocol, workdir / "serve", args.clients, seconds)
+                    results["serve"] = serving
+                    for form in ("user", "history", "text"):
+                        summary.append({"metric": f"/v1/recommend {{{form}}} p99 ms at {args.clients} clients",
+                                        "lmforge": serving[form]["p99_ms"], "peer": None, "ratio": None})
             if protocol == "cold" and "text" in table:
                 targets.append(target("cold NDCG@10: text >= 3x TF-IDF", table["text"]["NDCG@10"], ">=",
                                       3 * table["tfidf"]["NDCG@10"]))
@@ -166,7 +233,8 @@ def main() -> int:
         "Every rating counts as an interaction (recommend.min_rating unset), as in the dataset README's baselines.",
         "The blend's weights (text, EASE, popularity; a grid on the simplex) are fitted on a validation split "
         "carved from training by the same protocol; the test split is read only to evaluate.",
-        "Not measured: /v1/recommend p99 latency (serving a recommender is not built yet).",
+        "/v1/recommend latency: the ratio recommender under lmforge serve, the load client in the same machine "
+        "(2 cores shared with the server and, on this machine, with other work: the timings are noisy).",
     ]
     if args.quick:
         notes.append(f"QUICK MODE: {args.quick_users} users and a few training steps; the numbers are meaningless.")

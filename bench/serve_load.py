@@ -96,10 +96,11 @@ def peer_server(job: dict[str, Any]) -> None:
 
 # -- load generation (this process) ----------------------------------------------------------------
 async def _request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes, token: str | None
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes, token: str | None,
+    path: str = "/v1/predict",
 ) -> tuple[int, dict[str, str]]:
     head = [
-        "POST /v1/predict HTTP/1.1",
+        f"POST {path} HTTP/1.1",
         "Host: 127.0.0.1",
         "Content-Type: application/json",
         f"Content-Length: {len(body)}",
@@ -121,8 +122,11 @@ async def _request(
 
 
 async def _load(
-    port: int, token: str | None, texts: list[str], clients: int, seconds: float
+    port: int, token: str | None, texts: list[str], clients: int, seconds: float, *,
+    bodies: list[bytes] | None = None, path: str = "/v1/predict",
 ) -> dict[str, Any]:
+    """``clients`` keep-alive connections posting back to back: one-text predict bodies cycled from
+    ``texts``, or the JSON ``bodies`` given (another route's: ``path``)."""
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     exceptions: dict[str, int] = {}
@@ -136,10 +140,11 @@ async def _load(
             try:
                 if writer is None:
                     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                body = json.dumps({"texts": [texts[k % len(texts)]]}).encode()
+                body = (bodies[k % len(bodies)] if bodies is not None
+                        else json.dumps({"texts": [texts[k % len(texts)]]}).encode())
                 k += clients
                 t0 = time.perf_counter()
-                status, headers = await _request(reader, writer, body, token)  # type: ignore[arg-type]
+                status, headers = await _request(reader, writer, body, token, path)  # type: ignore[arg-type]
                 elapsed = time.perf_counter() - t0
                 statuses[str(status)] = statuses.get(str(status), 0) + 1
                 if status == 200 and time.monotonic() <= end:

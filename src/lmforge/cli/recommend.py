@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from lmforge.cli._common import add_set_arg, say
+from lmforge.cli._common import add_set_arg, say, sign_after
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +58,7 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = spec.recommend
     say(f"recommend: {cfg.interactions.path} + {cfg.items.path or 'no item texts'}, split {cfg.split} -> {args.out}")
     metrics = train_recommender(spec, Path(args.out))
+    sign_after(Path(args.out))  # lmforge serve verifies it
     data = metrics["data"]
     if data["users_with_too_few_positives"]:
         say(f"{data['users_with_too_few_positives']} users have fewer than recommend.min_positives = "

@@ -7,6 +7,8 @@ Loading a variant is the inference layer's job: :func:`lmforge.predict.load_pred
 A generative run's variants (``merged``, ``torch-int8-dynamic``, ``torch-bf16``; registered in
 :data:`GENERATOR_COMPRESSORS`) are measured in tokens/s, time to first token, size, ROUGE-L and
 perplexity, selected within points of ROUGE-L, and load through :func:`lmforge.predict.load_generator`.
+:func:`export_int8_embedder` turns an encoder folder into an ONNX int8 embedder (mean-pooled unit
+vectors, checked against the torch encoder), loaded by :class:`lmforge.predict.OnnxEmbedder`.
 
 Importing this package is cheap; torch, transformers and onnxruntime load when used.
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.compress._context import CompressContext
+from lmforge.compress._embedder import EMBEDDER_MIN_COSINE, export_int8_embedder
 from lmforge.compress._options import MIN_CALIBRATION, CompressOptions, parse_budget, parse_only
 from lmforge.compress._register import (
     COMPRESSORS,
@@ -35,6 +38,7 @@ from lmforge.rundir import RunDir
 
 __all__ = [
     "COMPRESSORS",
+    "EMBEDDER_MIN_COSINE",
     "GENERATOR_COMPRESSORS",
     "MIN_CALIBRATION",
     "CompressContext",
@@ -42,6 +46,7 @@ __all__ = [
     "Compressor",
     "GeneratorCompressor",
     "compress",
+    "export_int8_embedder",
     "get_compressor",
     "get_generator_compressor",
     "parse_budget",

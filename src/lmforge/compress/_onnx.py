@@ -80,8 +80,12 @@ def input_names(model: Any) -> list[str]:
     return names
 
 
-def export_onnx(model: Any, path: Path) -> list[str]:
-    """Export ``model`` (fp32, eval) to ``path`` with dynamic batch and sequence axes; return input names."""
+def export_onnx(model: Any, path: Path, *, wrap: Any = None, output: str = "logits") -> list[str]:
+    """Export ``model`` (fp32, eval) to ``path`` with dynamic batch and sequence axes; return input names.
+
+    ``wrap`` turns the model into the module traced (default: its logits alone) and ``output``
+    names that module's one output (the recommender's encoder: mean-pooled ``embeddings``).
+    """
     torch = require("torch", extra="train", purpose="ONNX export")
     require("onnx", extra="compress", purpose="ONNX export")
     names = input_names(model)
@@ -99,7 +103,7 @@ def export_onnx(model: Any, path: Path) -> list[str]:
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.long)
     args: tuple[Any, ...] = (ids, mask) + ((torch.zeros_like(ids),) if "token_type_ids" in names else ())
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
-    axes["logits"] = {0: "batch"}
+    axes[output] = {0: "batch"}
     with warnings.catch_warnings(), torch.inference_mode():
         # The TorchScript exporter is deprecated in favour of dynamo, which is slower here (see module doc).
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -108,7 +112,7 @@ def export_onnx(model: Any, path: Path) -> list[str]:
         with contextlib.suppress(AttributeError):
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
-            _logits_only(model), args, str(path), input_names=names, output_names=["logits"],
+            (wrap or _logits_only)(model), args, str(path), input_names=names, output_names=[output],
             dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True, dynamo=False,
         )
     return names

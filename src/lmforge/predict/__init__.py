@@ -24,7 +24,8 @@
 - :func:`explain`: per-word attributions toward a label (integrated gradients on a torch model's
   input embeddings, occlusion for any backend): :class:`Explanation`, :class:`WordAttribution`.
 - :class:`TextEmbedder`: unit-length sentence embeddings (:func:`mean_pool`) from an encoder
-  folder, for the recommender's towers.
+  folder, for the recommender's towers; :class:`OnnxEmbedder` the same from an ONNX (int8)
+  export of one (a folder with :data:`EMBEDDER_META`), without torch.
 - :class:`FastTokenizer`: ``tokenizer.json`` with per-batch padding, no transformers.
 - A causal LM's int8 variant: :func:`quantize_int8_dynamic` and :func:`save_int8_causal_lm`
   (int8 weights and scales as plain safetensors; :func:`load_generator` reads them back).
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 from lmforge.predict._chat import Messages, render_prompt, to_messages
 from lmforge.predict._embed import TextEmbedder, mean_pool
+from lmforge.predict._embed_onnx import EMBEDDER_META, OnnxEmbedder
 from lmforge.predict._explain import EXPLAIN_METHODS, Explanation, WordAttribution, explain
 from lmforge.predict._generate import TorchGenerator, read_answer, top_p_filter
 from lmforge.predict._int8 import INT8_DYNAMIC, quantize_int8_dynamic, save_int8_causal_lm
@@ -97,6 +99,7 @@ __all__ = [
     "BACKENDS",
     "BASE_DIGEST",
     "CAUSAL_LM",
+    "EMBEDDER_META",
     "EXPLAIN_METHODS",
     "GENERATOR_FORMATS",
     "INT8_DYNAMIC",
@@ -111,6 +114,7 @@ __all__ = [
     "Generation",
     "Generator",
     "Messages",
+    "OnnxEmbedder",
     "OnnxPredictor",
     "Predictor",
     "PromptLike",

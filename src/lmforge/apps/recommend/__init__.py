@@ -7,6 +7,10 @@
   weights on validation (``_blend.py``) and refits; :func:`evaluate_models` alone reads the test
   split and writes ``DIR/eval/rec_metrics.json`` and ``report.html`` (``_metrics.py``: full ranking).
 - :func:`recommend` and :func:`similar` answer from a trained directory (``_predict.py``).
+- :func:`serving` (``lmforge serve DIR``): :class:`RecommendExtension` adds ``POST /v1/recommend``
+  (``_serve.py``, ``_routes.py``), answered by :class:`OnlineRecommender` (``_online.py``: a known
+  user, a new history, a text; the query encoder on ONNX int8, stored at train time by
+  :func:`store_online`).
 
 The directory layout is in ``_store.py``.
 """
@@ -24,22 +28,41 @@ from lmforge.apps.recommend._metrics import (
     tie_order,
     top_k,
 )
+from lmforge.apps.recommend._online import (
+    MAX_ONLINE_ITEMS,
+    Answer,
+    OnlineRecommender,
+    RecommendError,
+    store_online,
+)
 from lmforge.apps.recommend._predict import Recommendations, recommend, similar
 from lmforge.apps.recommend._prepare import Prepared, prepare_data, read_prepared
+from lmforge.apps.recommend._serve import RecommendExtension, serving
 from lmforge.apps.recommend._split import Splits, hold_out, make_splits
 from lmforge.apps.recommend._store import RecDir
-from lmforge.apps.recommend._text import TextTower, history_text, training_pairs
+from lmforge.apps.recommend._text import (
+    TextTower,
+    history_text,
+    history_windows,
+    training_pairs,
+    user_vectors,
+)
 
 __all__ = [
     "EASE",
+    "MAX_ONLINE_ITEMS",
     "METRIC_KS",
+    "Answer",
     "Blend",
     "Fitted",
     "Interactions",
     "ItemKNN",
+    "OnlineRecommender",
     "Popularity",
     "Prepared",
     "RecDir",
+    "RecommendError",
+    "RecommendExtension",
     "Recommendations",
     "Splits",
     "TextTower",
@@ -50,6 +73,7 @@ __all__ = [
     "fit_models",
     "fit_weights",
     "history_text",
+    "history_windows",
     "hold_out",
     "interaction_matrix",
     "load_interactions",
@@ -58,11 +82,14 @@ __all__ = [
     "ranking_metrics",
     "read_prepared",
     "recommend",
+    "serving",
     "similar",
     "simplex_grid",
     "standardize",
+    "store_online",
     "tie_order",
     "top_k",
     "train_recommender",
     "training_pairs",
+    "user_vectors",
 ]

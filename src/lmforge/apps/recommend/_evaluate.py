@@ -17,7 +17,7 @@ from lmforge.apps.recommend._metrics import METRIC_KS, by_user, evaluate_scores
 from lmforge.apps.recommend._prepare import Prepared, prepare_data, read_prepared
 from lmforge.apps.recommend._report import render_report
 from lmforge.config import Spec
-from lmforge.rundir import atomic_write_text
+from lmforge.rundir import RunDir, atomic_write_text
 
 __all__ = ["evaluate_models", "train_recommender"]
 
@@ -60,7 +60,8 @@ def evaluate_models(spec: Spec, prepared: Prepared, fitted: Fitted) -> dict[str,
 
 
 def train_recommender(spec: Spec, out: str | Path) -> dict[str, Any]:
-    """``lmforge recommend train``: prepare, fit (train/val only), then evaluate (test). Returns the metrics."""
+    """``lmforge recommend train``: prepare, fit (train/val only), then evaluate (test), then ``manifest.json``
+    (every file's sha256; the CLI signs it). Returns the metrics."""
     started = time.perf_counter()
     rec = prepare_data(spec, out)
     prepared = read_prepared(rec.root)
@@ -68,4 +69,6 @@ def train_recommender(spec: Spec, out: str | Path) -> dict[str, Any]:
     metrics = evaluate_models(spec, prepared, fitted)
     metrics["seconds"]["total"] = round(time.perf_counter() - started, 3)
     rec.write_json(rec.metrics, metrics)
+    # The sha256 of every file, so the directory can be signed and verified like a run (lmforge serve does).
+    RunDir(rec.root).update_manifest(kind="recommender", selected=metrics["selected"])
     return metrics

@@ -19,6 +19,7 @@ import numpy as np
 from lmforge.apps.recommend._baselines import EASE, ItemKNN, Popularity, TfidfContent, interaction_matrix
 from lmforge.apps.recommend._blend import Blend, Scorer, fit_weights
 from lmforge.apps.recommend._metrics import by_user, evaluate_scores, top_k
+from lmforge.apps.recommend._online import store_online
 from lmforge.apps.recommend._prepare import Prepared
 from lmforge.apps.recommend._text import TextTower, VectorScorer
 from lmforge.config import Spec
@@ -104,7 +105,8 @@ def fit_models(spec: Spec, prepared: Prepared) -> Fitted:
 
 
 def _store(spec: Spec, prepared: Prepared, fitted: Fitted, train_lists: list[np.ndarray]) -> None:
-    """The selected model's best ``max_k`` items per user (training items excluded) and the metadata."""
+    """The selected model's best ``max_k`` items per user (training items excluded), what ``/v1/recommend``
+    needs for new histories and texts (``_online.store_online``), and the metadata."""
     n = min(spec.recommend.max_k, prepared.n_items)
     model = fitted.models[fitted.selected]
     items = np.zeros((prepared.n_users, n), dtype=np.int64)
@@ -116,9 +118,12 @@ def _store(spec: Spec, prepared: Prepared, fitted: Fitted, train_lists: list[np.
         items[users] = top
         scores[users] = np.take_along_axis(s, top, axis=1)  # -inf: fewer than n items left to recommend
     prepared.rec.save_tensors("top_items", {"items": items, "scores": scores})
+    online = store_online(prepared.rec, fitted.selected, fitted.weights, fitted.models, prepared.texts,
+                          spec.model.max_length)
     prepared.rec.write_json(prepared.rec.meta, {
         "selected": fitted.selected, "max_k": spec.recommend.max_k, "stored_k": n, "blend_weights": fitted.weights,
         "text_model": "text" in fitted.models, "model_name": spec.model.name,
-        "history_items": spec.recommend.text.history_items, "max_length": spec.model.max_length,
+        "history_items": spec.recommend.text.history_items, "history_windows": spec.recommend.text.history_windows,
+        "max_length": spec.model.max_length, "online": online,
         "val_ndcg_at_10": {k: v["NDCG@10"] for k, v in fitted.val.items()},
     })

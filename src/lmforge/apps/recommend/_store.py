@@ -14,7 +14,12 @@ DIR/recommender/item_embeddings.safetensors   {"embeddings": (I, H)} unit rows (
 DIR/recommender/user_embeddings.safetensors   {"embeddings": (U, H)}
 DIR/recommender/top_items.safetensors         {"items": (U, N) int64, "scores": (U, N)}: the selected
                                      model's best N items per user, training items excluded
+DIR/recommender/ease.safetensors | itemknn.safetensors   {"active": (A,) int64, "weights": (A, A)}: the
+                                     served model's item-item part, for /v1/recommend {history} (A <= 10,000)
+DIR/recommender/popularity.safetensors, tfidf.safetensors   the other parts it needs (counts; CSR rows)
+DIR/recommender/encoder-int8/        the encoder on ONNX int8 (model.onnx, tokenizer, lmforge_embedder.json)
 DIR/eval/rec_metrics.json, report.html
+DIR/manifest.json, signature.json    every file's sha256; its signature (lmforge recommend train signs it)
 ```
 
 Everything loads without pickle: JSON and safetensors (numpy).

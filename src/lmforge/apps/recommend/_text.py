@@ -25,7 +25,7 @@ from lmforge.errors import NotFittedError
 from lmforge.predict import TextEmbedder
 from lmforge.train import train_contrastive
 
-__all__ = ["TextTower", "VectorScorer", "history_text", "training_pairs"]
+__all__ = ["TextTower", "VectorScorer", "history_text", "history_windows", "training_pairs", "user_vectors"]
 
 log = logging.getLogger(__name__)
 
@@ -87,23 +87,40 @@ class TextTower:
         if not hasattr(self, "embedder_"):
             raise NotFittedError("TextTower is not fitted: call fit() first.")
         cfg = self.spec.recommend.text
-        owners: list[int] = []
-        queries: list[str] = []
-        for u, history in enumerate(histories):
-            for w in range(cfg.history_windows):
-                end = len(history) - w * cfg.history_items
-                if end <= 0:
-                    break
-                q = history_text(self.texts, history[:end], cfg.history_items)
-                if q:
-                    owners.append(u)
-                    queries.append(q)
-        out = np.zeros((len(histories), self.item_embeddings_.shape[1]), dtype=np.float32)
-        if queries:
-            np.add.at(out, np.asarray(owners), self.embedder_.encode(queries))
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
-            out /= np.where(norms == 0, 1.0, norms)
-        return out
+        return user_vectors(self.embedder_, self.texts, histories, cfg.history_items, cfg.history_windows,
+                            self.item_embeddings_.shape[1])
+
+
+def history_windows(texts: Sequence[str], history: Sequence[int] | np.ndarray, n: int, windows: int) -> list[str]:
+    """The history texts a user vector averages: the last ``n`` items, the ``n`` before them, ...
+    (at most ``windows`` of them; those with no text left out)."""
+    out: list[str] = []
+    for w in range(windows):
+        end = len(history) - w * n
+        if end <= 0:
+            break
+        q = history_text(texts, list(history)[:end], n)
+        if q:
+            out.append(q)
+    return out
+
+
+def user_vectors(embedder: Any, texts: Sequence[str], histories: Sequence[Sequence[int] | np.ndarray], n: int,
+                 windows: int, dim: int) -> np.ndarray:
+    """(U, dim) unit vectors: the mean of ``embedder.encode`` over each history's :func:`history_windows`;
+    zero rows for histories with no text. Training and serving (``{history}`` requests) share it."""
+    owners: list[int] = []
+    queries: list[str] = []
+    for u, history in enumerate(histories):
+        mine = history_windows(texts, history, n, windows)
+        owners += [u] * len(mine)
+        queries += mine
+    out = np.zeros((len(histories), dim), dtype=np.float32)
+    if queries:
+        np.add.at(out, np.asarray(owners), embedder.encode(queries))
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.where(norms == 0, 1.0, norms)
+    return out
 
 
 class VectorScorer:
