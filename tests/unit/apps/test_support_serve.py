@@ -1,6 +1,6 @@
 """``lmforge serve BOTDIR``: ``POST /v1/chat`` (turn numbers, store-backed sessions across a restart on
 SQLite and PostgreSQL, keys, limits, metrics), the dashboard's bot card, and the ``/bot`` page in
-headless Chromium against a real ``lmforge serve`` process.
+headless Chromium against a real ``lmforge serve --monitor`` process (and its dashboard).
 
 The tiny bot (``tests/_bot_data.py``) escalates after 2 consecutive out-of-scope turns.
 """
@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from tests._bot_data import OOS_TEXTS
 from tests._chromium import MISSING, Browser, chromium_installed
@@ -197,7 +198,7 @@ def test_the_bot_page_answers_and_falls_back_in_chromium(tiny_bot: Path, tmp_pat
     tokens = _keys(ServeSettings(state_dir=str(state)))
     public = trusted_public_key()
     assert public is not None
-    with serve_process(tmp_path, tiny_bot, "--state", str(state), "--public-key", str(public),
+    with serve_process(tmp_path, tiny_bot, "--state", str(state), "--public-key", str(public), "--monitor",
                        config={"registry_poll_s": 0}, tokens=tokens) as srv, \
             Browser(tmp_path / "profile") as browser:
         browser.goto(f"{srv.url}/bot")
@@ -217,4 +218,9 @@ def test_the_bot_page_answers_and_falls_back_in_chromium(tiny_bot: Path, tmp_pat
         assert "only answer questions about our service" in browser.eval(f"{fallback}.textContent")
         assert browser.eval("document.querySelectorAll('.escalation').length") == 1
         assert "(repeated_failures)" in browser.eval("document.querySelector('.escalation').textContent")
-        assert "app bot" in srv.output()
+        # The dashboard (monitoring on) shows the bot's outcomes, read from the registry's database.
+        dashboard = httpx.get(f"{srv.url}/dashboard", headers={"Authorization": f"Bearer {tokens['admin']}"},
+                              timeout=30)
+        assert dashboard.status_code == 200
+        assert "<h2>Support bot</h2>" in dashboard.text and "3 turns, 1 escalated" in dashboard.text
+        assert "app bot" in srv.output() and "could not record" not in srv.output()

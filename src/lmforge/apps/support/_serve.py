@@ -38,6 +38,7 @@ from lmforge.apps.support._bot import Bot, Turn
 from lmforge.apps.support._layout import BOT_MANIFEST, RUN
 from lmforge.apps.support._page import BOT_PAGE, BOT_PAGE_HEADERS
 from lmforge.apps.support._sessions import SESSION_ID_CHARS, SqlSessions
+from lmforge.monitor import PredictionRecord
 from lmforge.serve import ApiError, ExtensionHost, ServeContext, admitted
 
 __all__ = ["SESSION_ID_PATTERN", "BotExtension", "outcome_of", "serving"]
@@ -118,8 +119,6 @@ class BotExtension:
         if self.monitor is None:
             return
         try:
-            from lmforge.monitor import PredictionRecord
-
             self.monitor.record_many([PredictionRecord(
                 id=uuid.uuid4().hex, ts=time.time(), model=self.model_name, version="bot", text=turn.text,
                 label=turn.predicted, confidence=turn.confidence, scores=dict(turn.extra.get("scores", {})),
@@ -143,10 +142,11 @@ class BotExtension:
     # -- routes ------------------------------------------------------------------------------------
     def router(self, context: ServeContext) -> Any:
         """``POST /v1/chat`` and ``GET /bot``."""
-        fastapi = require("fastapi", extra="serve", purpose=_PURPOSE)
+        require("fastapi", extra="serve", purpose=_PURPOSE)
         pc = require("prometheus_client", extra="serve", purpose=_PURPOSE)
-        pydantic = require("pydantic", extra="serve", purpose=_PURPOSE)
+        from fastapi import APIRouter, Depends, Request
         from fastapi.responses import HTMLResponse, Response
+        from pydantic import BaseModel, ConfigDict, Field
 
         max_chars = context.settings.limits.max_text_chars
         turns = pc.Counter("lmforge_bot_turns_total", "Bot turns answered, by outcome.", ["outcome"],
@@ -154,18 +154,18 @@ class BotExtension:
         escalations = pc.Counter("lmforge_bot_escalations_total", "Bot turns handed to a person, by reason.",
                                  ["reason"], registry=context.metrics.registry)
 
-        class ChatRequest(pydantic.BaseModel):  # type: ignore[name-defined,misc]
-            model_config = pydantic.ConfigDict(extra="forbid")
-            session_id: str = pydantic.Field(pattern=SESSION_ID_PATTERN,
-                                             description="The conversation's id (letters, digits, . _ : -).")
-            text: str = pydantic.Field(min_length=1, max_length=max_chars,
-                                       description=f"The customer's message, at most {max_chars} characters.")
+        class ChatRequest(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            session_id: str = Field(pattern=SESSION_ID_PATTERN,
+                                    description="The conversation's id (letters, digits, . _ : -).")
+            text: str = Field(min_length=1, max_length=max_chars,
+                              description=f"The customer's message, at most {max_chars} characters.")
 
-        Key = Annotated[Any, fastapi.Depends(context.require_predict)]
-        router = fastapi.APIRouter()
+        Key = Annotated[Any, Depends(context.require_predict)]
+        router = APIRouter()
 
         @router.post("/v1/chat", tags=["bot"], summary="One turn of a conversation with the support bot")
-        async def chat(body: ChatRequest, request: fastapi.Request, key: Key) -> Response:
+        async def chat(body: ChatRequest, request: Request, key: Key) -> Response:
             with admitted(request, 1):
                 started = time.monotonic()
                 try:
