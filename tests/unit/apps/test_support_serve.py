@@ -126,6 +126,9 @@ def test_chat_answers_the_faq_with_turn_numbers_keys_limits_and_metrics(tiny_bot
         assert 'lmforge_bot_escalations_total{reason="escalate_intent"} 1.0' in text
         assert 'lmforge_http_requests_total{method="POST",route="/v1/chat",status="200"} 3.0' in text
 
+        schema = client.get("/openapi.json", headers=auth).json()["paths"]["/v1/chat"]["post"]
+        assert schema["tags"] == ["bot"] and "requestBody" in schema
+
         page = client.get("/bot")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "connect-src 'self'" in page.headers["content-security-policy"]
