@@ -227,3 +227,20 @@ def test_the_bot_page_answers_and_falls_back_in_chromium(tiny_bot: Path, tmp_pat
         assert dashboard.status_code == 200
         assert "<h2>Support bot</h2>" in dashboard.text and "3 turns, 1 escalated" in dashboard.text
         assert "app bot" in srv.output() and "could not record" not in srv.output()
+
+
+def test_concurrent_steps_of_one_session_never_lose_a_count(tmp_path: Path, registry_url: str | None) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lmforge._sql import open_engine
+
+    url = registry_url or f"sqlite:///{tmp_path / 'bot.db'}"
+    engine = open_engine(url, what="Test", example="sqlite:///x.db", purpose="tests")
+    sessions = SqlSessions(engine)
+    try:
+        with ThreadPoolExecutor(4) as pool:  # 40 failures of one session from 4 threads, 3 to escalate
+            steps = list(pool.map(lambda _: sessions.step("busy", True, 3), range(40)))
+    finally:
+        engine.dispose()
+    assert sorted(s.turn for s in steps) == list(range(1, 41))
+    assert sorted(s.turn for s in steps if s.escalate) == [3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 33, 36, 39]
