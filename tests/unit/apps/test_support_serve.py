@@ -202,7 +202,8 @@ def test_the_bot_page_answers_and_falls_back_in_chromium(tiny_bot: Path, tmp_pat
     public = trusted_public_key()
     assert public is not None
     with serve_process(tmp_path, tiny_bot, "--state", str(state), "--public-key", str(public), "--monitor",
-                       config={"registry_poll_s": 0}, tokens=tokens) as srv, \
+                       config={"registry_poll_s": 0, "monitor": {"detectors": ["prediction-chi2"]}},
+                       tokens=tokens) as srv, \
             Browser(tmp_path / "profile") as browser:
         browser.goto(f"{srv.url}/bot")
         browser.type("#key", srv.tokens["predict"])
