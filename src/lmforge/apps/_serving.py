@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SERVED_APPS", "Served", "serving_for"]
 
-SERVED_APPS: tuple[str, ...] = ("lmforge.apps.watch", "lmforge.apps.recommend")
+SERVED_APPS: tuple[str, ...] = ("lmforge.apps.watch", "lmforge.apps.recommend", "lmforge.apps.support")
 """The app packages asked, in order, whether a directory is theirs (``serving(path)``)."""
 
 

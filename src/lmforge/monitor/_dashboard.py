@@ -202,8 +202,9 @@ def _tables(d: dict[str, Any]) -> str:
     )
 
 
-def render_dashboard(d: dict[str, Any], refresh_s: int = 30) -> str:
-    """The dashboard page for :func:`~lmforge.monitor._views.dashboard_data` output."""
+def render_dashboard(d: dict[str, Any], refresh_s: int = 30, extra: str = "") -> str:
+    """The dashboard page for :func:`~lmforge.monitor._views.dashboard_data` output; ``extra``: HTML
+    sections an app adds (already escaped), after the monitor's own."""
     options = "".join(
         f'<option value="{m}"{" selected" if float(d["minutes"]) == m else ""}>last {text}</option>'
         for m, text in ((15, "15 min"), (60, "hour"), (360, "6 h"), (1440, "day"), (10080, "week"))
@@ -219,5 +220,5 @@ def render_dashboard(d: dict[str, Any], refresh_s: int = 30) -> str:
         f"<header><h1>lmforge monitor</h1><span>{scope}</span><span>updated {_time(d['now'])}</span>"
         f'<form method="get"><select name="minutes">{options}</select>{hidden} <button>show</button></form>'
         '<form method="post" action="/logout" class="logout"><button type="submit">log out</button></form></header>'
-        f"<main>{_tiles(d)}{_charts(d)}{_tables(d)}</main></body></html>"
+        f"<main>{_tiles(d)}{_charts(d)}{_tables(d)}{extra}</main></body></html>"
     )

@@ -56,6 +56,7 @@ class Monitor:
         self.settings = settings
         self.labels = list(labels)
         self._label_set = set(self.labels)
+        self.dashboard_sections: list[Callable[[float], str]] = []  # an app's own cards (the bot's outcomes)
         window = max(settings.drift_window, *settings.windows, *(r.window for r in settings.alerts), 1)
         self._windows = Windows(window)
         self._feedback_keys: set[tuple[str, str]] = set()
@@ -392,8 +393,7 @@ class Monitor:
         """Everything at a glance, as JSON-able data (what ``GET /v1/monitor/summary`` returns)."""
         return summary_of(self)
 
-    def dashboard_html(
-        self, minutes: float = 60.0, model: str | None = None, version: str | None = None
-    ) -> str:
-        """The self-contained dashboard page."""
-        return render_dashboard(dashboard_data(self, minutes, model, version))
+    def dashboard_html(self, minutes: float = 60.0, model: str | None = None, version: str | None = None) -> str:
+        """The self-contained dashboard page, with the ``dashboard_sections`` an app added (each: HTML of a window)."""
+        extra = "".join(section(minutes) for section in self.dashboard_sections)
+        return render_dashboard(dashboard_data(self, minutes, model, version), extra=extra)

@@ -151,9 +151,10 @@ PUBLIC = {
     ],
     "lmforge.apps.support": [
         "BM25", "BOT_MANIFEST", "EVAL", "FAQ", "METRICS", "OOS_WEIGHTS", "REPLY_KEYS", "REPORT", "RUN", "SLOT",
-        "Bot", "FaqEntry", "FaqIndex", "Mahalanobis", "Turn", "build_bot", "calibrate", "calibrate_bot",
-        "check_bot_inputs", "choose_method", "evaluate_bot", "faq_ranks", "fill_placeholders", "grounded",
-        "oos_scores", "overlap", "read_labeled", "render_bot_report", "rewrite_prompt", "words",
+        "Bot", "BotExtension", "FaqEntry", "FaqIndex", "Mahalanobis", "MemorySessions", "SessionStep",
+        "SqlSessions", "Turn", "build_bot", "calibrate", "calibrate_bot", "check_bot_inputs", "choose_method",
+        "evaluate_bot", "faq_ranks", "fill_placeholders", "grounded", "next_failures", "oos_scores",
+        "outcome_of", "overlap", "read_labeled", "render_bot_report", "rewrite_prompt", "serving", "words",
     ],
     "lmforge.tune": [
         "BEST", "PREPARED", "REPORT", "STUDY_DB", "STUDY_NAME", "TRIALS", "TuneResult", "format_table",

@@ -8,6 +8,9 @@ answers, escalation, composed from the stages.
 - :class:`Bot`: ``lmforge bot ask``: ``Bot.load(DIR).ask(texts, session_ids)`` returns the
   replies of the output contract (:data:`REPLY_KEYS`).
 - :func:`evaluate_bot`: ``lmforge bot eval``: ``DIR/eval/bot_metrics.json`` and the report.
+- :func:`serving`: ``lmforge serve DIR``: the intent run on ``/v1/predict`` plus
+  :class:`BotExtension`'s ``POST /v1/chat`` and ``GET /bot``, sessions in the registry's database
+  (:class:`SqlSessions`; :class:`MemorySessions` outside a server).
 """
 
 from lmforge.apps.support._answer import SLOT, fill_placeholders, grounded, overlap, rewrite_prompt
@@ -17,6 +20,8 @@ from lmforge.apps.support._eval import evaluate_bot, faq_ranks, read_labeled, re
 from lmforge.apps.support._faq import BM25, FaqEntry, FaqIndex, words
 from lmforge.apps.support._layout import BOT_MANIFEST, EVAL, FAQ, METRICS, OOS_WEIGHTS, REPORT, RUN
 from lmforge.apps.support._oos import Mahalanobis, calibrate, choose_method, oos_scores
+from lmforge.apps.support._serve import BotExtension, outcome_of, serving
+from lmforge.apps.support._sessions import MemorySessions, SessionStep, SqlSessions, next_failures
 
 __all__ = [
     "BM25",
@@ -30,9 +35,13 @@ __all__ = [
     "RUN",
     "SLOT",
     "Bot",
+    "BotExtension",
     "FaqEntry",
     "FaqIndex",
     "Mahalanobis",
+    "MemorySessions",
+    "SessionStep",
+    "SqlSessions",
     "Turn",
     "build_bot",
     "calibrate",
@@ -43,10 +52,13 @@ __all__ = [
     "faq_ranks",
     "fill_placeholders",
     "grounded",
+    "next_failures",
     "oos_scores",
+    "outcome_of",
     "overlap",
     "read_labeled",
     "render_bot_report",
     "rewrite_prompt",
+    "serving",
     "words",
 ]

@@ -1,4 +1,4 @@
-"""``lmforge bot ask``: one loaded bot answering turns, with the sessions of one process in memory.
+"""``lmforge bot ask``: one loaded bot answering turns; its sessions live in memory unless a store is given.
 
 A turn goes: intent logits (and the pooled embedding when the OOS method or the FAQ needs it)
 -> out-of-scope score against the calibrated threshold -> FAQ retrieval among the predicted
@@ -22,6 +22,7 @@ from lmforge.apps.support._faq import FaqIndex
 from lmforge.apps.support._layout import BOT_FORMAT, BOT_MANIFEST, FAQ, OOS_WEIGHTS, RUN
 from lmforge.apps.support._models import Models, load_models
 from lmforge.apps.support._oos import Mahalanobis, oos_scores
+from lmforge.apps.support._sessions import MemorySessions, SessionStore
 from lmforge.errors import ConfigError, RunDirError
 from lmforge.guard import trust_run
 from lmforge.predict import Generator, Predictor, load_generator, load_predictor, softmax, unit_rows
@@ -53,6 +54,8 @@ class Turn:
     """The retrieved (filled) answer, before any rewrite."""
     rewrite: str | None = None
     """The generator's answer, grounded or not (None: no generator, or nothing to rewrite)."""
+    turn: int | None = None
+    """The turn's number in its session (1, 2, ...; None without a session id)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def reply(self) -> dict[str, Any]:
@@ -75,7 +78,8 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
 
 
 class Bot:
-    """A built bot, loaded: ``ask`` answers turns; sessions (consecutive failures) live in this object."""
+    """A built bot, loaded: ``ask`` answers turns; sessions (turn numbers, consecutive failures) live in
+    :attr:`sessions`: this process's memory by default, the server's database under ``lmforge serve``."""
 
     def __init__(self, folder: Path, manifest: dict[str, Any], models: Models, mahalanobis: Mahalanobis | None,
                  faq: FaqIndex | None, generator: Generator | None, sentiment: Predictor | None) -> None:
@@ -90,7 +94,7 @@ class Bot:
         self.labels: list[str] = list(manifest["labels"])
         self.method: str = manifest["oos"]["method"]
         self.threshold = float(manifest["oos"]["threshold"])
-        self._failures: dict[str, int] = {}
+        self.sessions: SessionStore = MemorySessions()
 
     @classmethod
     def load(cls, folder: str | Path, *, public_key: str | Path | None = None, allow_unsigned: bool = False,
@@ -130,8 +134,9 @@ class Bot:
         return cls(folder, manifest, models, mahalanobis, faq, generator, sentiment)
 
     def reset(self) -> None:
-        """Forget every session."""
-        self._failures.clear()
+        """Forget every session (of the in-memory store; a database's sessions are kept)."""
+        if isinstance(self.sessions, MemorySessions):
+            self.sessions.clear()
 
     def _sources(self, emb: np.ndarray, text: str, intent: str) -> tuple[list[dict[str, Any]], list[Any]]:
         """The top entries whose every slot can be filled, as sources, and the entries themselves."""
@@ -161,6 +166,7 @@ class Bot:
         intent = None if oos else predicted
         turn = Turn(text, intent, round(confidence, 6), bool(oos), None, False, "out_of_scope" if oos else "no_faq",
                     [], oos_score=score, predicted=predicted)
+        turn.extra["scores"] = {label: float(p) for label, p in zip(self.labels, proba, strict=True)}
         if intent is not None and self.faq is not None and emb is not None:
             turn.sources, turn.extra["entries"] = self._sources(emb, text, intent)
             if turn.sources:
@@ -170,11 +176,10 @@ class Bot:
                 turn.escalate, turn.reason = True, "unfilled_placeholder"
         failed = oos or confidence < float(esc["min_confidence"])
         if session is not None:
-            count = self._failures.get(session, 0) + 1 if failed else 0
-            self._failures[session] = count
-            if esc["after_failures"] and count >= int(esc["after_failures"]):
+            step = self.sessions.step(session, failed, int(esc["after_failures"] or 0))
+            turn.turn = step.turn
+            if step.escalate:
                 turn.escalate, turn.reason = True, "repeated_failures"
-                self._failures[session] = 0
         if angry:
             turn.escalate, turn.reason = True, "negative_sentiment"
         if intent is not None and intent in esc["intents"]:
