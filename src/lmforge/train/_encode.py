@@ -69,11 +69,8 @@ class SeededLengthSampler(Sampler[int]):
         for start in range(0, len(order), mega):
             chunk = sorted(order[start : start + mega], key=lambda i: -self.lengths[i])
             out.extend(chunk)
-        # The batches in random order (sorted, a mega-batch would run from its longest texts to its
-        # shortest: a curriculum in every epoch that the loss pays for), the longest first so an
-        # out-of-memory error shows at step one, not hours in.
+        # Put the longest batch first so an out-of-memory error shows at step one, not hours in.
         batches = [out[i : i + self.batch_size] for i in range(0, len(out), self.batch_size)]
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
         longest = max(range(len(batches)), key=lambda b: self.lengths[batches[b][0]])
         batches[0], batches[longest] = batches[longest], batches[0]
         return iter([i for batch in batches for i in batch])
