@@ -151,7 +151,8 @@ def test_every_route_but_health_needs_a_key(api: dict[str, Any]) -> None:
     # Past the key check: the empty bodies fail validation (not the role check), the read answers.
     assert with_predict_key == {("GET", "/metrics"): 200, ("POST", "/v1/predict"): 422,
                                 ("POST", "/v1/feedback"): 422, ("GET", "/v1/models"): 200,
-                                ("POST", "/v1/generate"): 422, ("POST", "/v1/chat/completions"): 422}, with_predict_key
+                                ("POST", "/v1/generate"): 422, ("POST", "/v1/chat/completions"): 422,
+                                ("POST", "/v1/explain"): 422}, with_predict_key
 
 
 def test_limits_and_bad_input_get_clear_4xx(api: dict[str, Any]) -> None:

@@ -95,7 +95,7 @@ def test_the_server_bounds_connections_and_idle_keep_alive(monkeypatch: pytest.M
             seen["ran"] = True
 
     monkeypatch.setattr(lmforge.serve._draining, "DrainingServer", Recorder)
-    monkeypatch.setattr(lmforge.serve._app, "create_app", lambda settings: object())
+    monkeypatch.setattr(lmforge.serve._app, "create_app", lambda settings, extensions=(): object())
     logger = logging.getLogger("lmforge")
     level = logger.level
     try:
