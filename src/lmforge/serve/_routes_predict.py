@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Annotated, TypeAlias
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from lmforge.serve._admission import Overloaded
 from lmforge.serve._batcher import DeadlineExceeded
 from lmforge.serve._dependencies import KeyCheck, runtime_of
 from lmforge.serve._errors import ApiError
+from lmforge.serve._extensions import admitted
 from lmforge.serve._http_errors import AUTH_ERRORS, BODY_ERRORS, responses
 from lmforge.serve._keys import ApiKey
 from lmforge.serve._metrics import ServeMetrics
@@ -48,38 +48,27 @@ def predict_router(settings: ServeSettings, metrics: ServeMetrics, require_predi
     async def predict(body: PredictRequest, request: Request, key: PredictKey) -> Response:
         runtime = runtime_of(request)
         texts: list[str] = body.texts
-        try:
-            slot = runtime.admission.admit(len(texts))
-        except Overloaded as exc:
-            metrics.rejected.labels("overloaded").inc()
-            raise ApiError(
-                429,
-                "overloaded",
-                f"The server is at capacity ({exc.reason}); retry after {exc.retry_after} s.",
-                {"Retry-After": str(exc.retry_after)},
-            ) from None
-        try:
-            outcome = await runtime.predict(body.model, texts)
-        except DeadlineExceeded as exc:
-            metrics.rejected.labels("deadline").inc()
-            timeout = limits.request_timeout_s
-            if exc.queued:
+        with admitted(request, len(texts)):  # 429 when the server is at capacity
+            try:
+                outcome = await runtime.predict(body.model, texts)
+            except DeadlineExceeded as exc:
+                metrics.rejected.labels("deadline").inc()
+                timeout = limits.request_timeout_s
+                if exc.queued:
+                    raise ApiError(
+                        503,
+                        "deadline_exceeded",
+                        f"The request waited longer than its {timeout:g} s "
+                        "deadline in the queue; the server is overloaded.",
+                        {"Retry-After": str(runtime.admission.retry_after())},
+                    ) from None
                 raise ApiError(
-                    503,
-                    "deadline_exceeded",
-                    f"The request waited longer than its {timeout:g} s "
-                    "deadline in the queue; the server is overloaded.",
-                    {"Retry-After": str(runtime.admission.retry_after())},
+                    504, "deadline_exceeded", f"The model did not answer within the {timeout:g} s deadline."
                 ) from None
-            raise ApiError(
-                504, "deadline_exceeded", f"The model did not answer within the {timeout:g} s deadline."
-            ) from None
-        except ModelFailed:
-            raise ApiError(
-                500, "model_error", "The model failed on this request; the server log has the details."
-            ) from None
-        finally:
-            runtime.admission.release(slot)
+            except ModelFailed:
+                raise ApiError(
+                    500, "model_error", "The model failed on this request; the server log has the details."
+                ) from None
         predictions = to_predictions(outcome.loaded, outcome.proba)
         record(runtime.monitor, outcome, texts, predictions, key.key_id)
         payload = {
