@@ -111,7 +111,7 @@ class Monitor:
             if not self._drift.flush(timeout, deadline):
                 return
             if self._alerts.marked:  # the writer evaluates alerts: send it a marker
-                self._writer.sync(deadline)
+                self._writer.flush(timeout, deadline)
         self.notifier.flush(max(deadline - time.monotonic(), 0.1))
 
     def close(self) -> None:
@@ -216,6 +216,7 @@ class Monitor:
         )
         self._feedback_keys.add((model, version))
         self._changed()
+        self._writer.nudge()  # the rules run on the writer's thread: even if no prediction follows
         return {"prediction_id": prediction_id, "label": label, "correct": correct}
 
     def _correction_policy(self) -> TextPolicy:

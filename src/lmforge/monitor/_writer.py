@@ -1,25 +1,26 @@
 """The store writer: the request path only appends; a writer *process* applies the text policy and inserts.
 
-Redaction and SQLAlchemy inserts are Python CPU work: on a thread they took the serving process's
-GIL from the request path. They run in their own interpreter (``_writer_process``), fed through a
-pipe of JSON lines (``_channel``: no pickle). In this process:
+Redaction and SQLAlchemy inserts are Python CPU work: on a thread they took the serving process's GIL from
+the request path. They run in their own interpreter (``_writer_process``), fed through a pipe of JSON lines
+(``_channel``: no pickle). In this process:
 
-- ``record_many`` appends to a bounded buffer (``queue_size``; beyond it records are dropped and
-  counted) and notes each id in ``pending``, so feedback can follow at once;
-- a *sender* thread wakes every few milliseconds, encodes what is buffered as chunks and writes
-  them to the pipe (a full pipe blocks only this thread; the buffer then fills and drops);
-- a *receiver* thread reads the writer's acknowledgements: for each stored chunk it adds the
-  predictions to the live windows, evaluates alerts and releases the flush markers, as the writer
-  thread did; drift checks run in the writer process (``_drift_process``) and their results come
-  back here. The live windows, the latest drift results and alerts stay here, where the server's
-  endpoints read them.
+- ``record_many`` appends to a bounded buffer (``queue_size``; beyond it records are dropped and counted)
+  and notes each id in ``pending``, so feedback can follow at once;
+- a *sender* thread wakes every few milliseconds, encodes what is buffered as chunks and writes them to
+  the pipe (a full pipe blocks only this thread; the buffer then fills and drops);
+- a *receiver* thread reads the writer's acknowledgements: for each stored chunk it adds the predictions
+  to the live windows, evaluates alerts and releases the flush markers; what changes a metric without a
+  prediction (feedback) sends a marker of its own (``nudge``). Drift checks run in the writer process
+  (``_drift_process``) and their results come back here. The live windows, the latest drift results and
+  alerts stay here, where the server's endpoints read them.
 
-A writer process that dies is noticed by the receiver (its pipe ends): logged, counted (``restarts``),
-what it held unacknowledged counted as failed, and started again.
+A writer process that dies is noticed by the receiver (its pipe ends): logged, counted (``restarts``), what
+it held unacknowledged counted as failed, and started again.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -73,7 +74,7 @@ class StoreWriter:
     ) -> None:
         self.settings = settings
         self.buffer: deque[Any] = deque()
-        # id -> (model, version, label, ts, key_id) of each recorded prediction, until it is written
+        # id -> (model, version, label, ts, key_id, generated) of each recorded prediction, until it is written
         self.pending: dict[str, tuple[str, str, str, float, str | None, bool]] = {}
         self.dropped = self.written = self.failed = self.pruned = self.invalid = self.errors = self.restarts = 0
         self.closed = False
@@ -94,6 +95,7 @@ class StoreWriter:
         self._stopping = False
         self._sender: threading.Thread | None = None
         self._receiver: threading.Thread | None = None
+        self._nudge: threading.Event | None = None  # the marker of the last nudge, set once it was handled
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -150,30 +152,30 @@ class StoreWriter:
         self._receiver.start()
         self._sender.start()
 
-    def _marker(self, deadline: float) -> bool:
+    def _marker(self) -> threading.Event:
+        """A marker after what is buffered now: set once the writer stored it all and evaluated the alerts."""
         done = threading.Event()
         self.buffer.append(done)  # a marker is never dropped: it does not count against queue_size
         self._wake.set()
-        return done.wait(max(deadline - time.monotonic(), 0.0))
+        return done
 
     def flush(self, timeout: float, deadline: float) -> bool:
         """Wait until everything recorded before this call is written; False (logged) on a timeout."""
-        if not self._marker(deadline):
-            log.warning("monitor flush timed out after %.1f s", timeout)
-            return False
-        return True
+        if self._marker().wait(max(deadline - time.monotonic(), 0.0)):
+            return True
+        log.warning("monitor flush timed out after %.1f s", timeout)
+        return False
 
-    def sync(self, deadline: float) -> None:
-        """Wait, until ``deadline`` at most, for the writer to reach a marker (alerts are evaluated first)."""
-        self._marker(deadline)
+    def nudge(self) -> None:
+        """Evaluate the alerts soon, predictions or not: a marker nobody waits for, one on its way at most."""
+        if self._nudge is None or self._nudge.is_set():
+            self._nudge = self._marker()
 
     def shut(self) -> bool:
         """Refuse records from now on (they are counted as dropped); False when already shut."""
         with self._lock:
-            if self.closed:
-                return False
-            self.closed = True
-            return True
+            was_open, self.closed = not self.closed, True
+            return was_open
 
     def stop(self) -> None:
         """Hand over everything still buffered, let the writer process store it and end (waits up to 60 s)."""
@@ -237,9 +239,6 @@ class StoreWriter:
             )
 
     # -- sender thread ---------------------------------------------------------------------
-    def _take_chunk(self) -> Chunk | None:
-        return take_chunk(self.buffer, self.settings.batch_size, self._invalid)
-
     def _invalid(self, item: Any, exc: Exception) -> None:
         """One malformed record is dropped alone (counted), never sinking its chunk."""
         with self._lock:
@@ -250,23 +249,23 @@ class StoreWriter:
         log.warning("monitor: invalid prediction record dropped (%s)", exc)
 
     def _send_loop(self) -> None:
+        take = functools.partial(take_chunk, self.buffer, self.settings.batch_size, self._invalid)
         while True:
             self._wake.wait(_TICK_S)
             self._wake.clear()
             if self._proc is None:  # being restarted: the buffer waits (and drops when full)
                 if self._receiver is not None and not self._receiver.is_alive():
-                    while (lost := self._take_chunk()) is not None:  # no writer will come back
+                    while (lost := take()) is not None:  # no writer will come back
                         self._fail(lost)
                     return
                 continue
-            while (chunk := self._take_chunk()) is not None:
+            while (chunk := take()) is not None:
                 self._send(chunk)
                 if chunk.stop:
                     return
 
     def _send(self, chunk: Chunk) -> None:
-        # Not under the books' lock while writing: the receiver must take acknowledgements while a
-        # full pipe blocks this write (else the writer, blocked on its answers, would never read it).
+        # Not under the books' lock: while a full pipe blocks this write, the receiver must take acks.
         with self._io:
             with self._books:
                 proc = self._proc

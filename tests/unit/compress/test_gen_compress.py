@@ -73,8 +73,15 @@ def test_merged_answers_exactly_as_fp32_and_the_selection_loads(compressed_lora:
     root, summary = compressed_lora
     fp32 = _answers(root, "fp32")
     assert _answers(root, "merged") == fp32
-    # budget 100 points: every variant within it, so the fastest of the three is selected
-    assert summary["selected"] in summary["built"]
+    # Budget 100 points: every variant is within it, so the selection is the fastest at batch 1 of those
+    # faster than fp32, or fp32 if none is (the merged model computes what fp32 does: a timing coin toss).
+    base_ms = json.loads((root / "compressed" / "baseline.json").read_text(encoding="utf-8"))["latency"]["batch_1_ms"]
+    faster = {}
+    for name in summary["built"]:
+        record = json.loads((root / "compressed" / name / "variant.json").read_text(encoding="utf-8"))
+        if record["latency"]["batch_1_ms"] < base_ms:
+            faster[name] = record["latency"]["batch_1_ms"]
+    assert summary["selected"] == (min(faster, key=faster.__getitem__) if faster else "fp32")
     assert read_selected(root)["variant"] == summary["selected"]
     assert _answers(root) == _answers(root, summary["selected"])  # load_generator(run) serves the selection
 

@@ -189,3 +189,26 @@ def test_shuffled_labels_fire_one_webhook_then_resolve(
     assert fired["value"] < 0.8 and receiver.events[1]["value"] >= 0.8
     assert [a["status"] for a in summary["alerts"]["recent"]] == ["resolved", "firing"]
     assert summary["alerts"]["active"] == [] and summary["alerts"]["webhooks"]["delivered"] == 2
+
+
+def test_feedback_alone_fires_the_alert_without_a_flush_or_more_predictions(
+    tmp_path: Path, make_records
+) -> None:
+    # The predictions are stored (and their acknowledgements evaluated) before any feedback comes: the
+    # rules must still be evaluated for the feedback, on the writer's thread, with nothing else recorded.
+    rule = {"metric": "accuracy", "op": "<", "threshold": 0.9, "window": 50, "min_samples": 4, "cooldown_s": 0}
+    settings = MonitorSettings(url=f"sqlite:///{tmp_path / 'm.db'}", alerts=[rule], flush_interval_s=0.05)
+    with Monitor(settings, LABELS) as monitor:
+        records = make_records(8)
+        monitor.record_many(records)
+        monitor.flush()
+        assert monitor.active_alerts() == []
+        for rec in records[:4]:  # all four wrong: accuracy 0
+            monitor.add_feedback(rec.id, "negative" if rec.label == "positive" else "positive")
+        deadline = time.monotonic() + 20
+        while not monitor.active_alerts() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        active = monitor.active_alerts()
+    assert [(a["rule"], a["metric"], a["model"], a["version"]) for a in active] == [
+        ("accuracy < 0.9", "accuracy", "m", "1")
+    ]
