@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import Any
 
 from lmforge.cli._common import dump, say, sign_after
 from lmforge.cli.stages import add_trust_args
+from lmforge.errors import ConfigError
 
 EXAMPLE = """examples:
   lmforge retrain runs/exp1 --state .lmforge --out runs/exp1-r1
@@ -53,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     check = trust_run(args.run, args.public_key, allow_unsigned=args.allow_unsigned)
     model = args.model or re.sub(r"[^A-Za-z0-9._-]+", "-", Path(args.run).resolve().name).strip("-._")[:64] or "model"
+    if args.register:  # before the training it would follow, not after
+        _check_canary_target(args, model)
     overrides = [*args.overrides, *([f"retrain.start={args.start}"] if args.start else [])]
     report = retrain(args.run, store_url(args.state), args.out, model=model, overrides=overrides,
                      key_file=args.key_file, verified=check, progress=args.progress)
@@ -67,13 +71,35 @@ def run(args: argparse.Namespace) -> int:
     return _register(args, model)
 
 
-def _register(args: argparse.Namespace, model: str) -> int:
-    from lmforge.guard import default_actor
-    from lmforge.serve import load_settings, open_stores
+def _settings(args: argparse.Namespace) -> Any:
+    from lmforge.serve import load_settings
 
     state = {} if "://" in args.state else {"state_dir": args.state}
-    settings = load_settings(None, registry_url=args.registry_url, public_key=args.public_key,
-                             allow_unsigned=args.allow_unsigned or None, **state)
+    return load_settings(None, registry_url=args.registry_url, public_key=args.public_key,
+                         allow_unsigned=args.allow_unsigned or None, **state)
+
+
+def _check_canary_target(args: argparse.Namespace, model: str) -> None:
+    """Refuse --register up front when NEW could not become a canary: a bad percent, or no active version."""
+    from lmforge.serve import open_stores
+
+    if not 0.0 < args.canary_percent <= 100.0:
+        raise ConfigError(f"--canary-percent must be above 0 and at most 100, got {args.canary_percent:g}.")
+    with open_stores(_settings(args)) as stores:
+        active = {m.name: m.active_version for m in stores.registry.list_models()}.get(model)
+    if active is None:
+        raise ConfigError(
+            f"--register: model {model!r} has no active version in the registry of {args.state}, so the retrained "
+            "run could not be its canary; nothing was trained or registered. Serve the parent run first "
+            f"(`lmforge registry register {model} {args.run} --activate`), or name the served model with --model."
+        )
+
+
+def _register(args: argparse.Namespace, model: str) -> int:
+    from lmforge.guard import default_actor
+    from lmforge.serve import open_stores
+
+    settings = _settings(args)
     with open_stores(settings) as stores:
         info = stores.registry.register(model, args.out, public_key=settings.public_key,
                                         allow_unsigned=settings.allow_unsigned, actor=default_actor())

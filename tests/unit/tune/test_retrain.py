@@ -169,3 +169,29 @@ def test_out_must_be_new_and_nothing_is_left_on_failure(parent: Path, tmp_path: 
     (new / "x").mkdir(parents=True)
     assert main(["retrain", str(parent), "--state", str(state), "--out", str(new), "--allow-unsigned"]) == 2
     assert "is not empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ([], "--register: model 'sentiment' has no active version in the registry of"),
+    (["--canary-percent", "0"], "--canary-percent must be above 0 and at most 100, got 0."),
+])
+def test_register_is_refused_before_training_when_no_canary_could_follow(
+        parent: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
+    from lmforge.cli.__main__ import main
+    from lmforge.serve import ServeSettings, open_stores
+
+    state = tmp_path / "state"
+    state.mkdir()
+    if extra:  # a served model: only the percent is wrong
+        _serve_state(state, parent)
+    served = [(f"{t}, again", "positive") for t in POS] + [(f"{t}, again", "negative") for t in NEG]
+    _plant_feedback(f"sqlite:///{state / 'monitor.db'}", "sentiment", served)
+    new = tmp_path / "r1"
+    argv = ["retrain", str(parent), "--state", str(state), "--out", str(new), "--allow-unsigned", "--no-progress",
+            "--model", "sentiment", "--register", "--set", "retrain.min_feedback=5", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not new.exists()  # refused before anything was trained
+    with open_stores(ServeSettings(state_dir=str(state))) as stores:
+        assert [len(stores.registry.list_versions(m.name)) for m in stores.registry.list_models()] == ([1] if extra else [])
