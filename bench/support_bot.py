@@ -48,7 +48,7 @@ NAME = "support_bot"
 MODEL = "minilm-l6"
 BANKING = SHARED_DATASETS / "banking77"
 BITEXT = SHARED_DATASETS / "bitext_customer_support" / "Bitext_Sample_Customer_Support_Training_Dataset.csv"
-METHODS = ("max-prob", "energy", "mahalanobis")
+METHODS = ("max-prob", "energy", "mahalanobis", "knn")
 PEER_C_GRID = (0.5, 2.0, 8.0, 32.0)
 
 

@@ -22,7 +22,7 @@ __all__ = [
     "SentimentConfig",
 ]
 
-OOS_METHODS = ("max-prob", "energy", "mahalanobis")
+OOS_METHODS = ("max-prob", "energy", "mahalanobis", "knn")
 """The out-of-scope scores ``bot.oos.method`` may name (besides ``auto``, which picks one of them)."""
 
 
@@ -38,17 +38,22 @@ class OosConfig:
     path: str | None = None
     """Examples of out-of-scope questions (CSV, JSONL or Parquet with the `data.text_column`), used only to
     calibrate and to let `auto` choose; unset: calibrate on the in-scope validation split alone."""
-    method: Literal["max-prob", "energy", "mahalanobis", "auto"] = "auto"
+    method: Literal["max-prob", "energy", "mahalanobis", "knn", "auto"] = "auto"
     """The score: the top softmax probability, the energy (log-sum-exp of the logits), the Mahalanobis
     distance of the encoder's mean-pooled embedding to the nearest intent (class means, shared covariance,
-    fitted on the training split), or `auto`: the one with the highest out-of-scope recall on `path` at
-    the calibrated threshold (`max-prob` when there is no `path`: nothing to choose on)."""
+    fitted on the training split), `knn` (needs `path`: the cosine similarity to the nearest training
+    question minus that to the nearest example in `path`), or `auto`: the one with the highest out-of-scope
+    recall on `path` at the calibrated threshold (`knn` scored leaving each example out; `max-prob` when
+    there is no `path`: nothing to choose on)."""
     target_in_scope_recall: float = 0.95
     """The threshold keeps this share of the in-scope validation questions in scope."""
     label: str = "oos"
     """The intent name that marks an out-of-scope record in `lmforge bot eval` files."""
 
     def __post_init__(self) -> None:
+        if self.method == "knn" and not self.path:
+            raise ConfigError("bot.oos.method knn compares questions with out-of-scope examples: set bot.oos.path "
+                              "to a file of them, or pick max-prob, energy, mahalanobis or auto.")
         if not 0.5 <= self.target_in_scope_recall <= 1.0:
             raise ConfigError(
                 f"bot.oos.target_in_scope_recall must be in [0.5, 1], got {self.target_in_scope_recall}."

@@ -4,7 +4,8 @@
 ``data_report.json`` and two plots) and records the data fingerprint in the manifest; later
 stages read it back with :func:`lmforge.rundir.read_split` and :func:`lmforge.rundir.read_labels`.
 For ``task: generate`` (:func:`prepare_generation`) the splits hold ``{"prompt", "response"}`` or
-``{"messages"}`` rows, read back with :func:`read_examples`.
+``{"messages"}`` rows, read back with :func:`read_examples`. :func:`read_frame` reads the apps' side
+files (FAQ, items, interactions) as frames of strings.
 Needs the ``data`` extra (pandas, pyarrow, matplotlib), imported only when used.
 """
 
@@ -12,6 +13,7 @@ from lmforge.data._augment import augment, eda
 from lmforge.data._clean import clean_text
 from lmforge.data._dedupe import find_duplicates, find_leakage
 from lmforge.data._examples import example_prompt, example_response, is_example, read_examples
+from lmforge.data._frame import read_frame
 from lmforge.data._io import load_frame
 from lmforge.data._minhash import minhash_signatures, near_duplicate_pairs
 from lmforge.data._prepare import prepare
@@ -48,6 +50,7 @@ __all__ = [
     "prepare",
     "prepare_generation",
     "read_examples",
+    "read_frame",
     "readability",
     "readability_decision",
     "script_shares",

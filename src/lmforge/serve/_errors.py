@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lmforge.errors import LmforgeError
 
-__all__ = ["ApiError", "ConflictError", "NotFoundError", "ServeError"]
+__all__ = ["ApiError", "ConflictError", "NotFoundError", "ServeError", "overloaded"]
 
 
 class ServeError(LmforgeError):
@@ -37,3 +37,9 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
+
+
+def overloaded(reason: str, retry_after: int) -> ApiError:
+    """The 429 of a server at capacity, with ``Retry-After``: admission and the generation token budget send it."""
+    return ApiError(429, "overloaded", f"The server is at capacity ({reason}); retry after {retry_after} s.",
+                    {"Retry-After": str(retry_after)})

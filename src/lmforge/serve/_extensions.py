@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lmforge.serve._admission import Overloaded
-from lmforge.serve._errors import ApiError
+from lmforge.serve._errors import overloaded
 
 if TYPE_CHECKING:
     from fastapi import APIRouter, Request
@@ -107,12 +107,7 @@ def admitted(request: Request, n_texts: int) -> Iterator[None]:
         slot = runtime.admission.admit(n_texts)
     except Overloaded as exc:
         request.app.state.metrics.rejected.labels("overloaded").inc()
-        raise ApiError(
-            429,
-            "overloaded",
-            f"The server is at capacity ({exc.reason}); retry after {exc.retry_after} s.",
-            {"Retry-After": str(exc.retry_after)},
-        ) from None
+        raise overloaded(exc.reason, exc.retry_after) from None
     try:
         yield
     finally:

@@ -19,7 +19,7 @@ from lmforge.predict import CAUSAL_LM, PromptLike
 from lmforge.serve._admission import Overloaded
 from lmforge.serve._decode import DecodeParams, SchedulerClosed, Sequence
 from lmforge.serve._engines import GeneratorEngine
-from lmforge.serve._errors import ApiError, ServeError
+from lmforge.serve._errors import ApiError, ServeError, overloaded
 from lmforge.serve._settings import ServeSettings
 from lmforge.serve._slots import Loaded
 
@@ -130,8 +130,7 @@ async def start(runtime: Any, settings: ServeSettings, budget: TokenBudget, *, m
         reserved = budget.admit(need, engine.scheduler.tokens_per_s)
     except Overloaded as exc:
         runtime.metrics.rejected.labels("overloaded").inc()
-        raise ApiError(429, "overloaded", f"The server is at capacity ({exc.reason}); retry after "
-                       f"{exc.retry_after} s.", {"Retry-After": str(exc.retry_after)}) from None
+        raise overloaded(exc.reason, exc.retry_after) from None
     params = DecodeParams(new, float(temperature), float(top_p), stop, seed)
     seq = Sequence(ids, params, time.monotonic() + g.request_timeout_s, asyncio.get_running_loop())
     running = Running(seq, loaded, reserved, budget, int(time.time()), runtime.metrics)

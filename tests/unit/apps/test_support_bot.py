@@ -23,12 +23,23 @@ def test_manifest_records_the_calibration(tiny_bot: Path) -> None:
     manifest = json.loads((tiny_bot / BOT_MANIFEST).read_text(encoding="utf-8"))
     oos = manifest["oos"]
     assert oos["method"] == "mahalanobis" and oos["requested"] == "mahalanobis"
-    assert set(oos["methods"]) == {"max-prob", "energy", "mahalanobis"}
+    assert set(oos["methods"]) == {"max-prob", "energy", "mahalanobis", "knn"}  # knn: there is an OOS file
     for row in oos["methods"].values():
         assert row["val_in_scope_recall"] >= 0.95
     assert oos["threshold"] == oos["methods"]["mahalanobis"]["threshold"]
     assert manifest["labels"] == sorted(INTENTS) and manifest["faq"]["entries"] == 6
     assert (tiny_bot / "oos.safetensors").is_file() and (tiny_bot / "faq" / "faq_embeddings.safetensors").is_file()
+
+
+def test_knn_flags_questions_like_the_out_of_scope_examples(tiny_bot: Path) -> None:
+    bot = Bot.load(tiny_bot, method="knn")
+    assert bot.method == "knn" and bot.threshold == bot.manifest["oos"]["methods"]["knn"]["threshold"]
+    rng = random.Random(7)  # the calibration's out-of-scope examples reworded, and in-scope texts it never saw
+    reworded = [f"please {t} now" for t in OOS_TEXTS[:6]]
+    held_out = [intent_text(rng, intent) for intent in INTENTS for _ in range(10)]
+    replies = bot.ask(reworded + held_out)
+    assert [r["out_of_scope"] for r in replies[:6]] == [True] * 6
+    assert np.mean([not r["out_of_scope"] for r in replies[6:]]) >= 0.9
 
 
 def test_threshold_keeps_the_target_in_scope_recall_on_a_held_out_split(bot: Bot) -> None:

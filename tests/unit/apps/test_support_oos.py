@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmforge.apps.support import Mahalanobis, calibrate, choose_method, oos_scores
+from lmforge.apps.support import Mahalanobis, Neighbours, calibrate, choose_method, oos_scores
 from lmforge.errors import DataError, NotFittedError
 
 
@@ -53,7 +53,7 @@ def test_mahalanobis_distance_matches_the_formula_and_flags_a_far_point() -> Non
     assert det.score(probe)[1] < -50 < det.score(probe)[0]
     again = Mahalanobis.from_arrays(det.to_arrays())
     np.testing.assert_array_equal(again.score(probe), det.score(probe))
-    assert set(oos_scores(np.zeros((2, 2)), probe, det)) == {"max-prob", "energy", "mahalanobis"}
+    assert set(oos_scores(np.zeros((2, 2)), probe, {"mahalanobis": det})) == {"max-prob", "energy", "mahalanobis"}
 
 
 def test_mahalanobis_unfitted_raises() -> None:
@@ -74,3 +74,37 @@ def test_choose_method_picks_the_highest_oos_recall_at_the_same_in_scope_recall(
     assert choice["methods"]["energy"]["auroc"] > choice["methods"]["max-prob"]["auroc"]
     assert choose_method(val, None, 0.9)["best"] == "max-prob"  # nothing to compare on
     assert choose_method(val, None, 0.9)["methods"]["energy"]["oos_recall"] is None
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_knn_is_the_nearest_in_scope_similarity_minus_the_nearest_out_of_scope_one() -> None:
+    rng = np.random.default_rng(2)
+    train, oos = rng.normal(size=(40, 8)) + 3.0, rng.normal(size=(30, 8)) - 3.0
+    det = Neighbours().fit(train, oos)
+    probe = rng.normal(size=(5, 8))
+    t, o = _unit(train).astype(np.float16).astype(np.float32), _unit(oos).astype(np.float16).astype(np.float32)
+    expected = (_unit(probe) @ t.T).max(1) - (_unit(probe) @ o.T).max(1)
+    np.testing.assert_allclose(det.score(probe), expected, atol=1e-5)
+    # Left out: each OOS example is scored against the others, never against itself (its similarity 1).
+    loo = det.score(oos, leave_one_out=True)
+    sims = _unit(oos) @ o.T
+    np.fill_diagonal(sims, -np.inf)
+    np.testing.assert_allclose(loo, (_unit(oos) @ t.T).max(1) - sims.max(1), atol=1e-5)
+    assert (det.score(oos) < loo).all()  # with itself in the bank an example looks more out of scope
+    assert (det.score(train[:5]) > 0).all() and (det.score(oos[:5]) < 0).all()
+    again = Neighbours.from_arrays(det.to_arrays())
+    np.testing.assert_array_equal(again.score(probe), det.score(probe))
+    scores = oos_scores(np.zeros((30, 2)), oos, {"knn": det}, leave_one_out=True)
+    np.testing.assert_array_equal(scores["knn"], loo)
+
+
+def test_knn_needs_out_of_scope_examples_and_a_fit() -> None:
+    with pytest.raises(DataError, match="at least two out-of-scope examples"):
+        Neighbours().fit(np.ones((3, 2)), np.ones((1, 2)))
+    with pytest.raises(NotFittedError):
+        Neighbours().score(np.ones((1, 2)))
+    with pytest.raises(ValueError, match="leave_one_out"):
+        Neighbours().fit(np.eye(3), np.eye(3)).score(np.eye(2), leave_one_out=True)

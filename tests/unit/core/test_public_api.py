@@ -80,8 +80,8 @@ PUBLIC = {
         "ExampleCheck", "augment", "check_or_raise", "clean_answer", "clean_text", "eda", "example_prompt",
         "example_response", "find_duplicates", "find_leakage", "hard_to_read_message", "is_example",
         "load_frame", "load_tokenizer", "minhash_signatures", "near_duplicate_pairs", "prepare",
-        "prepare_generation", "read_examples", "readability", "readability_decision", "script_shares",
-        "stratified_sample", "stratified_split", "unknown_characters", "unreadable_message",
+        "prepare_generation", "read_examples", "read_frame", "readability", "readability_decision",
+        "script_shares", "stratified_sample", "stratified_split", "unknown_characters", "unreadable_message",
     ],
     "lmforge.predict": [
         "BACKENDS", "BASE_DIGEST", "CAUSAL_LM", "EMBEDDER_META", "EXPLAIN_METHODS", "GENERATOR_FORMATS", "INT8_DYNAMIC",
@@ -151,7 +151,7 @@ PUBLIC = {
     ],
     "lmforge.apps.support": [
         "BM25", "BOT_MANIFEST", "EVAL", "FAQ", "METRICS", "OOS_WEIGHTS", "REPLY_KEYS", "REPORT", "RUN", "SLOT",
-        "Bot", "BotExtension", "FaqEntry", "FaqIndex", "Mahalanobis", "MemorySessions", "SessionStep",
+        "Bot", "BotExtension", "FaqEntry", "FaqIndex", "Mahalanobis", "MemorySessions", "Neighbours", "SessionStep",
         "SqlSessions", "Turn", "build_bot", "calibrate", "calibrate_bot", "check_bot_inputs", "choose_method",
         "evaluate_bot", "faq_ranks", "fill_placeholders", "grounded", "next_failures", "oos_scores",
         "outcome_of", "overlap", "read_labeled", "render_bot_report", "rewrite_prompt", "serving", "words",

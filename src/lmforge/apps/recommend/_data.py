@@ -11,39 +11,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lmforge._extras import require
 from lmforge.config import RecommendConfig
+from lmforge.data import read_frame
 from lmforge.errors import ConfigError, DataError
 
-__all__ = ["Interactions", "load_interactions", "read_table"]
+__all__ = ["Interactions", "load_interactions"]
 
 log = logging.getLogger(__name__)
-
-
-def read_table(path: str | Path, what: str) -> Any:
-    """A CSV, JSONL or Parquet file as a pandas frame of strings (missing values are empty strings)."""
-    pd = require("pandas", extra="data", purpose="Reading interactions")
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{what} file not found: {p}. Set {what} to an existing CSV, JSONL or Parquet file.")
-    suffix = p.suffix.lower()
-    try:
-        if suffix in (".csv", ".tsv"):
-            frame = pd.read_csv(p, dtype=str, keep_default_na=False, sep="\t" if suffix == ".tsv" else ",")
-        elif suffix in (".jsonl", ".json"):
-            frame = pd.read_json(p, lines=True, dtype=False).astype(str)
-        elif suffix == ".parquet":
-            frame = pd.read_parquet(p).astype(str)
-        else:
-            raise DataError(f"{what}: unknown file type '{suffix}' ({p}); use .csv, .tsv, .jsonl or .parquet.")
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataError(f"{what}: cannot read {p}: {exc}") from None
-    return frame.replace({"nan": "", "None": ""})
 
 
 def _need(frame: Any, columns: dict[str, str], path: str) -> None:
@@ -96,7 +75,7 @@ def _item_texts(cfg: RecommendConfig) -> dict[str, str]:
     items = cfg.items
     if items.path is None:
         return {}
-    frame = read_table(items.path, "recommend.items.path")
+    frame = read_frame(items.path, "recommend.items.path")
     id_col = items.id_column or cfg.interactions.item_column
     columns = items.text_columns or [c for c in frame.columns if c != id_col]
     _need(frame, {"recommend.items.id_column": id_col,
@@ -118,7 +97,7 @@ def load_interactions(cfg: RecommendConfig) -> Interactions:
     if inter.path is None:
         raise ConfigError("recommend.interactions.path is not set: point it at the interactions file.")
     pd = require("pandas", extra="data", purpose="Reading interactions")
-    frame = read_table(inter.path, "recommend.interactions.path")
+    frame = read_frame(inter.path, "recommend.interactions.path")
     columns = {"recommend.interactions.user_column": inter.user_column,
                "recommend.interactions.item_column": inter.item_column}
     if cfg.min_rating is not None:

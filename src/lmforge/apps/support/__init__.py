@@ -19,7 +19,7 @@ from lmforge.apps.support._build import build_bot, calibrate_bot, check_bot_inpu
 from lmforge.apps.support._eval import evaluate_bot, faq_ranks, read_labeled, render_bot_report
 from lmforge.apps.support._faq import BM25, FaqEntry, FaqIndex, words
 from lmforge.apps.support._layout import BOT_MANIFEST, EVAL, FAQ, METRICS, OOS_WEIGHTS, REPORT, RUN
-from lmforge.apps.support._oos import Mahalanobis, calibrate, choose_method, oos_scores
+from lmforge.apps.support._oos import Mahalanobis, Neighbours, calibrate, choose_method, oos_scores
 from lmforge.apps.support._serve import BotExtension, outcome_of, serving
 from lmforge.apps.support._sessions import MemorySessions, SessionStep, SqlSessions, next_failures
 
@@ -40,6 +40,7 @@ __all__ = [
     "FaqIndex",
     "Mahalanobis",
     "MemorySessions",
+    "Neighbours",
     "SessionStep",
     "SqlSessions",
     "Turn",

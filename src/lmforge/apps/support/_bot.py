@@ -21,7 +21,7 @@ from lmforge.apps.support._answer import fill_placeholders, grounded, rewrite_pr
 from lmforge.apps.support._faq import FaqIndex
 from lmforge.apps.support._layout import BOT_FORMAT, BOT_MANIFEST, FAQ, OOS_WEIGHTS, RUN
 from lmforge.apps.support._models import Models, load_models
-from lmforge.apps.support._oos import Mahalanobis, oos_scores
+from lmforge.apps.support._oos import EMBEDDING_METHODS, Mahalanobis, Neighbours, oos_scores
 from lmforge.apps.support._sessions import MemorySessions, SessionStore
 from lmforge.errors import ConfigError, RunDirError
 from lmforge.guard import trust_run
@@ -81,12 +81,12 @@ class Bot:
     """A built bot, loaded: ``ask`` answers turns; sessions (turn numbers, consecutive failures) live in
     :attr:`sessions`: this process's memory by default, the server's database under ``lmforge serve``."""
 
-    def __init__(self, folder: Path, manifest: dict[str, Any], models: Models, mahalanobis: Mahalanobis | None,
+    def __init__(self, folder: Path, manifest: dict[str, Any], models: Models, detector: Mahalanobis | Neighbours | None,
                  faq: FaqIndex | None, generator: Generator | None, sentiment: Predictor | None) -> None:
         self.folder = folder
         self.manifest = manifest
         self.models = models
-        self.mahalanobis = mahalanobis
+        self.detector = detector  # the embedding detector of an embedding method (EMBEDDING_METHODS), else None
         self.faq = faq
         self.generator = generator
         self.sentiment = sentiment
@@ -116,12 +116,14 @@ class Bot:
         cfg = manifest["bot"]
         run = RunDir(folder / manifest.get("run", RUN))
         verified = trust_run(run, public_key, allow_unsigned=allow_unsigned)
-        need = manifest["oos"]["method"] == "mahalanobis" or manifest.get("faq") is not None
+        method = manifest["oos"]["method"]
+        need = method in EMBEDDING_METHODS or manifest.get("faq") is not None
         models = load_models(run, manifest["classifier_variant"], embeddings=need, verified=verified)
-        mahalanobis = None
-        if manifest["oos"]["method"] == "mahalanobis":
+        detector: Mahalanobis | Neighbours | None = None
+        if method in EMBEDDING_METHODS:
             st = require("safetensors.numpy", extra="train", purpose="Loading the bot")
-            mahalanobis = Mahalanobis.from_arrays(st.load_file(str(folder / OOS_WEIGHTS)))
+            arrays = st.load_file(str(folder / OOS_WEIGHTS))
+            detector = Mahalanobis.from_arrays(arrays) if method == "mahalanobis" else Neighbours.from_arrays(arrays)
         faq = FaqIndex.load(folder / FAQ) if manifest.get("faq") is not None else None
         generator = None
         if cfg["generator"]["run"]:
@@ -131,7 +133,7 @@ class Bot:
         if cfg["sentiment"]["run"]:
             s_run = cfg["sentiment"]["run"]
             sentiment = load_predictor(s_run, verified=trust_run(s_run, public_key, allow_unsigned=allow_unsigned))
-        return cls(folder, manifest, models, mahalanobis, faq, generator, sentiment)
+        return cls(folder, manifest, models, detector, faq, generator, sentiment)
 
     def reset(self) -> None:
         """Forget every session (of the in-memory store; a database's sessions are kept)."""
@@ -216,9 +218,9 @@ class Bot:
         if not texts:
             return []
         sessions = list(session_ids) if session_ids is not None else [None] * len(texts)
-        need = self.method == "mahalanobis" or self.faq is not None
+        need = self.method in EMBEDDING_METHODS or self.faq is not None
         logits, pooled = self.models.encode(texts, need_embeddings=need)
-        scores = oos_scores(logits, pooled, self.mahalanobis)[self.method]
+        scores = oos_scores(logits, pooled, {self.method: self.detector} if self.detector is not None else None)[self.method]
         proba = softmax(logits)
         embs = unit_rows(pooled) if pooled is not None else None
         angry = self._angry(texts)

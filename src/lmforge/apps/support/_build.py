@@ -18,7 +18,7 @@ from lmforge._extras import require
 from lmforge.apps.support._faq import FaqEntry, FaqIndex
 from lmforge.apps.support._layout import BOT_FORMAT, BOT_MANIFEST, FAQ, OOS_WEIGHTS, RUN
 from lmforge.apps.support._models import Models, load_models
-from lmforge.apps.support._oos import Mahalanobis, choose_method, oos_scores
+from lmforge.apps.support._oos import Mahalanobis, Neighbours, choose_method, oos_scores
 from lmforge.apps.support._tables import read_faq, read_oos
 from lmforge.compress import CompressOptions, compress
 from lmforge.config import Spec, spec_to_dict
@@ -89,11 +89,15 @@ def _resolved(spec: Spec) -> dict[str, Any]:
     return bot
 
 
-def _fit_mahalanobis(models: Models, run: RunDir, labels: list[str]) -> Mahalanobis:
+def _fit_detectors(models: Models, run: RunDir, labels: list[str], oos_pooled: np.ndarray | None) -> dict[str, Any]:
+    """The embedding detectors: Mahalanobis on the training split; knn too when there are OOS examples."""
     train = read_split(run, "train")
     index = {label: i for i, label in enumerate(labels)}
     pooled = models.embed_raw([r["text"] for r in train])
-    return Mahalanobis().fit(pooled, np.array([index[r["label"]] for r in train]))
+    detectors: dict[str, Any] = {"mahalanobis": Mahalanobis().fit(pooled, np.array([index[r["label"]] for r in train]))}
+    if oos_pooled is not None and len(oos_pooled) >= 2:
+        detectors["knn"] = Neighbours().fit(pooled, oos_pooled)
+    return detectors
 
 
 def calibrate_bot(spec: Spec, out: str | Path, *, faq: list[FaqEntry] | None = None,
@@ -105,11 +109,12 @@ def calibrate_bot(spec: Spec, out: str | Path, *, faq: list[FaqEntry] | None = N
     run = RunDir(out / RUN)
     labels = read_labels(run)
     models = load_models(run, variant=None, embeddings=True)
-    mahalanobis = _fit_mahalanobis(models, run, labels)
-    st.save_file(mahalanobis.to_arrays(), str(out / OOS_WEIGHTS))
+    oos_encoded = models.encode(oos, need_embeddings=True) if oos else None
+    detectors = _fit_detectors(models, run, labels, None if oos_encoded is None else oos_encoded[1])
+    st.save_file({k: v for d in detectors.values() for k, v in d.to_arrays().items()}, str(out / OOS_WEIGHTS))
     val = read_split(run, "val")
-    val_scores = oos_scores(*models.encode([r["text"] for r in val], need_embeddings=True), mahalanobis)
-    oos_val = oos_scores(*models.encode(oos, need_embeddings=True), mahalanobis) if oos else None
+    val_scores = oos_scores(*models.encode([r["text"] for r in val], need_embeddings=True), detectors)
+    oos_val = oos_scores(*oos_encoded, detectors, leave_one_out=True) if oos_encoded is not None else None
     target = spec.bot.oos.target_in_scope_recall
     choice = choose_method(val_scores, oos_val, target)
     method = choice["best"] if spec.bot.oos.method == "auto" else spec.bot.oos.method

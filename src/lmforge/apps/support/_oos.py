@@ -1,7 +1,9 @@
 """Out-of-scope scores and their calibration: NumPy only, no model.
 
 Every score is "in-scope-ness": higher means more like the intents the classifier was trained
-on, and a question is out of scope when its score falls below the threshold. The threshold is
+on, and a question is out of scope when its score falls below the threshold. ``max-prob`` and
+``energy`` read the logits; ``mahalanobis`` and ``knn`` the encoder's mean-pooled embedding
+(:class:`Mahalanobis`; :class:`Neighbours`, which also needs out-of-scope examples). The threshold is
 the quantile of the in-scope validation scores that keeps ``target`` of them in scope, so the
 target holds on validation by construction and, for a held-out split from the same
 distribution, up to sampling error.
@@ -16,9 +18,12 @@ import numpy as np
 
 from lmforge.errors import DataError, NotFittedError
 from lmforge.monitor import roc_auc
-from lmforge.predict import softmax
+from lmforge.predict import softmax, unit_rows
 
-__all__ = ["Mahalanobis", "calibrate", "choose_method", "oos_scores"]
+__all__ = ["EMBEDDING_METHODS", "Mahalanobis", "Neighbours", "calibrate", "choose_method", "oos_scores"]
+
+EMBEDDING_METHODS = ("mahalanobis", "knn")
+"""The methods scored on embeddings, with a detector fitted at build time (saved in ``oos.safetensors``)."""
 
 
 def _logsumexp(logits: np.ndarray) -> np.ndarray:
@@ -77,14 +82,71 @@ class Mahalanobis:
         return out
 
 
+class Neighbours:
+    """Nearest-neighbour contrast: the cosine similarity to the nearest training question minus that to
+    the nearest out-of-scope example (the ``bot.oos.path`` file), on unit-length pooled embeddings.
+
+    A question close to a known out-of-scope example scores low even when it is also near an intent:
+    what a threshold on distance alone cannot see. Needs out-of-scope examples; stored in float16.
+    """
+
+    def fit(self, in_scope: np.ndarray, out_of_scope: np.ndarray) -> Neighbours:
+        """Keep the (N, H) training and (M, H) out-of-scope embeddings (raw: normalized here)."""
+        if len(in_scope) < 1 or len(out_of_scope) < 2:
+            raise DataError("The knn out-of-scope score needs training questions and at least two out-of-scope "
+                            "examples (bot.oos.path).")
+        self.in_scope_ = unit_rows(np.asarray(in_scope, dtype=np.float32)).astype(np.float16)
+        self.out_of_scope_ = unit_rows(np.asarray(out_of_scope, dtype=np.float32)).astype(np.float16)
+        return self
+
+    @staticmethod
+    def _nearest(x: np.ndarray, bank: np.ndarray, skip_self: bool) -> np.ndarray:
+        out = np.empty(len(x), dtype=np.float32)
+        bank32 = bank.astype(np.float32)
+        for start in range(0, len(x), 1024):  # (1024, M) similarities at a time
+            sims = x[start:start + 1024] @ bank32.T
+            if skip_self:  # x is the bank: an example must not be its own nearest neighbour
+                rows = np.arange(sims.shape[0])
+                sims[rows, start + rows] = -np.inf
+            out[start:start + 1024] = sims.max(axis=1)
+        return out
+
+    def score(self, embeddings: np.ndarray, *, leave_one_out: bool = False) -> np.ndarray:
+        """(N,) similarity to the nearest training question minus that to the nearest out-of-scope example.
+
+        ``leave_one_out``: ``embeddings`` are the out-of-scope examples the detector was fitted on, scored
+        each without itself (to calibrate and compare on them without their own answer).
+        """
+        if not hasattr(self, "in_scope_"):
+            raise NotFittedError("Neighbours.score called before fit (or from_arrays).")
+        x = unit_rows(np.asarray(embeddings, dtype=np.float32))
+        if leave_one_out and len(x) != len(self.out_of_scope_):
+            raise ValueError("leave_one_out scores the fitted out-of-scope examples themselves, in order")
+        out: np.ndarray = self._nearest(x, self.in_scope_, False) - self._nearest(x, self.out_of_scope_, leave_one_out)
+        return out
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"knn_in_scope": self.in_scope_, "knn_out_of_scope": self.out_of_scope_}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Neighbours:
+        out = cls()
+        out.in_scope_ = np.asarray(arrays["knn_in_scope"], dtype=np.float16)
+        out.out_of_scope_ = np.asarray(arrays["knn_out_of_scope"], dtype=np.float16)
+        return out
+
+
 def oos_scores(logits: np.ndarray, embeddings: np.ndarray | None = None,
-               mahalanobis: Mahalanobis | None = None) -> dict[str, np.ndarray]:
-    """Every score available: ``max-prob`` and ``energy`` from (N, C) logits, ``mahalanobis`` when
-    the embeddings and a fitted detector are given."""
+               detectors: Mapping[str, Any] | None = None, *, leave_one_out: bool = False) -> dict[str, np.ndarray]:
+    """Every score available: ``max-prob`` and ``energy`` from (N, C) logits, and each of ``detectors``
+    (``{"mahalanobis": Mahalanobis, "knn": Neighbours}``, either optional) when the embeddings are given.
+    ``leave_one_out``: the texts are the out-of-scope examples ``knn`` was fitted on."""
     logits = np.asarray(logits, dtype=np.float32)
     out = {"max-prob": softmax(logits).max(axis=1), "energy": _logsumexp(logits)}
-    if embeddings is not None and mahalanobis is not None:
-        out["mahalanobis"] = mahalanobis.score(embeddings)
+    if embeddings is not None:
+        for name, detector in (detectors or {}).items():
+            loo = leave_one_out and isinstance(detector, Neighbours)
+            out[name] = detector.score(embeddings, leave_one_out=True) if loo else detector.score(embeddings)
     return out
 
 

@@ -7,34 +7,14 @@ before it spends minutes training.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from lmforge._extras import require
 from lmforge.apps.support._faq import FaqEntry
 from lmforge.config import FaqConfig
+from lmforge.data import read_frame
 from lmforge.errors import DataError
 
-__all__ = ["read_faq", "read_oos", "read_table"]
-
-
-def read_table(path: str | Path, what: str) -> Any:
-    """A CSV, JSONL or Parquet file as a pandas frame (the format from the extension)."""
-    pd = require("pandas", extra="data", purpose=f"Reading {what}")
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} {path} does not exist.")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False)
-        if suffix in (".jsonl", ".json"):
-            return pd.read_json(path, lines=True, dtype=False)
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{what} {path} cannot be read as {suffix[1:].upper()}: {exc}") from None
-    raise DataError(f"{what} {path} has the extension {suffix!r}; use .csv, .jsonl or .parquet.")
+__all__ = ["read_faq", "read_oos"]
 
 
 def _texts(frame: Any, column: str) -> list[str]:
@@ -46,7 +26,7 @@ def read_faq(cfg: FaqConfig) -> list[FaqEntry]:
     """The FAQ entries of ``cfg.path`` (question, answer, intent when its column exists)."""
     if cfg.path is None:
         raise DataError("bot.faq.path is not set: there is no FAQ to read.")
-    frame = read_table(cfg.path, "bot.faq.path")
+    frame = read_frame(cfg.path, "bot.faq.path")
     missing = [c for c in (cfg.question_column, cfg.answer_column) if c not in frame.columns]
     if missing:
         raise DataError(
@@ -68,7 +48,7 @@ def read_faq(cfg: FaqConfig) -> list[FaqEntry]:
 
 def read_oos(path: str, text_column: str) -> list[str]:
     """The out-of-scope example texts of ``path`` (the spec's text column)."""
-    frame = read_table(path, "bot.oos.path")
+    frame = read_frame(path, "bot.oos.path")
     if text_column not in frame.columns:
         raise DataError(
             f"bot.oos.path {path} has no {text_column!r} column (data.text_column); found: "
