@@ -144,3 +144,16 @@ def test_a_sentiment_run_that_says_angry_escalates(tiny_bot: Path) -> None:
     assert (angry["escalate"], angry["reason"]) == (True, "negative_sentiment")
     assert angry["answer"] is not None  # the answer still goes with the hand-over
     assert (calm["escalate"], calm["reason"]) == (False, "answered")
+
+
+def test_knn_with_a_single_out_of_scope_example_is_refused_before_training(tmp_path: Path) -> None:
+    from lmforge.apps.support import check_bot_inputs
+    from lmforge.config import spec_from_dict
+    from lmforge.errors import ConfigError
+
+    write_jsonl(tmp_path / "oos.jsonl", [{"text": OOS_TEXTS[0]}])
+    spec = spec_from_dict({"bot": {"oos": {"path": str(tmp_path / "oos.jsonl"), "method": "knn"}}})
+    with pytest.raises(ConfigError) as info:
+        check_bot_inputs(spec)
+    assert str(info.value) == (f"bot.oos.method knn needs at least two out-of-scope examples in bot.oos.path "
+                               f"{tmp_path / 'oos.jsonl'}; it has 1. Add examples, or pick another method.")

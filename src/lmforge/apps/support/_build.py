@@ -53,6 +53,9 @@ def check_bot_inputs(spec: Spec) -> tuple[list[FaqEntry] | None, list[str] | Non
                           "set task: classify (the generator is bot.generator.run).")
     faq = read_faq(bot.faq) if bot.faq.path else None
     oos = read_oos(bot.oos.path, spec.data.text_column) if bot.oos.path else None
+    if bot.oos.method == "knn" and len(oos or []) < 2:
+        raise ConfigError(f"bot.oos.method knn needs at least two out-of-scope examples in bot.oos.path "
+                          f"{bot.oos.path}; it has {len(oos or [])}. Add examples, or pick another method.")
     if bot.generator.run:
         _check_run(bot.generator.run, "bot.generator.run", CAUSAL_LM)
     if bot.sentiment.run:
