@@ -82,12 +82,18 @@ class Mahalanobis:
         return out
 
 
+def _half(x: np.ndarray) -> np.ndarray:
+    """``x`` rounded to float16 (how :class:`Neighbours` saves it), as float32 (how it computes)."""
+    return x.astype(np.float16).astype(np.float32)
+
+
 class Neighbours:
     """Nearest-neighbour contrast: the cosine similarity to the nearest training question minus that to
     the nearest out-of-scope example (the ``bot.oos.path`` file), on unit-length pooled embeddings.
 
     A question close to a known out-of-scope example scores low even when it is also near an intent:
-    what a threshold on distance alone cannot see. Needs out-of-scope examples; stored in float16.
+    what a threshold on distance alone cannot see. Needs out-of-scope examples. Saved in float16; held
+    in float32 (the float16 values, so a loaded detector scores exactly as the fitted one), converted once.
     """
 
     def fit(self, in_scope: np.ndarray, out_of_scope: np.ndarray) -> Neighbours:
@@ -95,16 +101,15 @@ class Neighbours:
         if len(in_scope) < 1 or len(out_of_scope) < 2:
             raise DataError("The knn out-of-scope score needs training questions and at least two out-of-scope "
                             "examples (bot.oos.path).")
-        self.in_scope_ = unit_rows(np.asarray(in_scope, dtype=np.float32)).astype(np.float16)
-        self.out_of_scope_ = unit_rows(np.asarray(out_of_scope, dtype=np.float32)).astype(np.float16)
+        self.in_scope_ = _half(unit_rows(np.asarray(in_scope, dtype=np.float32)))
+        self.out_of_scope_ = _half(unit_rows(np.asarray(out_of_scope, dtype=np.float32)))
         return self
 
     @staticmethod
     def _nearest(x: np.ndarray, bank: np.ndarray, skip_self: bool) -> np.ndarray:
         out = np.empty(len(x), dtype=np.float32)
-        bank32 = bank.astype(np.float32)
         for start in range(0, len(x), 1024):  # (1024, M) similarities at a time
-            sims = x[start:start + 1024] @ bank32.T
+            sims = x[start:start + 1024] @ bank.T
             if skip_self:  # x is the bank: an example must not be its own nearest neighbour
                 rows = np.arange(sims.shape[0])
                 sims[rows, start + rows] = -np.inf
@@ -126,13 +131,13 @@ class Neighbours:
         return out
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"knn_in_scope": self.in_scope_, "knn_out_of_scope": self.out_of_scope_}
+        return {"knn_in_scope": self.in_scope_.astype(np.float16), "knn_out_of_scope": self.out_of_scope_.astype(np.float16)}
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Neighbours:
         out = cls()
-        out.in_scope_ = np.asarray(arrays["knn_in_scope"], dtype=np.float16)
-        out.out_of_scope_ = np.asarray(arrays["knn_out_of_scope"], dtype=np.float16)
+        out.in_scope_ = _half(np.asarray(arrays["knn_in_scope"]))
+        out.out_of_scope_ = _half(np.asarray(arrays["knn_out_of_scope"]))
         return out
 
 
