@@ -59,3 +59,14 @@ def fast_options(**overrides: object) -> CompressOptions:
                     "latency_repeats": 2, "warmup": 1, "eval_batch_size": 16}
     values.update(overrides)
     return CompressOptions(**values)  # type: ignore[arg-type]
+
+
+def drop_pooled_output(folder: Path) -> None:
+    """Make ``folder``'s graph what an export from before the ``pooled`` output was: logits alone."""
+    import onnx
+
+    graph = onnx.load(str(folder / "model.onnx"))
+    keep = [o for o in graph.graph.output if o.name == "logits"]
+    del graph.graph.output[:]
+    graph.graph.output.extend(keep)
+    onnx.save(graph, str(folder / "model.onnx"))

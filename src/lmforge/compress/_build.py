@@ -55,7 +55,7 @@ def onnx_from_torch(ctx: CompressContext, model: Any, out: Path, name: str = "mo
         heads, hidden = 0, 0
     info = optimize_onnx(raw, out / name, sample_feed(ctx), num_heads=heads, hidden_size=hidden)
     raw.unlink()
-    return {"opset": OPSET, "inputs": inputs, "dynamic_axes": {"inputs": ["batch", "sequence"], "logits": ["batch"]},
+    return {"opset": OPSET, "inputs": inputs, "dynamic_axes": {"inputs": ["batch", "sequence"], "logits": ["batch"], "pooled": ["batch"]},
             "exporter": "torch.onnx.export(dynamo=False)", **info}
 
 

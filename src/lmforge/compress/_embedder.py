@@ -90,7 +90,7 @@ def export_int8_embedder(model_dir: str | Path, out: str | Path, *, max_length: 
     check_exportable(model.config.model_type)
     out.mkdir(parents=True, exist_ok=True)
     raw, fused = out / ".export.onnx", out / ".fp32.onnx"
-    inputs = export_onnx(model, raw, wrap=_mean_pooled, output="embeddings")
+    inputs = export_onnx(model, raw, wrap=_mean_pooled, outputs=("embeddings",))
     config = model.config
     info = optimize_onnx(raw, fused, FastTokenizer(model_dir, max_length)(texts[:8]),
                          num_heads=int(config.num_attention_heads), hidden_size=int(config.hidden_size))

@@ -1,10 +1,11 @@
 """The inference layer: load a run's model, whatever runs it, behind one interface.
 
 - :class:`Predictor`: the Protocol of a text classifier (``labels``, ``max_length``,
-  ``predict_proba``, ``predict``). Both backends add ``logits(texts)``; :class:`TorchPredictor`
-  also ``embed(texts)`` (the encoder's mean-pooled, L2-normalized embeddings) and ``encode(texts)``
-  (logits and unnormalized pooled embeddings from one forward pass), for out-of-scope scores and
-  retrieval; :func:`unit_rows` normalizes rows.
+  ``predict_proba``, ``predict``). Both backends add ``logits(texts)`` and ``encode(texts)``
+  (logits and unnormalized mean-pooled embeddings from one forward pass; an ONNX graph exported
+  before it had the ``pooled`` output says so in :attr:`OnnxPredictor.pools`), for out-of-scope
+  scores and retrieval; :class:`TorchPredictor` also ``embed(texts)`` (the encoder's mean-pooled,
+  L2-normalized embeddings); :func:`unit_rows` normalizes rows.
 - :class:`Generator`: the Protocol of a causal LM (``generate`` -> :class:`Generation`,
   ``stream``, ``loglikelihood``, ``tokenizer``, ``max_length``, ``system``);
   :func:`load_generator` loads a generative run (full weights or a peft adapter merged into
@@ -61,7 +62,7 @@ from lmforge.predict._modules_io import (
     model_layout,
     save_modules,
 )
-from lmforge.predict._onnx import OnnxPredictor, onnx_session
+from lmforge.predict._onnx import CLASSIFIER_OUTPUTS, OnnxPredictor, onnx_session
 from lmforge.predict._protocol import (
     Generation,
     Generator,
@@ -99,6 +100,7 @@ __all__ = [
     "BACKENDS",
     "BASE_DIGEST",
     "CAUSAL_LM",
+    "CLASSIFIER_OUTPUTS",
     "EMBEDDER_META",
     "EXPLAIN_METHODS",
     "GENERATOR_FORMATS",

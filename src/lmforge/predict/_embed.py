@@ -20,13 +20,14 @@ from lmforge.errors import RunDirError
 __all__ = ["TextEmbedder", "mean_pool"]
 
 
-def mean_pool(hidden: Any, mask: Any) -> Any:
-    """Unit-length mean of ``hidden`` (B, T, H) over the positions where ``mask`` (B, T) is 1 -> (B, H)."""
+def mean_pool(hidden: Any, mask: Any, *, normalize: bool = True) -> Any:
+    """Mean of ``hidden`` (B, T, H) over the positions where ``mask`` (B, T) is 1 -> (B, H), unit-length
+    unless ``normalize`` is False (what an out-of-scope detector fitted on raw embeddings reads)."""
     import torch
 
     weights = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
     pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, H)
-    return torch.nn.functional.normalize(pooled, dim=-1)
+    return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
 
 
 class TextEmbedder:

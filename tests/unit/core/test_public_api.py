@@ -84,7 +84,7 @@ PUBLIC = {
         "script_shares", "stratified_sample", "stratified_split", "unknown_characters", "unreadable_message",
     ],
     "lmforge.predict": [
-        "BACKENDS", "BASE_DIGEST", "CAUSAL_LM", "EMBEDDER_META", "EXPLAIN_METHODS", "GENERATOR_FORMATS", "INT8_DYNAMIC",
+        "BACKENDS", "BASE_DIGEST", "CAUSAL_LM", "CLASSIFIER_OUTPUTS", "EMBEDDER_META", "EXPLAIN_METHODS", "GENERATOR_FORMATS", "INT8_DYNAMIC",
         "MODULES_CONFIG", "MODULES_FORMAT", "MODULES_WEIGHTS", "PRUNABLE_TYPES", "TOKENIZER_FILES", "Backend", "Explanation",
         "FastTokenizer", "Generation", "Generator", "Messages", "OnnxEmbedder", "OnnxPredictor", "Predictor", "PromptLike",
         "TextEmbedder", "TorchGenerator", "TorchPredictor", "WordAttribution", "apply_pruning_shapes", "attach_modules",

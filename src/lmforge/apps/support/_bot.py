@@ -118,7 +118,8 @@ class Bot:
         verified = trust_run(run, public_key, allow_unsigned=allow_unsigned)
         method = manifest["oos"]["method"]
         need = method in EMBEDDING_METHODS or manifest.get("faq") is not None
-        models = load_models(run, manifest["classifier_variant"], embeddings=need, verified=verified)
+        models = load_models(run, manifest["classifier_variant"], embeddings=need, verified=verified,
+                             embedder=manifest.get("embedder_variant"))
         detector: Mahalanobis | Neighbours | None = None
         if method in EMBEDDING_METHODS:
             st = require("safetensors.numpy", extra="train", purpose="Loading the bot")

@@ -1,8 +1,9 @@
 """The bot's two uses of its intent run: logits from the classifier variant, embeddings from an encoder.
 
-An ONNX variant's graph outputs only logits, so when the selected variant is ONNX the
-embeddings (Mahalanobis score, FAQ retrieval) come from the run's own ``fp32`` model; a torch
-predictor gives both from one forward pass (``TorchPredictor.encode``).
+Both come from one pass of the classifier variant (``encode``: a torch model, or an ONNX graph
+with the ``pooled`` output). Only an ONNX graph exported before that output existed has the
+logits alone; then the embeddings (embedding detectors, FAQ retrieval) come from the run's own
+``fp32`` model, a second pass per turn.
 """
 
 from __future__ import annotations
@@ -13,8 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from lmforge.errors import RunDirError
 from lmforge.guard import RunVerification
-from lmforge.predict import Predictor, TorchPredictor, load_predictor, resolve_variant, unit_rows
+from lmforge.predict import (
+    OnnxPredictor,
+    Predictor,
+    TorchPredictor,
+    load_predictor,
+    resolve_variant,
+    unit_rows,
+)
 from lmforge.rundir import FP32, RunDir
 
 __all__ = ["Models", "load_models"]
@@ -26,16 +35,19 @@ class Models:
 
     classifier: Predictor
     classifier_variant: str
-    embedder: TorchPredictor | None
-    embedder_variant: str | None
+    embedder: TorchPredictor | OnnxPredictor | None
+    """The encoder of the embeddings when it is not the classifier (None: the classifier pools)."""
+    embedder_variant: str
 
     def encode(self, texts: Sequence[str], *, need_embeddings: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """(N, C) logits and, if asked, (N, H) mean-pooled embeddings (unnormalized)."""
         texts = list(texts)
-        if isinstance(self.classifier, TorchPredictor):
-            logits, pooled = self.classifier.encode(texts)
-            return logits, pooled if need_embeddings else None
         classifier: Any = self.classifier
+        if self.embedder_variant == self.classifier_variant:  # one pass gives both
+            if not need_embeddings:
+                return np.asarray(classifier.logits(texts)), None
+            logits, pooled = classifier.encode(texts)
+            return logits, pooled
         logits = np.asarray(classifier.logits(texts))
         if not need_embeddings:
             return logits, None
@@ -55,18 +67,30 @@ class Models:
         return unit_rows(self.embed_raw(texts))
 
 
+def _pools(predictor: Predictor) -> bool:
+    """Whether ``predictor.encode`` gives the pooled embeddings with the logits."""
+    return isinstance(predictor, TorchPredictor) or (isinstance(predictor, OnnxPredictor) and predictor.pools)
+
+
 def load_models(run: RunDir, variant: str | None, *, embeddings: bool,
-                verified: RunVerification | None = None) -> Models:
-    """The classifier (``variant``, None: the run's selected one) and an encoder when ``embeddings``."""
+                verified: RunVerification | None = None, embedder: str | None = None) -> Models:
+    """The classifier (``variant``, None: the run's selected one) and an encoder when ``embeddings``.
+
+    ``embedder``: the variant the embeddings came from when the bot was calibrated (its manifest's
+    ``embedder_variant``); a bot keeps reading them from there, so its detectors and FAQ index
+    see the embeddings they were fitted on. None: the classifier when it pools, else ``fp32``.
+    """
     name, _ = resolve_variant(run, variant)
     classifier = load_predictor(run, name, verified=verified)
-    embedder: TorchPredictor | None = None
-    embedder_variant = None
-    if isinstance(classifier, TorchPredictor):
-        embedder_variant = name
-    elif embeddings:
-        loaded = load_predictor(run, FP32, verified=verified)
-        if not isinstance(loaded, TorchPredictor):  # fp32 is always the torch backend
-            raise RuntimeError(f"the fp32 model of {run.root} did not load as a torch predictor")
-        embedder, embedder_variant = loaded, FP32
-    return Models(classifier, name, embedder, embedder_variant)
+    source = embedder or (name if _pools(classifier) else FP32)
+    if source == name and not _pools(classifier):
+        raise RunDirError(f"variant {name} of {run.root} gives no embeddings (its graph outputs only logits), yet "
+                          "the bot was calibrated on them; run `lmforge bot build` (or calibrate) again.")
+    loaded: TorchPredictor | OnnxPredictor | None = None
+    if embeddings and source != name:
+        predictor = load_predictor(run, source, verified=verified)
+        if not (_pools(predictor) and isinstance(predictor, TorchPredictor | OnnxPredictor)):
+            raise RunDirError(f"variant {source} of {run.root} gives no embeddings (its graph outputs only logits); "
+                              "run `lmforge bot build` (or calibrate) again.")
+        loaded = predictor
+    return Models(classifier, name, loaded, source)
