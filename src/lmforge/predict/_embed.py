@@ -21,11 +21,18 @@ __all__ = ["TextEmbedder", "mean_pool"]
 
 
 def mean_pool(hidden: Any, mask: Any, *, normalize: bool = True) -> Any:
-    """Mean of ``hidden`` (B, T, H) over the positions where ``mask`` (B, T) is 1 -> (B, H), unit-length
-    unless ``normalize`` is False (what an out-of-scope detector fitted on raw embeddings reads)."""
+    """Mean of ``hidden`` (B, T', H) over the positions where ``mask`` (B, T) is 1 -> (B, H), unit-length
+    unless ``normalize`` is False (what an out-of-scope detector fitted on raw embeddings reads).
+
+    ``T'`` is ``T`` or more: the ``T' - T`` leading states of a prompt-tuned model (its virtual
+    tokens, prepended to every text) count as real tokens.
+    """
     import torch
 
-    weights = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    extra = hidden.shape[1] - mask.shape[1]
+    if extra > 0:  # a constant for a given model, so the ONNX trace keeps batch and length dynamic
+        mask = torch.cat([torch.ones_like(mask[:, :1]).expand(-1, extra), mask], dim=1)  # (B, T')
+    weights = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T', 1)
     pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, H)
     return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
 

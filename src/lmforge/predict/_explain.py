@@ -128,10 +128,13 @@ def _occlusion(predictor: Any, text: str, target: int, full: float) -> tuple[lis
         return [], False
     variants = [(text[:s] + text[e:]).strip() for s, e in spans]
     proba = predictor.predict_proba(variants, batch_size=64)
-    words = [WordAttribution(text[s:e], s, e, full - float(p[target])) for (s, e), p in zip(spans, proba, strict=True)]
-    # A word the tokenizer cut off cannot change the output: its weight is 0 by construction.
+    # A word the tokenizer cuts off cannot change the output: the model reads the same tokens without
+    # it, so its weight is 0 (set, not computed: a batch of another size can differ in the last bits).
     seen = _seen_chars(predictor, text)
-    return words, seen is not None and any(s >= seen for s, _ in spans)
+    cut = [seen is not None and s >= seen for s, _ in spans]
+    words = [WordAttribution(text[s:e], s, e, 0.0 if off else full - float(p[target]))
+             for (s, e), p, off in zip(spans, proba, cut, strict=True)]
+    return words, any(cut)
 
 
 def _seen_chars(predictor: Any, text: str) -> int | None:

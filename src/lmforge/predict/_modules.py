@@ -148,6 +148,24 @@ def _swap(module: nn.Module, mixin: type) -> None:
     if key not in _SUBCLASSES:
         _SUBCLASSES[key] = type(f"{mixin.__name__.strip('_')}{base.__name__}", (mixin, base), {})
     module.__class__ = _SUBCLASSES[key]
+    _keep_output_capture(module)
+
+
+def _keep_output_capture(module: nn.Module) -> None:
+    """Register a swapped transformers model class for output capture, as its original class was.
+
+    transformers 5 records ``output_hidden_states``/``output_attentions`` only for the classes whose
+    ``_can_record_outputs`` it registered (by class name) when the model was built; without an entry
+    for the new class those outputs come back ``None`` (an out-of-scope detector's pooled states,
+    the ONNX graph's ``pooled`` output). There is no public way to register; the pin in
+    constraints.txt and the prompt-tuning tests guard this.
+    """
+    if not hasattr(module, "_can_record_outputs"):  # not a transformers model (a Linear, an attention)
+        return
+    from transformers.utils.output_capturing import _CAN_RECORD_REGISTRY
+
+    model: Any = module
+    _CAN_RECORD_REGISTRY[model] = model._can_record_outputs
 
 
 def _output_projections(model: nn.Module, placement: str) -> list[str]:

@@ -38,6 +38,7 @@ from lmforge._extras import require
 from lmforge.catalog import resolve_model
 from lmforge.errors import RunDirError
 from lmforge.guard import FileStamps, IntegrityError
+from lmforge.predict._embed import mean_pool
 from lmforge.predict._meta import BASE_DIGEST, base_model_digest, read_model_meta
 from lmforge.predict._modules_io import MODULES_FORMAT, attach_modules, load_modules, model_layout
 from lmforge.predict._protocol import batched_proba, to_predictions, unit_rows
@@ -103,11 +104,7 @@ class TorchPredictor:
                                  return_tensors="pt").to(self.model.device)
             out = self.model(**enc, output_hidden_states=True)
             states = out.hidden_states[-1].float()  # (B, T', H); T' = T + virtual tokens, if any
-            mask = enc["attention_mask"].to(states.dtype)  # (B, T)
-            if states.shape[1] != mask.shape[1]:
-                extra = torch.ones(mask.shape[0], states.shape[1] - mask.shape[1], dtype=mask.dtype, device=mask.device)
-                mask = torch.cat([extra, mask], dim=1)
-            pooled = (states * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)  # (B, H)
+            pooled = mean_pool(states, enc["attention_mask"], normalize=False)  # (B, H)
             return np.asarray(torch.cat([out.logits.float(), pooled], dim=1).cpu().numpy())  # (B, C + H)
 
         with torch.inference_mode():

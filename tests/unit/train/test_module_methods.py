@@ -185,6 +185,11 @@ def test_onnx_export_matches_torch_and_predicts(method: str, runs: dict, tmp_pat
     texts = [*SAMPLE, "good", "the food is not very good , the service is bad !"]
     for batch in (texts, texts[:1], texts[3:]):  # other batch sizes and lengths than the export's
         assert np.abs(onnx.predict_proba(batch) - torch_p.predict_proba(batch)).max() <= 1e-5
+        # The pooled states (a prompt's virtual tokens counted as real) match torch's, from the same pass.
+        (onnx_logits, onnx_pooled), (torch_logits, torch_pooled) = onnx.encode(batch), torch_p.encode(batch)
+        assert onnx_pooled.shape == (len(batch), torch_p.model.config.hidden_size)
+        assert np.abs(onnx_pooled - torch_pooled).max() <= 1e-4
+        assert np.abs(onnx_logits - torch_logits).max() <= 1e-4
     int8 = load_predictor(run, "onnx-int8-dynamic")
     assert np.abs(int8.predict_proba(texts) - torch_p.predict_proba(texts)).max() < 0.05
     chosen = load_predictor(run)  # the selected variant
