@@ -241,10 +241,10 @@ def live_ingest(sentiment: Any, topic: Any, workdir: Path, batch: int = 64) -> d
     finally:
         server.should_exit = True
         thread.join(60)
-    # The replay scores the texts in the requests' chunks: a compressed variant's scores depend on the
-    # batch a text is scored in (int8 dynamic quantization scales activations per batch; padding
-    # lengths change the kernels), so scoring the whole stream at once flips a few near-tie labels.
-    # That is a property of the scorer, not of the watch; it is counted below, beside the check.
+    # The replay scores the texts in the requests' chunks: a dynamic-int8 variant's scores depend on the
+    # batch a text is scored in (it quantizes activations per batch; fp32 and static int8 do not), so
+    # scoring the whole stream at once flips near-tie labels. That is a property of the scorer, not of
+    # the watch; it is counted below, beside the check.
     parts = [scorer.score(stream.texts[i:i + batch]) for i in range(0, len(stream.texts), batch)]
     negative = [bool(x) for part in parts for x in part.negative]
     negative_proba = [float(x) for part in parts for x in part.negative_proba]
