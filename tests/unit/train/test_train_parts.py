@@ -80,8 +80,6 @@ def test_batches_come_in_random_length_order_not_longest_to_shortest() -> None:
         after = widest[1:]
         narrowing = sum(a >= b for a, b in zip(after, after[1:], strict=False)) / (len(after) - 1)
         assert narrowing < 0.8, (seed, narrowing)
-        # Batches stay whole: the loader's consecutive cuts of 8 are the sampler's batches (the short
-        # one last), so grouping still cuts the padding (a short batch moved to the middle: 0.37x).
         assert _padding(order, lengths, 8) < 0.2 * _padding(list(range(474)), lengths, 8)
 
 
