@@ -66,23 +66,6 @@ def test_length_grouping_cuts_padding() -> None:
     assert max(lengths[i] for i in grouped[:32]) == max(lengths)
 
 
-def test_batches_come_in_random_length_order_not_longest_to_shortest() -> None:
-    # 474 texts in batches of 8: one mega-batch holds the whole epoch, so sorting it alone would
-    # make every epoch a long-to-short curriculum.
-    lengths = [(i * 37) % 101 + 1 for i in range(474)]
-    for seed in range(3):
-        order = list(SeededLengthSampler(lengths, batch_size=8, seed=seed))
-        assert sorted(order) == list(range(474))
-        widest = [max(lengths[i] for i in order[b : b + 8]) for b in range(0, 474, 8)]
-        assert widest[0] == max(lengths)
-        # After the first, a batch is at most as wide as the one before it about half the time, not
-        # every time (0.98 when the mega-batch was sorted and not shuffled; 0.50-0.71 over seeds 0-9).
-        after = widest[1:]
-        narrowing = sum(a >= b for a, b in zip(after, after[1:], strict=False)) / (len(after) - 1)
-        assert narrowing < 0.8, (seed, narrowing)
-        assert _padding(order, lengths, 8) < 0.2 * _padding(list(range(474)), lengths, 8)
-
-
 def test_train_config_checkpoint_steps() -> None:
     assert TrainConfig(eval_steps=10).checkpoint_steps == 10
     assert TrainConfig(save_steps=7).checkpoint_steps == 7
