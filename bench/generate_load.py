@@ -560,9 +560,9 @@ def main() -> int:
     try:
         run = make_run(workdir, p) if args.run is None else args.run.resolve()
         weights, base = peer_weights(run, args.run is None)
-        selected = run / "compressed" / "selected"
-        chosen = json.loads(selected.read_text(encoding="utf-8"))["variant"] if selected.is_file() else "fp32"
-        variant = args.variant or chosen
+        from lmforge.predict import read_selected
+
+        variant = args.variant or (read_selected(run) or {"variant": "fp32"})["variant"]
         prompts, count = load_prompts(run), token_counter(weights)
         contenders, llama = servers(args, p, run, weights, base, workdir, notes)
         for c in contenders:
