@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -215,3 +216,11 @@ def log(message: str) -> None:
     """Progress for the person running the benchmark (stderr, so stdout stays the table)."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
+
+
+def leave_workdir(workdir: Path, keep: bool) -> None:
+    """At a benchmark's end: keep its temporary folder (``--keep``, path logged) or remove it."""
+    if keep:
+        log(f"kept {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)

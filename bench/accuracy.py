@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from typing import Any
 from _harness import (
     SHARED_DATASETS,
     default_out,
+    leave_workdir,
     log,
     read_job,
     run_worker,
@@ -223,10 +223,7 @@ def main() -> int:
                  "ratio": None},
             ]
     finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep)
 
     if not results:
         log("nothing ran; no result written")

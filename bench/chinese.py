@@ -25,14 +25,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _harness import default_out, log, read_job, run_worker, target, write_result, write_worker_result
+from _harness import (
+    default_out,
+    leave_workdir,
+    log,
+    read_job,
+    run_worker,
+    target,
+    write_result,
+    write_worker_result,
+)
 
 NAME = "chinese"
 PEER_C_GRID = (1.0, 4.0, 16.0)
@@ -159,10 +167,7 @@ def main() -> int:
         results["peer"] = tfidf_peer(workdir / "fixed")
         log(f"peer: accuracy {results['peer']['accuracy']:.4f}")
     finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep)
 
     fixed, peer = results["fixed"], results["peer"]
     record = ((fixed.get("variant") or {}).get("record")) or {}

@@ -12,12 +12,11 @@ There is no peer: the targets are absolute.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from _harness import GB, LMFORGE, default_out, log, run_child, target, write_result
+from _harness import GB, LMFORGE, default_out, leave_workdir, log, run_child, target, write_result
 
 NAME = "demo_budget"
 WALL_TARGET_S = 600.0
@@ -58,10 +57,7 @@ def main() -> int:
             log(f"the demo failed ({why}); its output is above")
         manifest = RunDir(run_dir).read_manifest() if run_dir.exists() else {}
     finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep)
 
     ok = stats["returncode"] == 0
     wall = stats["wall_seconds"]

@@ -52,7 +52,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -64,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import _llama
-from _harness import REPO, child_env, default_out, lmforge, log, read_job, target, write_result
+from _harness import REPO, child_env, default_out, leave_workdir, lmforge, log, read_job, target, write_result
 from serve_load import _free_port, _stop, serve_state
 
 NAME = "generate_load"
@@ -572,10 +571,7 @@ def main() -> int:
                 log(f"{c['name']} not measured: {exc} (log {workdir / c['name']}.log)")
                 notes.append(f"{c['name']} not measured: {exc}")
     finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep)
     cores = len(os.sched_getaffinity(0))
     hf_threads = ((results.get("hf-generate") or {}).get("ready") or {}).get("torch_threads")
     notes = [

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from typing import Any
 from _harness import (
     REPO,
     default_out,
+    leave_workdir,
     lmforge,
     log,
     read_job,
@@ -332,10 +332,7 @@ def main() -> int:
         results["optimum-ortquantizer"] = optimum_contender(args.optimum_python, job, workdir)
         selected = json.loads((run / "compressed" / "selected").read_text(encoding="utf-8"))
     finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep)
 
     # FLOPs of one forward at the typical length; the fp32 model's for the peers (same network)
     gflop = {name: rec["build"].get("gflop_per_example") for name, rec in variants.items()}

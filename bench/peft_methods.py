@@ -26,14 +26,22 @@ from __future__ import annotations
 
 import argparse
 import copy
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _harness import default_out, log, read_job, run_worker, target, write_result, write_worker_result
+from _harness import (
+    default_out,
+    leave_workdir,
+    log,
+    read_job,
+    run_worker,
+    target,
+    write_result,
+    write_worker_result,
+)
 from accuracy import add_task_arguments, task_specs
 
 NAME = "peft_methods"
@@ -162,10 +170,7 @@ def main() -> int:
             targets += t
             summary += s
     finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep)
     if not results:
         log("nothing ran; no result written")
         return 1

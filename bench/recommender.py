@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import csv
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from _harness import (
     SHARED_DATASETS,
     child_env,
     default_out,
+    leave_workdir,
     log,
     read_job,
     run_worker,
@@ -224,10 +224,7 @@ def main() -> int:
                 targets.append(target("cold NDCG@10: text >= 3x TF-IDF", table["text"]["NDCG@10"], ">=",
                                       3 * table["tfidf"]["NDCG@10"]))
     finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep)
     notes = [
         "Full ranking: every item is a candidate except the user's training items (cold: only the held-out items).",
         "Every rating counts as an interaction (recommend.min_rating unset), as in the dataset README's baselines.",

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
 import sys
 import tempfile
 import threading
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _harness import SHARED_DATASETS, default_out, lmforge, log, target, write_result
+from _harness import SHARED_DATASETS, default_out, leave_workdir, lmforge, log, target, write_result
 
 NAME = "sentiment_watch"
 TWITTER = SHARED_DATASETS / "twitter_financial_news"
@@ -294,10 +293,7 @@ def main() -> int:
         log("live: the gold stream through POST /v1/ingest")
         live = live_ingest(sentiment, topic, workdir)
     finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep)
     targets = [target("gold crash week alerts (zscore, model)", float(gold["model"]["detectors"]["zscore"]
                                                                       ["crash_week_alerts"]), ">=", 1.0)]
     best = inj["totals"]["zscore"]

@@ -48,7 +48,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import REPO, child_env, default_out, log, read_job, target, tiny_run, write_result
+from _harness import (
+    REPO,
+    child_env,
+    default_out,
+    leave_workdir,
+    log,
+    read_job,
+    target,
+    tiny_run,
+    write_result,
+)
 
 NAME = "serve_load"
 TARGETS = {"throughput_x": 8.0, "p99_fraction": 1 / 3}
@@ -374,7 +384,6 @@ def main() -> int:
             p[key] = getattr(args, key)
 
     workdir = Path(tempfile.mkdtemp(prefix="lmforge-bench-serve-"))
-    import shutil
 
     try:
         run = quick_run(workdir) if args.quick else args.run.resolve()
@@ -414,10 +423,7 @@ def main() -> int:
             else (args.variant or "fp32")
         )
     finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep)
 
     lm, peer = results["lmforge"], results.get("naive-peer", _NO_PEER)
     throughput_x = round(lm["req_per_s"] / peer["req_per_s"], 3) if peer["req_per_s"] else None

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from typing import Any
 from _harness import (
     SHARED_DATASETS,
     default_out,
+    leave_workdir,
     log,
     read_job,
     run_worker,
@@ -119,10 +119,7 @@ def main() -> int:
         log(f"lmforge run_all -> {run_dir} ({MODEL}, LoRA, {spec['train']})")
         lm = run_worker(__file__, "lmforge", {"spec": spec, "run_dir": str(run_dir)}, workdir)
     finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep)
 
     m, tr = lm["metrics"], lm["train"]
     base, nearest = m["baselines"]["base_model"], m["baselines"]["retrieval"]

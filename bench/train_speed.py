@@ -33,7 +33,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import default_out, log, read_job, run_worker, target, write_result, write_worker_result
+from _harness import (
+    default_out,
+    leave_workdir,
+    log,
+    read_job,
+    run_worker,
+    target,
+    write_result,
+    write_worker_result,
+)
 
 _STARTED = time.perf_counter()  # process start (near enough): a worker reports its import time from it
 
@@ -344,10 +353,7 @@ def main() -> int:
         log(f"lmforge (library API, {spec['train']['epochs']} epochs, eval every {p['lmforge_eval_steps']} steps)")
         lm = run_worker(__file__, "lmforge", {"spec": spec, "run_dir": str(run_dir)}, workdir)
     finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep)
 
     best = max(classic["points"], key=lambda q: q["val_accuracy"])  # max() keeps the first of ties
     level = best["val_accuracy"]

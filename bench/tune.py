@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from _harness import LMFORGE, REPO, default_out, log, run_child, target, write_result
+from _harness import LMFORGE, REPO, default_out, leave_workdir, log, run_child, target, write_result
 
 NAME = "tune"
 RECIPE = REPO / "recipes" / "tune.yaml"
@@ -68,10 +67,7 @@ def main() -> int:
                       == _read(tune_dir / "prepared" / "manifest.json")["data"]["fingerprint"])
         report = (tune_dir / "tune_report.html").is_file()
     finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep)
 
     gain = round(100 * (best_metrics["accuracy"] - default_metrics["accuracy"]), 2)
     results = {
