@@ -46,21 +46,52 @@ def test_a_surge_fires_exactly_in_its_window(name: str, seed: int) -> None:
     assert _alerts(_windows(negatives), name) == [20]
 
 
-def test_the_zscore_of_a_window_is_its_distance_from_the_trailing_baseline_in_sigmas() -> None:
+def _scaled(k: int, n: int) -> float:
+    """Anscombe's variance-stabilized share of ``k`` in ``n``."""
+    return 2 * math.asin(math.sqrt((k + 3 / 8) / (n + 3 / 4)))
+
+
+def test_the_zscore_of_a_window_is_its_distance_from_the_trailing_median_in_sigmas() -> None:
     # Eight calm windows alternating 4 and 8 negatives of 40 (shares 0.1 / 0.2), then 20 of 40.
     negatives = [4, 8] * 4 + [20]
     verdicts = detect(_windows(negatives), "zscore", threshold=None, min_count=10, cooldown_s=0.0, baseline=8)
     last = verdicts[-1]
-    mean, sd = 0.15, math.sqrt(sum((s - 0.15) ** 2 for s in [0.1, 0.2] * 4) / 7)
-    assert last.baseline == pytest.approx(mean)
-    # the spread: the baseline's variance plus this window's binomial noise
-    assert last.score == pytest.approx((0.5 - mean) / math.sqrt(sd**2 + 0.15 * 0.85 / 40))
+    low, high = _scaled(4, 40), _scaled(8, 40)
+    median = (low + high) / 2
+    spread = (1.4826 * (high - low) / 2) ** 2  # every window is half the gap from the median: the MAD
+    noise = 1 / 40.5  # a share's sampling variance on that scale, the baseline's and this window's
+    of_median = math.pi / 2 * spread / 8
+    assert spread > noise  # so the baseline varies beyond its sampling noise by the difference
+    assert last.score == pytest.approx((_scaled(20, 40) - median) / math.sqrt(spread - noise + noise + of_median))
+    assert last.baseline == pytest.approx(0.15)  # reported as a share: the median of 0.1 and 0.2
     assert last.alert and [v.alert for v in verdicts[:-1]] == [False] * 8
     assert last.alert_line("zscore") == {
         "time": "1970-01-10T00:00:00+00:00", "window_start": "1970-01-09T00:00:00+00:00", "topic": "all",
-        "detector": "zscore", "metric": "negative_share", "value": 0.5, "baseline": pytest.approx(mean),
+        "detector": "zscore", "metric": "negative_share", "value": 0.5, "baseline": pytest.approx(0.15),
         "score": last.score, "n": 40,
     }
+
+
+def test_a_missed_bump_in_the_baseline_does_not_hide_the_next_surge() -> None:
+    """Two windows at 22.5 % stay under the threshold and so join the baseline; the surge at 35 % after
+    them still fires (with the baseline's mean and standard deviation on the share its z was 2.78)."""
+    negatives = [4, 4, 4, 4, 9, 4, 9, 4, 14]  # of 40: 10 %, two bumps to 22.5 %, then 35 %
+    verdicts = detect(_windows(negatives), "zscore", threshold=None, min_count=10, cooldown_s=0.0, baseline=8)
+    assert [v.alert for v in verdicts] == [False] * 8 + [True]
+    assert verdicts[4].score is not None and 1.5 < verdicts[4].score < 3.0  # a bump: judged, not anomalous
+    assert verdicts[-1].baseline == pytest.approx(0.1)  # the median: the bumps did not move it
+    noise = 1 / 40.5  # the MAD is 0: sampling noise only, this window's and the median's
+    assert verdicts[-1].score == pytest.approx((_scaled(14, 40) - _scaled(4, 40))
+                                               / math.sqrt(noise + math.pi / 2 * noise / 8))
+
+
+def test_a_binomial_tail_is_not_a_surge() -> None:
+    """13 of 40 against a steady 15 % is a 2 % event: on the share itself (mean and spread plus binomial
+    noise, no skew) it scored over 3 sigmas; on the stabilized scale it stays under."""
+    negatives = [6] * 8 + [13]
+    verdicts = detect(_windows(negatives), "zscore", threshold=None, min_count=10, cooldown_s=0.0, baseline=8)
+    assert (0.325 - 0.15) / math.sqrt(0.15 * 0.85 / 40) > 3.0
+    assert verdicts[-1].score is not None and verdicts[-1].score < 3.0 and not verdicts[-1].alert
 
 
 @pytest.mark.parametrize("name", STATISTICAL)
@@ -120,6 +151,8 @@ def test_negative_count_uses_a_poisson_floor() -> None:
     verdicts = detect(_windows(negatives, counts), "zscore", threshold=None, min_count=10, cooldown_s=0.0,
                       baseline=8, metric="negative_count")
     assert verdicts[-1].baseline == 5.0
-    assert verdicts[-1].score == pytest.approx((15 - 5) / math.sqrt(0 + 5))  # no spread: Poisson noise only
+    # no spread: Poisson noise only (variance 1 for 2 sqrt(count + 3/8)), this window's and the median's
+    scaled = 2 * math.sqrt(15 + 3 / 8) - 2 * math.sqrt(5 + 3 / 8)
+    assert verdicts[-1].score == pytest.approx(scaled / math.sqrt(1 + math.pi / 2 / 8))
     assert verdicts[-1].alert_line("zscore")["metric"] == "negative_count"
     assert verdicts[-1].alert_line("zscore")["value"] == 15.0
