@@ -14,8 +14,8 @@ excluded, from each evaluation's arrival time minus every ``eval_runtime`` befor
 starts when training is called, model load and tokenization included, and lmforge's keeps its
 checkpoint writes) until the validation loss first reaches the lowest loss both reach (the higher
 of the two bests; interpolated between evaluations), and until it reaches the peer's best; and
-each process's peak RSS. The contenders see the same examples but not in the same order (lmforge's sampler
-groups by length, the peer's shuffles), so a short run compares different batches.
+each process's peak RSS. The contenders see the same examples but not in the same order
+(lmforge's sampler groups by length, the peer's shuffles), so a short run compares different batches.
 
     .venv/bin/python bench/sft_speed.py --quick     # tiny slice, exercises the code path
     .venv/bin/python bench/sft_speed.py             # the comparison (an hour or more on 2 cores)
@@ -220,10 +220,10 @@ def main() -> int:
 
     # The target: the lowest loss both reach in the same schedule (the higher of the two bests).
     # The peer's own best is reported too; a side that does not reach it in max_steps has no time.
-    level = max(min(q["val_loss"] for q in r["points"]) for r in (lm, padded))
+    lm_best, peer_best = (min(q["val_loss"] for q in r["points"]) for r in (lm, padded))
+    level = max(lm_best, peer_best)
     peer_t, lm_t = _seconds_to(padded["points"], level), _seconds_to(lm["points"], level)
     speedup = round(peer_t / lm_t, 3) if peer_t and lm_t else None
-    peer_best = min(q["val_loss"] for q in padded["points"])
     lm_at_peer_best, peer_at_best = _seconds_to(lm["points"], peer_best), _seconds_to(padded["points"], peer_best)
     gap = {q["step"]: round(q["val_loss"] - r["val_loss"], 4)
            for q, r in zip(lm["points"], padded["points"], strict=False) if q["step"] == r["step"]}
