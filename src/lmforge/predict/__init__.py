@@ -45,6 +45,7 @@ from lmforge.predict._embed_onnx import EMBEDDER_META, OnnxEmbedder
 from lmforge.predict._explain import EXPLAIN_METHODS, Explanation, WordAttribution, explain
 from lmforge.predict._generate import TorchGenerator, read_answer, top_p_filter
 from lmforge.predict._int8 import INT8_DYNAMIC, quantize_int8_dynamic, save_int8_causal_lm
+from lmforge.predict._kvcache import growing_cache
 from lmforge.predict._meta import (
     BASE_DIGEST,
     CAUSAL_LM,
@@ -132,6 +133,7 @@ __all__ = [
     "check_prunable",
     "encoder_layers",
     "explain",
+    "growing_cache",
     "head_size",
     "load_generator",
     "load_model_folder",

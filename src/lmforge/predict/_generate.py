@@ -12,8 +12,8 @@ The loop is written here rather than left to ``model.generate`` for three reason
 - :meth:`TorchGenerator.stream` is the same loop for one prompt, yielding text as it grows.
 
 Prompts are left-padded (so every row's next token sits in the last column), positions count
-real tokens only, and the KV cache (``DynamicCache``, grown by the model) keeps each step to
-one token per row. The prompt is rendered by :func:`lmforge.predict.render_prompt`, the same
+real tokens only, and the KV cache (:func:`lmforge.predict.growing_cache`: each step writes its
+column into spare room rather than re-concatenating) keeps each step to one token per row. The prompt is rendered by :func:`lmforge.predict.render_prompt`, the same
 function training renders with, and tokenized without extra special tokens (the template
 writes them); a response is tokenized on its own and followed by the end-of-sequence token,
 as training appends it.
@@ -29,6 +29,7 @@ from typing import Any
 from lmforge._extras import require
 from lmforge.errors import ConfigError, DataError
 from lmforge.predict._chat import render_prompt
+from lmforge.predict._kvcache import growing_cache
 from lmforge.predict._protocol import Generation, PromptLike
 
 __all__ = ["TorchGenerator", "read_answer", "top_p_filter"]
@@ -209,7 +210,6 @@ class TorchGenerator:
     def _decode(self, rows: list[_Row], settings: _Settings) -> Iterator[None]:
         """Decode ``rows`` together, one token per row per step; yields after every step."""
         torch = require("torch", extra="train", purpose="Generation")
-        transformers = require("transformers", extra="train", purpose="Generation")
         device = self.model.device
         width = max(len(r.prompt_ids) for r in rows)
         ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
@@ -219,7 +219,7 @@ class TorchGenerator:
             mask[i, width - len(row.prompt_ids):] = 1
         ids, mask = ids.to(device), mask.to(device)  # (B, T)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding shifts no position
-        cache = transformers.DynamicCache(config=self.model.config)
+        cache = growing_cache(self.model.config)  # each step writes into spare room, no re-concatenation
         with torch.inference_mode():
             for _ in range(settings.max_new_tokens):
                 out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,

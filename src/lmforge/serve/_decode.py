@@ -6,7 +6,8 @@ leave the running batch:
 
 - a new sequence is prefilled alone (its prompt through the model with a fresh KV cache), so
   its first token is exactly what it gets with no neighbours, then its cache is left-padded
-  to the batch's width and stacked under the others (one re-pack per join);
+  to the batch's width and stacked under the others (one re-pack per join; between joins each
+  step writes its column into the cache's spare room, :mod:`lmforge.serve._kvcache`);
 - every step feeds the last token of each running row, with the attention mask hiding the
   padding and each row's own position, so the batch never changes a row's answer
   (greedy outputs equal a lone request's);
@@ -34,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmforge._extras import require
-from lmforge.predict import read_answer, top_p_filter
+from lmforge.predict import growing_cache, read_answer, top_p_filter
+from lmforge.serve._kvcache import Packed
 
 __all__ = ["DecodeParams", "DecodeScheduler", "SchedulerClosed", "Sequence"]
 
@@ -146,7 +148,7 @@ class DecodeScheduler:
     def _run(self) -> None:
         torch = require("torch", extra="train", purpose="Generation")
         rows: list[Sequence] = []
-        state = _Packed(self.model.config)
+        state = Packed(self.model.config)
         try:
             with torch.inference_mode():
                 while True:
@@ -201,14 +203,13 @@ class DecodeScheduler:
     def _prefill(self, seq: Sequence) -> Any:
         """Run ``seq``'s prompt alone with a fresh cache, choose its first token; the cache."""
         torch = require("torch", extra="train", purpose="Generation")
-        transformers = require("transformers", extra="train", purpose="Generation")
         p = seq.params
         if p.temperature > 0:
             seed = p.seed if p.seed is not None else secrets.randbits(62)
             seq.generator = torch.Generator(device="cpu").manual_seed(seed)
         n = len(seq.prompt_ids)
         ids = torch.tensor([seq.prompt_ids], dtype=torch.long)
-        cache = transformers.DynamicCache(config=self.model.config)
+        cache = growing_cache(self.model.config)
         start = time.perf_counter()
         out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids),
                          position_ids=torch.arange(n).unsqueeze(0), past_key_values=cache, use_cache=True)
@@ -216,13 +217,13 @@ class DecodeScheduler:
         self._observe(1, time.perf_counter() - start)
         return out.past_key_values
 
-    def _step(self, torch: Any, rows: list[Sequence], state: _Packed) -> None:
+    def _step(self, torch: Any, rows: list[Sequence], state: Packed) -> None:
         """One token for every running row."""
         ids = torch.tensor([[seq.tokens[-1]] for seq in rows], dtype=torch.long)
         positions = torch.tensor([[len(seq.prompt_ids) + len(seq.tokens) - 1] for seq in rows], dtype=torch.long)
-        state.mask = torch.cat([state.mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=-1)
+        mask = state.step(torch)
         start = time.perf_counter()
-        out = self.model(input_ids=ids, attention_mask=state.mask, position_ids=positions,
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                          past_key_values=state.cache, use_cache=True)
         state.cache = out.past_key_values
         logits = out.logits[:, -1, :].float()
@@ -269,50 +270,3 @@ def safe_end(text: str, stop: Seq[str]) -> int:
     while end > 0 and text[end - 1] == "\ufffd":
         end -= 1
     return end
-
-
-class _Packed:
-    """The running batch's KV cache (a ``DynamicCache`` of B rows, left-padded) and attention mask."""
-
-    def __init__(self, config: Any) -> None:
-        self.config = config
-        self.cache: Any = None
-        self.mask: Any = None
-
-    def _layers(self) -> list[tuple[Any, Any]]:
-        return [(layer.keys, layer.values) for layer in self.cache.layers]
-
-    def _rebuild(self, layers: list[tuple[Any, Any]]) -> None:
-        transformers = require("transformers", extra="train", purpose="Generation")
-        self.cache = transformers.DynamicCache(ddp_cache_data=layers, config=self.config)
-
-    def join(self, torch: Any, cache: Any, length: int) -> None:
-        """Stack a prefilled row's cache (``length`` tokens) under the batch, left-padding the narrower."""
-        new = [(layer.keys, layer.values) for layer in cache.layers]
-        if self.cache is None:
-            self.cache, self.mask = cache, torch.ones((1, length), dtype=torch.long)
-            return
-        width = max(self.mask.shape[1], length)
-        pad_old, pad_new = width - self.mask.shape[1], width - length
-        F = torch.nn.functional
-        layers = [
-            (torch.cat([F.pad(k0, (0, 0, pad_old, 0)), F.pad(k1, (0, 0, pad_new, 0))]),
-             torch.cat([F.pad(v0, (0, 0, pad_old, 0)), F.pad(v1, (0, 0, pad_new, 0))]))
-            for (k0, v0), (k1, v1) in zip(self._layers(), new, strict=True)
-        ]
-        self.mask = torch.cat([F.pad(self.mask, (pad_old, 0)), F.pad(torch.ones((1, length), dtype=torch.long),
-                                                                      (pad_new, 0))])
-        self._rebuild(layers)
-
-    def select(self, torch: Any, keep: list[int]) -> None:
-        """Keep rows ``keep`` only, and cut the leading columns none of them uses."""
-        if not keep:
-            self.cache = self.mask = None
-            return
-        index = torch.tensor(keep, dtype=torch.long)
-        mask = self.mask.index_select(0, index)
-        used = mask.any(dim=0).nonzero()
-        first = int(used[0]) if len(used) else 0
-        self.mask = mask[:, first:]
-        self._rebuild([(k.index_select(0, index)[:, :, first:], v.index_select(0, index)[:, :, first:])
-                       for k, v in self._layers()])

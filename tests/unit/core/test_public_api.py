@@ -90,7 +90,7 @@ PUBLIC = {
         "TextEmbedder", "TorchGenerator", "TorchPredictor", "WordAttribution", "apply_pruning_shapes", "attach_modules",
         "available_variants",
         "base_model_digest", "batched_proba",
-        "check_prunable", "encoder_layers", "explain", "head_size", "load_generator", "load_model_folder", "load_modules",
+        "check_prunable", "encoder_layers", "explain", "growing_cache", "head_size", "load_generator", "load_model_folder", "load_modules",
         "load_predictor", "load_torch_model", "mean_pool", "model_layout", "onnx_session", "prune_layer", "pruning_shapes",
         "quantize_int8_dynamic", "read_answer", "read_generator_meta", "read_model_meta",
         "read_selected", "render_prompt", "resolve_variant", "run_kind", "save_int8_causal_lm", "save_modules",
