@@ -47,9 +47,10 @@ class BatchingSettings:
     """Batches run at the same time per loaded model (local backend: inference threads). More
     than one only helps when each call leaves cores idle (``threads`` below the core count)."""
     threads: int | None = None
-    """Intra-op threads of the model (torch or ONNX Runtime), split between the workers. None: for torch,
-    every usable core but one (the spare core keeps the event loop feeding the model large batches);
-    for ONNX Runtime, every core, its idle threads sleeping instead of spinning."""
+    """Intra-op threads of the model (torch or ONNX Runtime), split between the workers. None: for a torch
+    classifier, every usable core but one (the spare core keeps the event loop feeding the model large
+    batches); for ONNX Runtime, every core, its idle threads sleeping instead of spinning; for a
+    generative version, every core (decoding leaves the event loop little to do)."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []
