@@ -25,6 +25,7 @@ from _harness import REPO, child_env, log
 VERSION = "0.3.36"
 DEFAULT_VENV = Path.home() / ".cache" / "lmforge-bench" / "llama-venv"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SENTENCEPIECE = "0.2.2"
 CMAKE_ARGS = "-DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DLLAMA_CURL=OFF"
 _QUANTIZE = """import ctypes, sys, llama_cpp
 llama_cpp.llama_backend_init()
@@ -95,6 +96,31 @@ def server_cmd(py: Path, gguf: Path, port: int, threads: int | None) -> list[str
             *(["--n_threads", str(threads), "--n_threads_batch", str(threads)] if threads else [])]
 
 
+_SMOKE = """import sys, llama_cpp
+threads = int(sys.argv[2]) if len(sys.argv) > 2 else None
+m = llama_cpp.Llama(sys.argv[1], n_ctx=256, n_threads=threads, n_threads_batch=threads, verbose=False)
+m.create_chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=4)"""
+
+
+def smoke(py: Path, gguf: Path, threads: int | None) -> str | None:
+    """None when llama.cpp answers one short chat on ``gguf`` in a child process; else what went wrong.
+
+    Seen on a 2-core Xeon with AMX (build ``GGML_NATIVE``, 0.3.36): every quantized file (the package's
+    Q4_1, a Q8_0 conversion) died with SIGSEGV at the first decode while f32 answered, so a server
+    would accept one request and vanish; a benchmark of it would be nothing but connection errors.
+    """
+    cmd = [str(py), "-c", _SMOKE, str(gguf), *([str(threads)] if threads else [])]
+    try:
+        done = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300, check=False)
+    except subprocess.TimeoutExpired:
+        return "one 4-token chat did not finish in 300 s"
+    if done.returncode == 0:
+        return None
+    how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}"
+    tail = (done.stderr.strip().splitlines() or [""])[-1][:200]
+    return f"llama.cpp crashed on a 4-token chat with {gguf.name} ({how}{': ' + tail if tail else ''})."
+
+
 def _convert_script(venv: Path) -> Path | None:
     """llama.cpp's ``convert_hf_to_gguf.py`` from the sdist the venv was built from (unpacked once)."""
     sdist, src = _sdist(venv), venv / "src"
@@ -104,6 +130,17 @@ def _convert_script(venv: Path) -> Path | None:
             tar.extractall(src, filter="data")
         found = sorted(src.glob("*/vendor/llama.cpp/convert_hf_to_gguf.py"))
     return found[0] if found else None
+
+
+def _convert_deps(py: Path, venv: Path, log_path: Path) -> Path:
+    """A folder with what ``convert_hf_to_gguf.py`` imports beyond torch and transformers (``sentencepiece``:
+    it tries a SentencePiece vocabulary first, and without the module it fails before falling back to
+    the BPE one SmolLM2 has), installed once with the llama venv's pip; the converter's PYTHONPATH."""
+    target = venv.parent / f"{venv.name}-convert-deps"
+    if not (target / "sentencepiece").is_dir():
+        _sh([str(py), "-m", "pip", "--disable-pip-version-check", "install", "--target", str(target),
+             f"sentencepiece=={SENTENCEPIECE}"], log_path)
+    return target
 
 
 def package_gguf() -> Path:
@@ -124,8 +161,13 @@ def gguf_files(py: Path, venv: Path, weights: Path, base: bool,
     script, glog = _convert_script(venv), venv.parent / f"{venv.name}-gguf.log"
 
     def convert(outtype: str, out: Path) -> bool:
+        if script is None:
+            return False
         cmd = [sys.executable, str(script), str(weights), "--outtype", outtype, "--outfile", str(out)]
-        return script is not None and _sh(cmd, glog, child_env(), check=False)
+        environ = child_env()
+        environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_convert_deps(py, venv, glog)),
+                                                            environ.get("PYTHONPATH")) if p)
+        return _sh(cmd, glog, environ, check=False)
 
     def quantize(src: Path, q: str, requantize: bool) -> Path | None:
         out = workdir / f"model.{q}.gguf"

@@ -514,7 +514,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--duration", type=float, help="seconds of load per level (default 60; quick 8)")
     ap.add_argument("--max-tokens", type=int, help="max_tokens of each request (default 128; quick 16)")
     ap.add_argument("--max-batch", type=int, default=16, help="generation.max_batch of lmforge (default 16)")
-    ap.add_argument("--threads", type=int, help="batching.threads of lmforge (default: its own, cores - 1)")
+    ap.add_argument("--threads", type=int, help="batching.threads of lmforge (default: its own, every core)")
     ap.add_argument("--no-llama", dest="llama", action="store_false", help="skip the llama.cpp servers")
     ap.add_argument("--llama-venv", type=Path, help=f"llama.cpp's venv (default {_llama.DEFAULT_VENV})")
     ap.add_argument("--llama-version", default=_llama.VERSION, help=f"default {_llama.VERSION}")
@@ -542,7 +542,12 @@ def servers(args: argparse.Namespace, p: dict[str, Any], run: Path, weights: Pat
         notes.append(f"llama.cpp not measured: {exc}")
         return out, {}
     notes += how
-    out += [llama_server(py, path, f"llama.cpp-{q}", args.llama_threads) for q, path in files.items()]
+    for q, path in files.items():
+        crash = _llama.smoke(py, path, args.llama_threads)
+        if crash:
+            notes.append(f"llama.cpp-{q} not measured: {crash}")
+            continue
+        out.append(llama_server(py, path, f"llama.cpp-{q}", args.llama_threads))
     return out, info
 
 
@@ -579,7 +584,7 @@ def main() -> int:
         "greedy, no ignore-EOS; tokens counted by the model's tokenizer on the streamed text; loopback only.",
         f"lmforge serves {variant} of {run}{BASE_NOTE if base else ''}; the HF peer: fp32 from {weights}.",
         f"Threads on {cores} cores: lmforge batching.threads "
-        f"{args.threads or f'default ({max(1, cores - 1)})'}; "
+        f"{args.threads or f'default ({cores}: every core, for a generative version)'}; "
         f"HF peer torch {hf_threads}; llama.cpp n_threads/n_threads_batch "
         f"{args.llama_threads or 'its defaults (cpus // 2, cpus)'}.",
         "The load client runs in the benchmark process and shares the cores with the server under test.",
