@@ -48,10 +48,19 @@ def _layer_class() -> type:
             self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
             self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
 
+        def _in_buffer(self) -> bool:
+            """Whether ``keys``/``values`` are still views of the buffers' leading columns."""
+            k, v, kb, vb = self.keys, self.values, self._kbuf, self._vbuf
+            return (kb is not None and k is not None and v is not None
+                    and k.data_ptr() == kb.data_ptr() and k.stride() == kb.stride() and k.shape[:2] == kb.shape[:2]
+                    and v.data_ptr() == vb.data_ptr() and v.stride() == vb.stride() and v.shape[:2] == vb.shape[:2])
+
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
             if not self.is_initialized:
                 self._place(key_states, value_states)
                 return self.keys, self.values
+            if not self._in_buffer():  # an inherited method (reorder_cache, offload...) swapped the tensors
+                self._place(self.keys, self.values)
             n, add = self.get_seq_length(), key_states.shape[-2]
             if n + add > self._kbuf.shape[-2]:
                 self._place(self.keys, self.values)  # doubles the room; the copy happens once per doubling

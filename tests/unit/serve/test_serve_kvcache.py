@@ -47,6 +47,20 @@ def test_an_empty_cache_is_filled_by_its_first_update_and_sliding_window_models_
     assert "_GrowingLayer" not in {type(layer).__name__ for layer in growing_cache(sliding).layers}
 
 
+def test_methods_that_replace_the_tensors_are_followed_by_a_fresh_buffer() -> None:
+    k0, v0 = _kv(3, 6, 5)
+    cache, reference = growing_cache(layers=[(k0, v0)]), transformers.DynamicCache()
+    reference.update(k0, v0, 0)
+    order = torch.tensor([2, 0, 1])
+    cache.reorder_cache(order)  # beam search's reordering: index_select builds new tensors
+    reference.reorder_cache(order)
+    cache.crop(-2)  # assisted decoding's crop: a shorter view of the same buffer
+    reference.crop(-2)
+    k, v = _kv(3, 2, 6)
+    got, want = cache.update(k, v, 0), reference.update(k, v, 0)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
 def test_rows_join_left_padded_and_leave_with_unused_leading_columns_cut() -> None:
     state = Packed()
     short, long = _kv(1, 3, 1), _kv(1, 6, 2)
