@@ -13,10 +13,11 @@ The loop is written here rather than left to ``model.generate`` for three reason
 
 Prompts are left-padded (so every row's next token sits in the last column), positions count
 real tokens only, and the KV cache (:func:`lmforge.predict.growing_cache`: each step writes its
-column into spare room rather than re-concatenating) keeps each step to one token per row. The prompt is rendered by :func:`lmforge.predict.render_prompt`, the same
-function training renders with, and tokenized without extra special tokens (the template
-writes them); a response is tokenized on its own and followed by the end-of-sequence token,
-as training appends it.
+column into spare room rather than re-concatenating) keeps each step to one token per row. The
+prompt is rendered by :func:`lmforge.predict.render_prompt`, the same function training
+renders with, and tokenized without extra special tokens (the template writes them); a
+response is tokenized on its own and followed by the end-of-sequence token, as training
+appends it.
 """
 
 from __future__ import annotations

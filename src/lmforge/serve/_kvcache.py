@@ -60,5 +60,6 @@ class Packed:
         used = mask.any(dim=0).nonzero()
         first = int(used[0]) if len(used) else 0
         self.mask = mask[:, first:]
-        self.cache = growing_cache(self.config, [(k.index_select(0, index)[:, :, first:], v.index_select(0, index)[:, :, first:])
-                                    for k, v in self._layers()])
+        kept = [(k.index_select(0, index)[:, :, first:], v.index_select(0, index)[:, :, first:])
+                for k, v in self._layers()]
+        self.cache = growing_cache(self.config, kept)
