@@ -38,9 +38,10 @@ def _layer_class() -> type:
             if keys is not None:
                 self._place(keys, values)
 
-        def _place(self, keys: Any, values: Any) -> None:
+        def _place(self, keys: Any, values: Any, room: int = 0) -> None:
+            """New buffers holding ``keys``/``values`` with room for at least ``room`` more columns."""
             b, h, n, d = keys.shape
-            cap = max(2 * n, n + _MIN_ROOM)
+            cap = max(2 * (n + room), n + room + _MIN_ROOM)
             self._kbuf = torch.empty((b, h, cap, d), dtype=keys.dtype, device=keys.device)
             self._vbuf = torch.empty((b, h, cap, values.shape[-1]), dtype=values.dtype, device=values.device)
             self._kbuf[:, :, :n].copy_(keys)
@@ -59,15 +60,11 @@ def _layer_class() -> type:
             if not self.is_initialized:
                 self._place(key_states, value_states)
                 return self.keys, self.values
-            if not self._in_buffer():  # an inherited method (reorder_cache, offload...) swapped the tensors
-                self._place(self.keys, self.values)
             n, add = self.get_seq_length(), key_states.shape[-2]
-            if n + add > self._kbuf.shape[-2]:
-                self._place(self.keys, self.values)  # doubles the room; the copy happens once per doubling
-                if n + add > self._kbuf.shape[-2]:
-                    self._place(torch.cat([self.keys, key_states], dim=-2),
-                                torch.cat([self.values, value_states], dim=-2))
-                    return self.keys, self.values
+            # full (the copy happens once per doubling), or an inherited method (reorder_cache,
+            # offload...) replaced the tensors with ones outside the buffers
+            if n + add > self._kbuf.shape[-2] or not self._in_buffer():
+                self._place(self.keys, self.values, room=add)
             self._kbuf[:, :, n:n + add].copy_(key_states)
             self._vbuf[:, :, n:n + add].copy_(value_states)
             self.keys, self.values = self._kbuf[:, :, :n + add], self._vbuf[:, :, :n + add]
