@@ -32,7 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", help="comma-separated compressors to build (default: all that apply)")
     p.add_argument("--speed-by", choices=("batch_1", "batch_8", "batch_32"), default="batch_1",
                    help="latency that decides 'fastest' (default: batch_1)")
-    p.add_argument("--calibration-size", type=int, default=256, help="training texts for static int8 (min 16)")
+    p.add_argument("--calibration-size", type=int, default=256,
+                   help="training texts for static int8, and for smoothing a causal LM's int8 (min 16)")
+    p.add_argument("--smooth-alpha", type=float, default=0.8,
+                   help="a generative run: SmoothQuant strength of its int8 variant, 0 for none (default: 0.8)")
     p.add_argument("--prune-sparsity", type=float, default=0.75,
                    help="fraction of heads and FFN neurons removed (default: 0.75)")
     p.add_argument("--recovery-steps", type=int, default=300, help="fine-tune steps after pruning")
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = CompressOptions(
         budget=parse_budget(args.budget), only=parse_only(args.only), speed_by=args.speed_by,
-        calibration_size=args.calibration_size, prune_sparsity=args.prune_sparsity,
+        calibration_size=args.calibration_size, smooth_alpha=args.smooth_alpha, prune_sparsity=args.prune_sparsity,
         recovery_steps=args.recovery_steps, student_layers=args.student_layers, distill_epochs=args.distill_epochs,
         distill_steps=args.distill_steps, learning_rate=args.learning_rate, latency_repeats=args.repeats,
         force_bf16=args.force_bf16, seed=args.seed, gen_max_test=args.max_test,

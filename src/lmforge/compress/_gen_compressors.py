@@ -9,7 +9,10 @@ system prompt and chat template, so a variant answers the prompts training rende
   model: the fp32 generator already merges when it loads, so this saves the load its base
   model check and merge, and serves a run without its base model folder.
 - ``torch-int8-dynamic``: every linear layer int8 per output channel with activations
-  quantized per call (:mod:`lmforge.predict._int8`): decoding reads a quarter of the bytes.
+  quantized per call (:mod:`lmforge.predict._int8`): decoding reads a quarter of the bytes. The
+  activations' outlier channels are first moved into the weights (SmoothQuant,
+  :mod:`lmforge.compress._smooth`, calibrated on ``calibration_size`` training examples), which
+  the saved weights keep: the folder loads as any int8 one.
 - ``torch-bf16``: bf16 weights and compute, only where the CPU multiplies bf16 natively
   (``lmforge.train.fast_bf16``, as for classifiers), unless forced.
 """
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from lmforge.compress._bf16 import FORCE_ENV
 from lmforge.compress._build import param_count
 from lmforge.compress._register import register_generator_compressor
+from lmforge.compress._smooth import smooth_causal_lm
 from lmforge.predict import INT8_DYNAMIC, TOKENIZER_FILES, quantize_int8_dynamic, save_int8_causal_lm
 from lmforge.rundir import FP32, MODEL_META, atomic_write_json
 from lmforge.train import fast_bf16
@@ -78,10 +82,11 @@ class GenMerged(_FromFp32):
 
 @register_generator_compressor("torch-int8-dynamic")
 class GenInt8Dynamic(_FromFp32):
-    """Every linear layer int8 per output channel, activations quantized per call (PyTorch, fbgemm)."""
+    """Every linear layer int8 per output channel, activations quantized per call (PyTorch, fbgemm),
+    after SmoothQuant."""
 
     name = "torch-int8-dynamic"
-    description = "PyTorch, dynamic int8 linear layers (weights per channel, activations per call)"
+    description = "PyTorch, dynamic int8 linear layers (weights per channel, activations per call), smoothed"
 
     def skip_reason(self, ctx: GenContext) -> str | None:
         return None
@@ -89,11 +94,14 @@ class GenInt8Dynamic(_FromFp32):
     def build(self, ctx: GenContext, out: Path) -> dict[str, Any]:
         model = ctx.torch_model()
         parameters = param_count(model)
+        alpha = ctx.options.smooth_alpha
+        smoothing = smooth_causal_lm(model, ctx.calibration_ids() if alpha > 0 else [], alpha)
         model, _ = quantize_int8_dynamic(model)
         modules = save_int8_causal_lm(model, out)
         write_generator_sidecars(ctx, out, quantization={"method": INT8_DYNAMIC, "modules": modules})
         return {"parameters": parameters, "quantization": {"mode": "dynamic", "weights": "int8 per output channel",
-                                                           "activations": "per call", "modules": len(modules)}}
+                                                           "activations": "per call", "modules": len(modules),
+                                                           "smoothing": smoothing}}
 
 
 @register_generator_compressor("torch-bf16")

@@ -6,12 +6,15 @@ import copy
 import functools
 from typing import Any
 
+import numpy as np
+
 from lmforge.compress._context import weights_fingerprint
 from lmforge.compress._options import CompressOptions
 from lmforge.errors import DataError, RunDirError
 from lmforge.evaluate import GenExample, read_generation_split
 from lmforge.predict import TorchGenerator, load_generator, read_generator_meta
 from lmforge.rundir import FP32, RunDir
+from lmforge.train import encode_example
 
 __all__ = ["GenContext"]
 
@@ -64,6 +67,17 @@ class GenContext:
             raise DataError(f"The test split {self.run.split_path('test')} is empty, so variants cannot be scored. "
                             "Set data.test_fraction above 0 and run `lmforge prepare` again.")
         return examples[: self.options.gen_max_test]
+
+    def calibration_ids(self, limit: int = 512) -> list[list[int]]:
+        """Token ids of a seeded sample of ``calibration_size`` training examples, rendered as training
+        rendered them (prompt, answer, EOS), at most ``limit`` tokens each (the prompt cut on the left)."""
+        examples = read_generation_split(self.run, "train")
+        n = min(self.options.calibration_size, len(examples))
+        pick = np.random.default_rng(self.options.seed).choice(len(examples), size=n, replace=False)
+        generator = self.fp32
+        limit = min(limit, generator.max_length)
+        return [encode_example(generator.tokenizer, examples[i].prompt, examples[i].reference, system=generator.system,
+                               limit=limit, truncate="left")[0] for i in sorted(pick)]
 
     def timing_prompts(self, batch: int) -> list[Any]:
         """``batch`` test prompts (repeated when the split is smaller) for the speed measurements."""

@@ -58,7 +58,10 @@ class CompressOptions:
     speed_by: str = "batch_1"
     """What "fastest" means for selection: ``batch_1`` latency or ``batch_32`` latency."""
     calibration_size: int = 256
-    """Training texts static int8 calibrates activation ranges on (at least 16)."""
+    """Training texts static int8 calibrates activation ranges on (at least 16); a causal LM's int8
+    variant measures the activations it smooths on them."""
+    smooth_alpha: float = 0.8
+    """A causal LM's int8 variant: SmoothQuant's migration strength (0 turns smoothing off)."""
     prune_sparsity: float = 0.75
     """Fraction of attention heads and of FFN neurons removed in every layer."""
     recovery_steps: int = 300
@@ -125,6 +128,8 @@ class CompressOptions:
             problems.append(f"--alpha must be in [0, 1], got {self.alpha}.")
         if not 0.0 < self.learning_rate < 1.0:
             problems.append(f"--learning-rate must be in (0, 1), got {self.learning_rate}.")
+        if not 0.0 <= self.smooth_alpha <= 1.0:
+            problems.append(f"--smooth-alpha must be in [0, 1] (0: no smoothing), got {self.smooth_alpha}.")
         if self.calibration_size < MIN_CALIBRATION:
             problems.append(
                 f"--calibration-size must be at least {MIN_CALIBRATION} texts for static int8, "

@@ -67,6 +67,10 @@ def test_every_variant_is_built_measured_and_recorded(compressed_lora: tuple[Pat
     manifest = RunDir(root).read_manifest()
     assert manifest["compress"]["selected"] == summary["selected"]
     assert "compressed/torch-int8-dynamic/model.safetensors" in manifest["files"]
+    int8 = json.loads((root / "compressed" / "torch-int8-dynamic" / "variant.json").read_text(encoding="utf-8"))
+    smoothing = int8["build"]["quantization"]["smoothing"]  # the tiny LM is Llama-shaped: smoothed on train
+    assert smoothing["method"] == "smoothquant" and smoothing["alpha"] == 0.8
+    assert smoothing["calibration_texts"] == len(PROMPTS) and smoothing["inputs_smoothed"] == 3 * 2
 
 
 def test_merged_answers_exactly_as_fp32_and_the_selection_loads(compressed_lora: tuple[Path, dict]) -> None:
