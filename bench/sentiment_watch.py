@@ -11,10 +11,12 @@ One run, four parts:
    gold crash (2013-04-15 .. 2013-04-21) alert, and how many other weeks do? Once scored by the
    sentiment run, once with the file's own Price Sentiment labels (the oracle: what the detectors do
    with perfect sentiment).
-3. Injected surges: a calm stream of held-out tweets (the valid split without half of its Bearish
-   tweets, 30 per hourly window) with seeded surges of the other Bearish half planted by
-   ``lmforge.apps.watch.inject_surges``; precision, recall and delay per detector (at their default
-   thresholds), against the fixed-threshold rule (``fixed``: negative share above 0.25).
+3. Injected surges (``_watch_inject.py``): a calm stream of held-out tweets (480 hourly windows of
+   about 30, drawn from the valid split without half of its Bearish tweets) with 20 seeded surges
+   of the other Bearish half per seed, planted by ``lmforge.apps.watch.inject_surges`` half a day
+   apart; precision, recall and delay per detector, at its default threshold and at the threshold
+   ``lmforge.apps.watch.calibrate_thresholds`` gives it for 0.5 % false alarms per window on calm
+   streams of other seeds: every detector, the fixed rule included, at one false-alarm rate.
 4. Throughput: texts/s of sentiment + topic scoring over the gold stream; and live, through
    ``POST /v1/ingest`` of a real server (uvicorn on loopback, in this process; one client posting
    the gold stream in time order, ``limits.max_texts`` = 64 items per request): texts/s end to end,
@@ -39,6 +41,7 @@ from typing import Any
 
 import numpy as np
 from _harness import SHARED_DATASETS, default_out, leave_workdir, lmforge, log, target, write_result
+from _watch_inject import injected
 
 NAME = "sentiment_watch"
 TWITTER = SHARED_DATASETS / "twitter_financial_news"
@@ -145,55 +148,6 @@ def _iso(ts: float) -> str:
     return iso(ts)
 
 
-def injected(sentiment: Any, seeds: list[int], surges: int) -> dict[str, Any]:
-    """Seeded surges of held-out Bearish tweets in a calm held-out stream, every detector."""
-    from lmforge.apps.watch import (
-        Scorer,
-        aggregate,
-        alert_lines,
-        calm_stream,
-        detect_all,
-        inject_surges,
-        score_alerts,
-    )
-    from lmforge.config import WatchConfig
-
-    with (TWITTER / "sentiment" / "sent_valid.csv").open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    bearish = [r["text"] for r in rows if r["label"] == "0"]
-    rng = np.random.default_rng(0)
-    rng.shuffle(bearish)
-    pool, calm_bearish = bearish[: len(bearish) // 2], bearish[len(bearish) // 2:]
-    calm_texts = [r["text"] for r in rows if r["label"] != "0"] + calm_bearish
-    cfg = WatchConfig(sentiment_run="-", negative_label="Bearish", window="1h", min_count=10, baseline=8, actions=[])
-    scorer = Scorer(sentiment, "Bearish")
-    per_seed = []
-    for seed in seeds:
-        calm = calm_stream(calm_texts, start=_ts("2024-01-01"), window_s=cfg.window_s, per_window=30, seed=seed)
-        stream, incidents = inject_surges(calm, pool, surges=surges, seed=seed, window_s=cfg.window_s,
-                                          warmup=cfg.baseline + 2, gap=2, min_added=cfg.min_count)
-        labelled = [{"topic": i["topic"], "start": _ts(i["start"]), "end": _ts(i["end"])} for i in incidents]
-        scored = scorer.score([r.text for r in stream])
-        windows = aggregate([r.time for r in stream], list(scored.negative), list(scored.negative_proba),
-                            scored.topics, cfg.window_s)
-        thresholds = {"fixed": FIXED_SHARE}
-        per_seed.append({det: score_alerts(alert_lines(detect_all(windows, cfg, det, thresholds.get(det)), det),
-                                           labelled, cfg.window_s) for det in DETECTORS})
-        log(f"injected seed {seed}: " + ", ".join(f"{d} P={r['precision']} R={r['recall']}"
-                                                  for d, r in per_seed[-1].items()))
-    totals = {}
-    for det in DETECTORS:
-        alerts = sum(s[det]["alerts"] for s in per_seed)
-        true = sum(s[det]["true_alerts"] for s in per_seed)
-        detected = sum(s[det]["detected"] for s in per_seed)
-        within = sum(s[det]["within_one_window"] * s[det]["incidents"] for s in per_seed)
-        n = sum(s[det]["incidents"] for s in per_seed)
-        totals[det] = {"alerts": alerts, "incidents": n, "precision": true / alerts if alerts else None,
-                       "recall": detected / n, "within_one_window": within / n}
-    return {"seeds": seeds, "surges_per_seed": surges, "calm_texts": len(calm_texts), "pool": len(pool),
-            "per_seed": per_seed, "totals": totals}
-
-
 def live_ingest(sentiment: Any, topic: Any, workdir: Path, batch: int = 64) -> dict[str, Any]:
     """The gold stream POSTed to ``/v1/ingest`` of a real server, in time order: texts/s, and its alerts
     against a replay of the same stream scored in the same chunks (per topic, weekly negative counts,
@@ -289,21 +243,25 @@ def main() -> int:
         log("gold news: weekly negative counts, model and oracle")
         gold = gold_incident(sentiment, topic, workdir)
         log("injected surges into held-out tweets")
-        inj = injected(sentiment, [0] if args.quick else [0, 1, 2], args.surges)
+        inj = injected(sentiment, TWITTER, [0] if args.quick else [0, 1, 2], [100] if args.quick else [100, 101, 102],
+                       args.surges, DETECTORS, FIXED_SHARE, log)
         log("live: the gold stream through POST /v1/ingest")
         live = live_ingest(sentiment, topic, workdir)
     finally:
         leave_workdir(workdir, args.keep)
     targets = [target("gold crash week alerts (zscore, model)", float(gold["model"]["detectors"]["zscore"]
                                                                       ["crash_week_alerts"]), ">=", 1.0)]
-    best = inj["totals"]["zscore"]
-    targets += [target("injected precision (zscore)", best["precision"], ">=", GOALS["precision"]),
-                target("injected recall (zscore)", best["recall"], ">=", GOALS["recall"]),
-                target("detected within one window (zscore)", best["within_one_window"], ">=", GOALS["recall"]),
+    best = inj["totals"]["calibrated"]["zscore"]
+    at = f"zscore at {inj['calibrated_thresholds']['zscore']['threshold']:g}, calibrated"
+    targets += [target(f"injected precision ({at})", best["precision"] or 0.0, ">=", GOALS["precision"]),
+                target(f"injected recall ({at})", best["recall"], ">=", GOALS["recall"]),
+                target(f"detected within one window ({at})", best["within_one_window"], ">=", GOALS["recall"]),
                 target("sentiment + topic texts/s", gold["throughput_texts_per_s"], ">=", 1000.0),
                 target("live alerts = replay alerts (closed windows)", float(live["live_matches_replay"]), ">=", 1.0)]
-    summary = [{"metric": f"injected {d}: precision / recall", "lmforge": r["precision"], "peer": r["recall"],
-                "ratio": None} for d, r in inj["totals"].items()]
+    limits = {d: f"calibrated, {c['threshold']:g}" for d, c in inj["calibrated_thresholds"].items()}
+    summary = [{"metric": f"injected {d} ({limits[d] if mode == 'calibrated' else 'default'}): precision / recall",
+                "lmforge": r["precision"], "peer": r["recall"], "ratio": None}
+               for mode, totals in inj["totals"].items() for d, r in totals.items()]
     summary += [{"metric": f"gold {d}: crash week alerts / other weeks alerting", "lmforge": g["crash_week_alerts"],
                  "peer": g["other_weeks_alerting"], "ratio": None} for d, g in gold["model"]["detectors"].items()]
     summary.append({"metric": "live /v1/ingest texts/s (sentiment + topic, 64 per request) / replay scoring texts/s",
@@ -318,6 +276,9 @@ def main() -> int:
                  ratios={}, targets=targets, summary=summary,
                  notes=["Peer column: recall for the injected rows, other weeks alerting for the gold rows, and the "
                         "TF-IDF + logistic regression accuracy the shared README states (0.830) for the test row.",
+                        "Injected rows: 'default' is each detector at its default threshold (the fixed rule at a 0.25 "
+                        "share); 'calibrated' at the threshold calibrate_thresholds gives it for at most 0.5 % alerts "
+                        "per window on calm streams of other seeds. The targets are judged on the calibrated zscore.",
                         "Timings are noisy: the machine's 2 cores are shared with other jobs.",
                         "Not measured here yet: the multi-task two-head model, PhraseBank accuracy."])
     return 0

@@ -1,9 +1,10 @@
-"""`lmforge watch replay|eval|serve SPEC`: the financial sentiment watch over a dated stream.
+"""`lmforge watch replay|eval|calibrate|serve SPEC`: the financial sentiment watch over a dated stream.
 
 ``replay`` scores a stream with the spec's ``watch.sentiment_run`` (and ``watch.topic_run``),
 alerts on surges of negative texts per topic and window, and writes alerts.jsonl (and, with
 ``--report``, timeline.csv and report.html); ``eval`` measures every detector's alerts against
-labelled incidents or seeded injected surges; ``serve`` runs the watch live on the server
+labelled incidents or seeded injected surges; ``calibrate`` gives each detector the threshold that
+keeps a calm stream's alerts under a false-alarm rate; ``serve`` runs the watch live on the server
 (``POST /v1/ingest``, ``GET /v1/watch``, the ``/watch`` page). The library is :mod:`lmforge.apps.watch`.
 """
 
@@ -59,6 +60,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--detectors", help="comma-separated detectors to compare (default: all)")
     e.add_argument("--output", help="write the results as JSON here (default: stdout only)")
     e.set_defaults(func=evaluate)
+    c = verbs.add_parser(
+        "calibrate", help="each detector's threshold for a false-alarm rate, on a calm stream",
+        description="Score a stream known to be calm and give every detector the smallest threshold at which its "
+        "alerts are at most --rate of the windows it judges (so detectors compare at the same false-alarm rate). "
+        "Put the one you pick in watch.threshold.",
+        epilog="examples:\n  lmforge watch calibrate watch.yaml --input last-quarter.jsonl --rate 0.01\n"
+        "  lmforge watch calibrate watch.yaml --input calm.jsonl --rate 0.005 --detectors zscore,cusum",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(c)
+    c.add_argument("--rate", type=float, default=0.01,
+                   help="alerts per judged window allowed on the calm stream (default 0.01)")
+    c.add_argument("--detectors", help="comma-separated detectors to calibrate (default: all)")
+    c.add_argument("--output", help="write the thresholds as JSON here (default: stdout only)")
+    c.set_defaults(func=calibrate)
     s = verbs.add_parser(
         "serve", help="the watch live: POST /v1/ingest, GET /v1/watch, the /watch page (and /v1/predict)",
         description="Serve the spec's sentiment run with the live watch beside it: POST /v1/ingest scores batches of "
@@ -107,9 +122,25 @@ def evaluate(args: argparse.Namespace) -> int:
     result = evaluate_watch(spec, args.input, incidents=args.incidents, inject=args.inject, surges=args.surges,
                             seed=args.seed, detectors=detectors, public_key=args.public_key,
                             allow_unsigned=args.allow_unsigned)
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return _emit(result, args.output)
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    from lmforge.apps.watch import calibrate_watch
+    from lmforge.config import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    detectors = [d.strip() for d in args.detectors.split(",") if d.strip()] if args.detectors else None
+    result = calibrate_watch(spec, args.input, rate=args.rate, detectors=detectors, public_key=args.public_key,
+                             allow_unsigned=args.allow_unsigned)
+    return _emit(result, args.output)
+
+
+def _emit(result: dict, output: str | None) -> int:
+    """Print ``result`` as JSON, and write it to ``output`` too when given."""
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     dump(result)
     return 0
 

@@ -52,6 +52,8 @@ def _blocks(model: Any) -> list[tuple[Any, list[Any], str]] | str:
     blocks: list[tuple[Any, list[Any], str]] = []
     for i, layer in enumerate(layers):
         attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
+        if attn is None or mlp is None:
+            return f"layer {i} has no self_attn and mlp"
         norms = (getattr(layer, "input_layernorm", None), getattr(layer, "post_attention_layernorm", None))
         try:
             qkv = [getattr(attn, n) for n in _ATTENTION_INPUTS]

@@ -30,7 +30,7 @@ PUBLIC = {
     "lmforge.apps": ["SERVED_APPS", "Served", "serving_for"],
     "lmforge.apps.watch": [
         "ALL_TOPICS", "SPIKE_DETECTORS", "LiveWatch", "ReplayResult", "Scored", "Scorer", "SpikeDetector", "Stream",
-        "StreamRow", "Verdict", "WatchExtension", "WindowStats", "aggregate", "alert_lines", "calm_stream",
+        "StreamRow", "Verdict", "WatchExtension", "WindowStats", "aggregate", "alert_lines", "calibrate_thresholds", "calibrate_watch", "calm_stream",
         "deliver_alerts", "detect", "detect_all", "evaluate_watch", "follow", "get_spike_detector", "inject_surges",
         "iso", "parse_items", "parse_time", "read_incidents", "read_stream", "register_spike_detector", "replay",
         "score_alerts", "serving", "watch_served", "window_start",

@@ -3,7 +3,8 @@
 - :func:`replay`: ``lmforge watch replay`` (alerts.jsonl, timeline.csv, report.html).
 - :func:`evaluate_watch`: ``lmforge watch eval``: alert precision, recall and detection delay of
   every detector against labelled incidents; :func:`inject_surges` plants seeded surges of
-  negative texts into a calm stream to make such incidents.
+  negative texts into a calm stream to make such incidents; :func:`calibrate_thresholds` gives each
+  detector the threshold that keeps a calm stream's alerts under a false-alarm rate.
 - Spike detectors by name (:data:`SPIKE_DETECTORS`, :func:`register_spike_detector`):
   ``zscore``, ``ewma``, ``cusum``, ``page-hinkley``, ``fixed``.
 - Stream sources (:func:`read_stream`) and timestamps (:func:`parse_time`).
@@ -17,6 +18,7 @@
 
 from lmforge.apps.watch import _detectors  # noqa: F401  (registers the shipped detectors)
 from lmforge.apps.watch._aggregate import ALL_TOPICS, WindowStats, aggregate
+from lmforge.apps.watch._calibrate import calibrate_thresholds, calibrate_watch
 from lmforge.apps.watch._eval import evaluate_watch, read_incidents, score_alerts
 from lmforge.apps.watch._incidents import Verdict, detect
 from lmforge.apps.watch._inject import calm_stream, inject_surges
@@ -48,6 +50,8 @@ __all__ = [
     "WindowStats",
     "aggregate",
     "alert_lines",
+    "calibrate_thresholds",
+    "calibrate_watch",
     "calm_stream",
     "deliver_alerts",
     "detect",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,12 +23,30 @@ from lmforge.errors import DataError
 __all__ = ["calm_stream", "inject_surges"]
 
 
-def calm_stream(texts: Sequence[str], *, start: float, window_s: float, per_window: int, seed: int = 0) -> list[StreamRow]:
+def calm_stream(texts: Sequence[str], *, start: float, window_s: float, per_window: int, seed: int = 0,
+                windows: int | None = None) -> list[StreamRow]:
     """Dated rows for undated texts: ``per_window`` texts per window on average (Poisson), uniform
-    times inside each window, starting at ``start``; every text is used once, in a seeded order."""
+    times inside each window, starting at ``start``. Every text is used once, in a seeded order; or,
+    with ``windows``, that many windows are filled with texts drawn with replacement (a calm stream
+    longer than the texts at hand, whose windows are still independent draws).
+
+    Raises:
+        DataError: ``texts`` is empty, or ``windows`` is below 1.
+    """
+    if not texts:
+        raise DataError("There are no texts to make a calm stream of.")
+    if windows is not None and windows < 1:
+        raise DataError(f"A calm stream needs at least 1 window, got {windows}.")
     rng = np.random.default_rng(seed)
+    rows: list[StreamRow] = []
+    if windows is not None:
+        for w in range(windows):
+            for j in rng.integers(0, len(texts), size=max(1, int(rng.poisson(per_window)))):
+                rows.append(StreamRow(float(start + (w + rng.random()) * window_s), texts[int(j)]))
+        rows.sort(key=lambda r: r.time)
+        return rows
     order = rng.permutation(len(texts))
-    rows, i, w = [], 0, 0
+    i, w = 0, 0
     while i < len(order):
         k = max(1, int(rng.poisson(per_window)))
         for j in order[i:i + k]:
@@ -39,8 +58,9 @@ def calm_stream(texts: Sequence[str], *, start: float, window_s: float, per_wind
 
 def inject_surges(rows: Sequence[StreamRow], pool: Sequence[str], *, surges: int, seed: int, window_s: float,
                   size: tuple[float, float] = (0.3, 1.0), warmup: int = 10, gap: int = 3,
-                  min_added: int = 5) -> tuple[list[StreamRow], list[dict[str, str]]]:
-    """The calm ``rows`` with ``surges`` surges planted, and one incident label per surge.
+                  min_added: int = 5) -> tuple[list[StreamRow], list[dict[str, Any]]]:
+    """The calm ``rows`` with ``surges`` surges planted, and one incident label per surge (``topic``,
+    ``start``, ``end``; and ``added``, the texts planted, and ``window_texts``, the window's own).
 
     Raises:
         DataError: the pool is empty, or the stream has too few windows for that many surges.
@@ -68,6 +88,7 @@ def inject_surges(rows: Sequence[StreamRow], pool: Sequence[str], *, surges: int
         k = max(min_added, round(rng.uniform(*size) * counts[s]))
         for j in rng.choice(len(pool), size=k, replace=k > len(pool)):
             out.append(StreamRow(float(s + rng.random() * window_s), pool[int(j)]))
-        incidents.append({"topic": ALL_TOPICS, "start": iso(s), "end": iso(s + window_s)})
+        incidents.append({"topic": ALL_TOPICS, "start": iso(s), "end": iso(s + window_s), "added": k,
+                          "window_texts": counts[s]})
     out.sort(key=lambda r: r.time)
     return out, incidents
