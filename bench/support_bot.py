@@ -16,6 +16,12 @@ FAQ retrieval, Bitext: a seeded 20 % of its questions are held out; the rest is 
 intent classifier's training data). hit@1 / MRR (the right intent's answer first) for the hybrid
 score, BM25 alone and embeddings alone; ROUGE-L of the bot's answers against the held-out answer.
 
+The operating point: ``--target`` 0.98, not the bot's default 0.95, because the protocol asks for
+in-scope accuracy within 2 points of the closed set. A threshold that keeps 95 % of in-scope
+questions turns away 5 % of them, most of which the classifier had right (at 0.95 the drop was 4.3
+points, session 8), so 2 points needs about 98 %; OOS recall is then whatever the detector reaches
+there. Every method and the peer are calibrated to the same target.
+
 Latency: ``Bot.ask`` on one question at a time (p50/p99 over ``--latency-n`` test questions), with
 the compressed intent model when ``--compress`` (the default outside quick mode).
 
@@ -294,7 +300,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small subsets, few steps: exercise the code path")
     ap.add_argument("--out", type=Path, help="result JSON (default bench/results/support_bot[-quick].json)")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--target", type=float, default=0.95, help="in-scope recall the thresholds keep")
+    ap.add_argument("--target", type=float, default=0.98,
+                    help="in-scope recall the thresholds keep (default 0.98: see the module docstring)")
     ap.add_argument("--epochs", type=float, default=8.0)
     ap.add_argument("--lr", type=float, default=1.5e-4)
     ap.add_argument("--quick-steps", type=int, default=30)
