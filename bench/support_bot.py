@@ -19,7 +19,7 @@ score, BM25 alone and embeddings alone; ROUGE-L of the bot's answers against the
 The operating point: ``--target`` 0.98, not the bot's default 0.95, because the protocol asks for
 in-scope accuracy within 2 points of the closed set. A threshold that keeps 95 % of in-scope
 questions turns away 5 % of them, most of which the classifier had right (at 0.95 the drop was 4.3
-points, session 8), so 2 points needs about 98 %; OOS recall is then whatever the detector reaches
+points, in the run of 2026-12-03), so 2 points needs about 98 %; OOS recall is then whatever the detector reaches
 there. Every method and the peer are calibrated to the same target.
 
 Latency: ``Bot.ask`` on one question at a time (p50/p99 over ``--latency-n`` test questions), with
