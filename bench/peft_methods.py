@@ -20,12 +20,21 @@ tuning is reported without a target.
     .venv/bin/python bench/peft_methods.py --quick                    # tiny subsets, a few steps
     .venv/bin/python bench/peft_methods.py                            # every method, both tasks (hours)
     .venv/bin/python bench/peft_methods.py --tasks airline-tweets --methods full lora
+
+The full run is longer than a working session, so it can be taken in parts: every finished (task,
+method) row is kept in ``--partial`` (default ``bench/results/peft_methods-partial.json``, with the
+machine and date it ran on), and a later run reuses a kept row whose spec is the same instead of
+training it again; each run's result holds every row the partial file has for its tasks and methods.
+Accuracies are comparable across machines; samples/s, RSS and latency only within one machine (each
+row says which). ``--fresh`` ignores the kept rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import datetime as dt
+import json
 import sys
 import tempfile
 import time
@@ -33,9 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from _harness import (
+    RESULTS,
     default_out,
     leave_workdir,
     log,
+    machine,
     read_job,
     run_worker,
     target,
@@ -103,6 +114,26 @@ def row(lm: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def read_partial(path: Path) -> dict[str, dict[str, Any]]:
+    """``{task: {method: {"spec", "row", "machine", "date"}}}`` kept by earlier runs (empty when none)."""
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def keep_partial(path: Path, task: str, method: str, spec: dict[str, Any], r: dict[str, Any]) -> None:
+    """Add one finished row to the partial file (written whole, then renamed: never half-written)."""
+    kept = read_partial(path)
+    cpu = machine()
+    kept.setdefault(task, {})[method] = {
+        "spec": spec, "row": r, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {k: cpu.get(k) for k in ("cpu_model", "cores", "amx_bf16", "avx512_bf16")}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(kept, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
 def task_targets(task: str, rows: dict[str, dict[str, Any]]) -> tuple[list[dict], list[dict]]:
     """The targets of one task against its full fine-tuning row, and the summary lines."""
     targets, summary = [], []
@@ -130,6 +161,9 @@ def main() -> int:
     ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--keep", action="store_true", help="keep the run directories (path is printed)")
+    ap.add_argument("--partial", type=Path, help="finished rows kept between runs (default "
+                    "bench/results/peft_methods-partial.json; in quick mode none unless given)")
+    ap.add_argument("--fresh", action="store_true", help="train every row again, ignoring the kept ones")
     add_task_arguments(ap)  # bench/accuracy.py's task settings, at its defaults
     ap.add_argument("--worker", choices=["lmforge"], help=argparse.SUPPRESS)
     ap.add_argument("--job", help=argparse.SUPPRESS)
@@ -142,6 +176,9 @@ def main() -> int:
         return 0
 
     out = args.out or default_out(NAME, args.quick)
+    partial = args.partial or (None if args.quick else RESULTS / f"{NAME}-partial.json")
+    kept = {} if partial is None or args.fresh else read_partial(partial)
+    reused: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix="lmforge-bench-peft-"))
     results: dict[str, Any] = {}
     targets: list[dict] = []
@@ -152,11 +189,19 @@ def main() -> int:
             rows: dict[str, dict[str, Any]] = {}
             for method in args.methods:
                 spec = method_spec(base, method, args.quick)
+                old = kept.get(task, {}).get(method)
+                if old is not None and old["spec"] == spec:  # full mode: the shared datasets' paths, stable
+                    rows[method] = {**old["row"], "machine": old["machine"], "date": old["date"]}
+                    reused.append(f"{task} {method} ({old['date']}, {old['machine']['cpu_model']})")
+                    log(f"{task} {method}: reusing the row of {old['date']} from {partial}")
+                    continue
                 run_dir = workdir / task / method
                 log(f"{task} {method}: lr {spec['train']['learning_rate']} -> {run_dir}")
                 lm = run_worker(__file__, "lmforge", {"spec": spec, "run_dir": str(run_dir)}, workdir,
                                 tag=f"{task}-{method}")
                 rows[method] = row(lm)
+                if partial is not None:
+                    keep_partial(partial, task, method, spec, rows[method])
                 r = rows[method]
                 log(f"{task} {method}: accuracy {r['accuracy']:.4f}, trained {r['trainable_parameters']} "
                     f"({(r['trained_share'] or 0):.2%}), {r['model_bytes'] / 1e6:.1f} MB, "
@@ -182,6 +227,9 @@ def main() -> int:
         "budget (the fp32 model when nothing is within budget).",
         "Prompt tuning has no target: it is reported as measured.",
     ]
+    if reused:
+        notes.append("Rows kept from earlier runs (their machine and date are in each row; compare speed, memory "
+                     "and latency only between rows of one machine): " + "; ".join(reused) + ".")
     if args.quick:
         notes.append(f"QUICK MODE: tiny subsets, {QUICK_STEPS} steps; accuracies are meaningless, targets not expected.")
     parameters = {"seed": args.seed, "quick": args.quick, "tasks": list(results), "methods": list(args.methods),
