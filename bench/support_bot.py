@@ -249,18 +249,51 @@ def bitext_worker(job: dict[str, Any]) -> dict[str, Any]:
     from lmforge.apps.support import Bot, build_bot, evaluate_bot, faq_ranks
     from lmforge.config import spec_from_dict
 
-    out = Path(job["bot_dir"])
-    build_bot(spec_from_dict(job["spec"]), out, progress=False)
-    bot = Bot.load(out, allow_unsigned=True)
-    metrics = evaluate_bot(out, _labeled_file(out.parent, job["labeled"]), bot=bot)
+    out_dir = Path(job["bot_dir"])
+    build_bot(spec_from_dict(job["spec"]), out_dir, progress=False)
+    bot = Bot.load(out_dir, allow_unsigned=True)
+    metrics = evaluate_bot(out_dir, _labeled_file(out_dir.parent, job["labeled"]), bot=bot)
     texts, intents = [r["text"] for r in job["labeled"]], [r["intent"] for r in job["labeled"]]
     retrieval = {}
     for name, weight in (("hybrid", None), ("bm25", 0.0), ("embeddings", 1.0)):
         ranks = [r for r in faq_ranks(bot, texts, intents, weight) if r is not None]
         retrieval[name] = {"hit_at_1": sum(r == 1 for r in ranks) / len(ranks),
                            "mrr": sum(1 / r for r in ranks) / len(ranks), "n": len(ranks)}
-    return {"retrieval": retrieval, "answer_rouge_l": metrics["answer_rouge_l"],
-            "in_scope_accuracy": metrics["in_scope_accuracy"], "n_faq": metrics["n_faq"]}
+    out = {"retrieval": retrieval, "answer_rouge_l": metrics["answer_rouge_l"],
+           "in_scope_accuracy": metrics["in_scope_accuracy"], "n_faq": metrics["n_faq"]}
+    if job.get("generator_run"):
+        out["grounded"] = _grounded(bot, out_dir=out_dir, job=job)
+    return out
+
+
+def _grounded(bot: Any, *, out_dir: Path, job: dict[str, Any]) -> dict[str, Any]:
+    """The same bot with ``--generator-run`` rewriting its answers: ROUGE-L against the held-out answer,
+    with and without the rewrite, and how many rewrites the grounding check replaced. Only held-out
+    questions in the generator run's own test split are asked (it was trained on the rest of Bitext)."""
+    import json
+
+    from lmforge.apps.support import evaluate_bot
+    from lmforge.predict import load_generator
+
+    run = Path(job["generator_run"])
+    unseen = {json.loads(line).get("prompt") for line in (run / "data" / "test.jsonl").open(encoding="utf-8")}
+    asked = [r for r in job["labeled"] if r["text"] in unseen][: job["grounded_n"]]
+    if not asked:
+        return {"n": 0, "note": f"no held-out question is in {run}/data/test.jsonl"}
+    (out_dir.parent / "grounded").mkdir(exist_ok=True)
+    path = _labeled_file(out_dir.parent / "grounded", asked)
+    plain = evaluate_bot(out_dir, path, bot=bot)
+    bot.generator = load_generator(run)
+    start = time.perf_counter()
+    rewritten = evaluate_bot(out_dir, path, bot=bot)
+    seconds = time.perf_counter() - start
+    bot.generator = None
+    reasons = rewritten["reasons"]
+    tried = reasons.get("rewritten", 0) + reasons.get("not_grounded", 0)
+    return {"n": len(asked), "generator_run": str(run), "answer_rouge_l_retrieved": plain["answer_rouge_l"],
+            "answer_rouge_l_rewritten": rewritten["answer_rouge_l"], "reasons": reasons,
+            "replaced_by_grounding_check": reasons.get("not_grounded", 0) / tried if tried else None,
+            "seconds": round(seconds, 1)}
 
 
 def _summarize(banking: dict[str, Any] | None, bitext: dict[str, Any] | None) -> tuple[list, list]:
@@ -292,6 +325,12 @@ def _summarize(banking: dict[str, Any] | None, bitext: dict[str, Any] | None) ->
         for name in ("hybrid", "bm25", "embeddings"):
             summary.append({"metric": f"Bitext FAQ {name} hit@1 / MRR", "lmforge":
                             f"{r[name]['hit_at_1']:.4f} / {r[name]['mrr']:.4f}", "peer": None, "ratio": None})
+        g = bitext.get("grounded")
+        if g and g.get("n"):
+            summary.append({"metric": f"Bitext grounded answers ({g['n']} questions): ROUGE-L rewritten / retrieved, "
+                            "share of rewrites replaced", "lmforge": f"{g['answer_rouge_l_rewritten']} / "
+                            f"{g['answer_rouge_l_retrieved']} / {g['replaced_by_grounding_check']}",
+                            "peer": None, "ratio": None})
     return targets, summary
 
 
@@ -309,6 +348,9 @@ def main() -> int:
     ap.add_argument("--compress", action=argparse.BooleanOptionalAction, default=None,
                     help="compress the intent model before calibrating (default: on, off with --quick)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (path is printed)")
+    ap.add_argument("--generator-run", type=Path, help="a generative run on Bitext (e.g. the one `bench/sft_quality.py "
+                    "--keep` leaves) to measure grounded rewritten answers with")
+    ap.add_argument("--grounded-n", type=int, default=200, help="held-out questions asked with the generator")
     ap.add_argument("--worker", choices=["banking", "bitext"], help=argparse.SUPPRESS)
     ap.add_argument("--job", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -335,6 +377,8 @@ def main() -> int:
         if BITEXT.is_file():
             job = bitext_job(args, work)
             log(f"Bitext FAQ: building the bot -> {work / 'bitext'}")
+            job.update(generator_run=str(args.generator_run) if args.generator_run else None,
+                       grounded_n=args.grounded_n)
             results["bitext_faq"] = run_worker(__file__, "bitext", {**job, "bot_dir": str(work / "bitext" / "bot")},
                                                work, tag="bitext")
         else:
@@ -351,8 +395,11 @@ def main() -> int:
         "unseen_oos_intents: the embedding detectors refitted with the OOS examples of a seeded half of the 27 "
         "intents, each method recalibrated on validation, scored on the in-scope test questions and the other "
         "half's test questions only (out-of-scope topics with no example in bot.oos.path).",
-        "Grounded answers (a generator run) are not measured here: no generative run is built by this benchmark.",
     ]
+    notes.append("Grounded answers: the Bitext bot with --generator-run rewriting its answers, on the held-out questions "
+                 "in that run's test split (ROUGE-L retrieved vs rewritten, and the share of rewrites the grounding "
+                 "check replaced)." if args.generator_run else
+                 "Grounded answers are not measured in this run: give --generator-run (a generative run on Bitext).")
     if args.quick:
         notes.append("QUICK MODE: subsets and few steps; the numbers are meaningless, targets are not expected to be met.")
     parameters = {"model": MODEL, "seed": args.seed, "target": args.target, "quick": args.quick,
