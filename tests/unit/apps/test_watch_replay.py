@@ -285,6 +285,18 @@ def test_a_real_replay_end_to_end_with_the_tiny_trained_run(
     z = evaluation["detectors"]["zscore"]
     assert (z["precision"], z["recall"], z["mean_delay_windows"]) == (1.0, 1.0, 1.0)
 
+    # calibrated to no alert at all on this stream, the fixed rule's threshold is the first 0.005 step
+    # at or above the surge window's negative share (a share must exceed it to alert)
+    code = main(["watch", "calibrate", str(_spec(tmp_path, trained_full)), "--input", str(stream), "--rate", "0",
+                 "--detectors", "zscore,fixed", "--output", str(tmp_path / "calibrated.json"), "--allow-unsigned"])
+    capsys.readouterr()
+    calibrated = json.loads((tmp_path / "calibrated.json").read_text(encoding="utf-8"))
+    assert code == 0 and sorted(calibrated["detectors"]) == ["fixed", "zscore"] and calibrated["texts"] == 168
+    fixed = calibrated["detectors"]["fixed"]
+    assert (fixed["alerts"], fixed["windows_judged"]) == (0, 14)
+    assert fixed["threshold"] == pytest.approx(math.ceil(surge / 12 / 0.005 - 1e-9) * 0.005)
+    assert calibrated["detectors"]["zscore"]["alerts"] == 0
+
     bad = main(["watch", "replay", str(_spec(tmp_path, trained_full, negative_label="Bearish")), "--input",
                 str(stream), "--output", str(tmp_path / "b.jsonl"), "--allow-unsigned"])
     err = capsys.readouterr().err
