@@ -46,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=20, help="timed runs per batch size (median reported)")
     p.add_argument("--force-bf16", action="store_true", help="build torch-bf16 even where the CPU lacks fast bf16")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--max-test", type=int, default=100,
-                   help="a generative run: test prompts each variant answers for ROUGE-L (default: 100)")
+    p.add_argument("--max-test", type=int, default=300,
+                   help="a generative run: test prompts each variant answers for ROUGE-L (default: 300)")
     p.add_argument("--max-new-tokens", type=int, default=64,
                    help="a generative run: longest scored answer, in tokens (default: 64)")
     p.add_argument("--timing-tokens", type=int, default=32,
