@@ -70,7 +70,11 @@ class GenContext:
 
     def calibration_ids(self, limit: int = 512) -> list[list[int]]:
         """Token ids of a seeded sample of ``calibration_size`` training examples, rendered as training
-        rendered them (prompt, answer, EOS), at most ``limit`` tokens each (the prompt cut on the left)."""
+        rendered them (prompt, answer, EOS), at most ``limit`` tokens each (the prompt cut on the left).
+        Empty where the run has no train split (a model folder compressed without its data): the
+        int8 variant is then built without smoothing and its record says why."""
+        if not self.run.split_path("train").exists():
+            return []
         examples = read_generation_split(self.run, "train")
         n = min(self.options.calibration_size, len(examples))
         pick = np.random.default_rng(self.options.seed).choice(len(examples), size=n, replace=False)

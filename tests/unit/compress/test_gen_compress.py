@@ -121,6 +121,17 @@ def test_full_run_skips_merged_with_the_reason(tmp_path: Path, base: Path) -> No
                                             "adapter (lora, adalora, ia3) has one to merge"}
 
 
+def test_a_run_without_its_train_split_gets_int8_unsmoothed_with_the_reason(tmp_path: Path, base: Path) -> None:
+    root = tmp_path / "run"
+    _with_test_split(root)
+    (root / "data" / "train.jsonl").unlink()  # a model folder compressed without the data it was trained on
+    full_run(root, base)
+    summary = compress(root, CompressOptions(only=("torch-int8-dynamic",), **FAST))
+    assert summary["built"] == ["torch-int8-dynamic"]
+    record = json.loads((root / "compressed" / "torch-int8-dynamic" / "variant.json").read_text(encoding="utf-8"))
+    assert record["build"]["quantization"]["smoothing"] == {"method": None, "reason": "no calibration texts"}
+
+
 @pytest.mark.parametrize(("only", "speed_by", "message"), [
     (("onnx-int8-static",), "batch_1", "Unknown compressor 'onnx-int8-static' in --only for a generative run. "
      f"Available: {', '.join(sorted(GENERATOR_COMPRESSORS))}."),
