@@ -10,7 +10,7 @@ and a retrieval baseline answering with the training response of the nearest tra
 fine-tuned answers ending on their own before ``max_new_tokens``.
 
     .venv/bin/python bench/sft_quality.py --quick   # 120 pairs, 2 steps: exercises the code path
-    .venv/bin/python bench/sft_quality.py           # the whole set, 1 epoch, 200 test prompts
+    .venv/bin/python bench/sft_quality.py           # the whole set, 2 epochs, 200 test prompts (~132 min)
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="120 pairs, 2 steps, 4 test prompts: exercise the code path")
     ap.add_argument("--out", type=Path, help="result JSON (default bench/results/sft_quality[-quick].json)")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=512, help="prompt + answer tokens (Bitext answers: p98 ~260)")
