@@ -20,7 +20,9 @@ all from the packaged SmolLM2-135M's weights:
 
 The run is one made here (``lmforge prepare --set task=generate``, support-answers, and ``lmforge
 train`` for one LoRA step at learning rate 1e-9: the base weights, which the peer loads from the
-catalog's folder), or ``--run RUN``: the peer then loads ``RUN/compressed/merged`` (or a full
+catalog's folder; then ``lmforge compress`` with its defaults, as a user serving it would, so that
+lmforge serves the variant compress selected: the fastest at batch 1 within 1 ROUGE-L point of
+fp32 on the test split; ``--no-compress`` or ``--quick``: fp32), or ``--run RUN``: the peer then loads ``RUN/compressed/merged`` (or a full
 ``RUN/model``) and llama.cpp quantizes an f32 conversion of it to Q4_1 and Q8_0.
 
 Load, per level of ``--streams`` (1, 4, 16): a warm-up (one short request per stream), then N
@@ -76,7 +78,7 @@ FULL = {"streams": [1, 4, 16], "duration": 60.0, "max_tokens": 128, "warmup_toke
 QUICK = {"streams": [1, 4], "duration": 8.0, "max_tokens": 16, "warmup_tokens": 4, "stop_prompts": 2,
          "max_examples": 200}
 METRICS = (("tokens_per_s", "tokens/s"), ("ttft_p99_ms", "TTFT p99 ms"), ("itl_p99_ms", "ITL p99 ms"))
-BASE_NOTE = " (the base weights: one LoRA step at learning rate 1e-9, merged at load)"
+BASE_NOTE = " (the base weights: one LoRA step at learning rate 1e-9)"
 
 
 # -- the HF peer (runs in a child process) ---------------------------------------------------------
@@ -393,14 +395,17 @@ def llama_server(py: Path, gguf: Path, name: str, threads: int | None) -> dict[s
 
 
 # -- the run, its weights and prompts --------------------------------------------------------------
-def make_run(workdir: Path, p: dict[str, Any]) -> Path:
-    """A generative run on the base weights: support-answers prepared, one LoRA step at learning rate 1e-9."""
+def make_run(workdir: Path, p: dict[str, Any], compress: bool) -> Path:
+    """A generative run on the base weights: support-answers prepared, one LoRA step at learning rate 1e-9,
+    then, with ``compress``, ``lmforge compress`` with its defaults (the variant it selects is served)."""
     run = workdir / "run"
     sets = ["task=generate", "train.max_steps=1", "train.learning_rate=0.000000001", "train.batch_size=4",
             "train.eval_batch_size=4",
             *([f"data.max_examples={p['max_examples']}"] if p["max_examples"] else [])]
     lmforge("prepare", *[a for s in sets for a in ("--set", s)], "--out", str(run))
     lmforge("train", str(run), "--no-progress")
+    if compress:
+        lmforge("compress", str(run))
     return run
 
 
@@ -509,6 +514,8 @@ def _args() -> argparse.Namespace:
                     "no llama.cpp unless --llama-venv is given")
     ap.add_argument("--run", type=Path, help="an existing generative run (default: made here, base weights)")
     ap.add_argument("--variant", help="variant lmforge serves (default: the run's selected one, else fp32)")
+    ap.add_argument("--no-compress", dest="compress", action="store_false",
+                    help="the run made here is not compressed, so lmforge serves it in fp32 (--quick: always)")
     ap.add_argument("--streams", type=lambda v: [int(x) for x in v.split(",")],
                     help="levels (default 1,4,16)")
     ap.add_argument("--duration", type=float, help="seconds of load per level (default 60; quick 8)")
@@ -562,11 +569,12 @@ def main() -> int:
     results: dict[str, Any] = {}
     notes: list[str] = []
     try:
-        run = make_run(workdir, p) if args.run is None else args.run.resolve()
+        run = make_run(workdir, p, args.compress and not args.quick) if args.run is None else args.run.resolve()
         weights, base = peer_weights(run, args.run is None)
         from lmforge.predict import read_selected
 
-        variant = args.variant or (read_selected(run) or {"variant": "fp32"})["variant"]
+        selected = read_selected(run)
+        variant = args.variant or (selected or {"variant": "fp32"})["variant"]
         prompts, count = load_prompts(run), token_counter(weights)
         contenders, llama = servers(args, p, run, weights, base, workdir, notes)
         for c in contenders:
@@ -579,10 +587,11 @@ def main() -> int:
         leave_workdir(workdir, args.keep)
     cores = len(os.sched_getaffinity(0))
     hf_threads = ((results.get("hf-generate") or {}).get("ready") or {}).get("torch_threads")
+    chosen = f" (selected by compress: {selected.get('reason')})" if selected and variant == selected["variant"] else ""
     notes = [
         f"Streams {p['streams']}, {p['duration']} s each after a warm-up; max_tokens {p['max_tokens']}, "
         "greedy, no ignore-EOS; tokens counted by the model's tokenizer on the streamed text; loopback only.",
-        f"lmforge serves {variant} of {run}{BASE_NOTE if base else ''}; the HF peer: fp32 from {weights}.",
+        f"lmforge serves {variant} of {run}{BASE_NOTE if base else ''}{chosen}; the HF peer: fp32 from {weights}.",
         f"Threads on {cores} cores: lmforge batching.threads "
         f"{args.threads or f'default ({cores}: every core, for a generative version)'}; "
         f"HF peer torch {hf_threads}; llama.cpp n_threads/n_threads_batch "
@@ -594,7 +603,8 @@ def main() -> int:
     ratios, targets, summary = assemble(results, p["streams"])
     write_result(args.out or default_out(NAME, args.quick), NAME, quick=args.quick, peer=PEER,
                  parameters={**p, "run": str(run), "weights": str(weights), "base_weights": base,
-                             "variant": variant, "max_batch": args.max_batch, "threads": args.threads,
+                             "variant": variant, "selected_by_compress": selected,
+                             "max_batch": args.max_batch, "threads": args.threads,
                              "llama": {**llama, "threads": args.llama_threads} if llama else None},
                  results=results, ratios=ratios, targets=targets, summary=summary, notes=notes)
     return 0

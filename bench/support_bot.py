@@ -25,8 +25,16 @@ there. Every method and the peer are calibrated to the same target.
 Latency: ``Bot.ask`` on one question at a time (p50/p99 over ``--latency-n`` test questions), with
 the compressed intent model when ``--compress`` (the default outside quick mode).
 
+Grounded answers, with ``--generator-run RUN`` (a generative run on Bitext questions): the Bitext
+bot again, its generator rewriting each retrieved answer, on up to ``--grounded-n`` held-out
+questions the generator did not train on (in neither its train nor its val split): ROUGE-L
+against the held-out answer with and without the rewrite, and the share of rewrites the grounding
+check replaced with the retrieved answer. Reported, no target.
+
     .venv/bin/python bench/support_bot.py --quick     # small subsets, few steps (~5 minutes)
-    .venv/bin/python bench/support_bot.py             # the full protocol
+    .venv/bin/python bench/support_bot.py             # the full protocol (~20 minutes)
+    .venv/bin/lmforge run --set task=generate --out runs/answers  # the packaged 594-pair subset
+    .venv/bin/python bench/support_bot.py --generator-run runs/answers
 """
 
 from __future__ import annotations
@@ -269,17 +277,18 @@ def bitext_worker(job: dict[str, Any]) -> dict[str, Any]:
 def _grounded(bot: Any, *, out_dir: Path, job: dict[str, Any]) -> dict[str, Any]:
     """The same bot with ``--generator-run`` rewriting its answers: ROUGE-L against the held-out answer,
     with and without the rewrite, and how many rewrites the grounding check replaced. Only held-out
-    questions in the generator run's own test split are asked (it was trained on the rest of Bitext)."""
+    questions the generator run did not train on are asked: none in its train or val split."""
     import json
 
     from lmforge.apps.support import evaluate_bot
     from lmforge.predict import load_generator
 
     run = Path(job["generator_run"])
-    unseen = {json.loads(line).get("prompt") for line in (run / "data" / "test.jsonl").open(encoding="utf-8")}
-    asked = [r for r in job["labeled"] if r["text"] in unseen][: job["grounded_n"]]
+    seen = {json.loads(line).get("prompt") for split in ("train", "val")
+            for line in (run / "data" / f"{split}.jsonl").open(encoding="utf-8")}
+    asked = [r for r in job["labeled"] if r["text"] not in seen][: job["grounded_n"]]
     if not asked:
-        return {"n": 0, "note": f"no held-out question is in {run}/data/test.jsonl"}
+        return {"n": 0, "note": f"every held-out question is in {run}/data/train.jsonl or val.jsonl"}
     (out_dir.parent / "grounded").mkdir(exist_ok=True)
     path = _labeled_file(out_dir.parent / "grounded", asked)
     plain = evaluate_bot(out_dir, path, bot=bot)
@@ -348,8 +357,8 @@ def main() -> int:
     ap.add_argument("--compress", action=argparse.BooleanOptionalAction, default=None,
                     help="compress the intent model before calibrating (default: on, off with --quick)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (path is printed)")
-    ap.add_argument("--generator-run", type=Path, help="a generative run on Bitext (e.g. the one `bench/sft_quality.py "
-                    "--keep` leaves) to measure grounded rewritten answers with")
+    ap.add_argument("--generator-run", type=Path, help="a generative run on Bitext (`lmforge run --set task=generate`, "
+                    "or the one `bench/sft_quality.py --keep` leaves) to measure grounded rewritten answers with")
     ap.add_argument("--grounded-n", type=int, default=200, help="held-out questions asked with the generator")
     ap.add_argument("--worker", choices=["banking", "bitext"], help=argparse.SUPPRESS)
     ap.add_argument("--job", help=argparse.SUPPRESS)
@@ -397,8 +406,8 @@ def main() -> int:
         "half's test questions only (out-of-scope topics with no example in bot.oos.path).",
     ]
     notes.append("Grounded answers: the Bitext bot with --generator-run rewriting its answers, on the held-out questions "
-                 "in that run's test split (ROUGE-L retrieved vs rewritten, and the share of rewrites the grounding "
-                 "check replaced)." if args.generator_run else
+                 "its generator did not train on (in neither its train nor its val split; ROUGE-L retrieved vs rewritten, "
+                 "and the share of rewrites the grounding check replaced)." if args.generator_run else
                  "Grounded answers are not measured in this run: give --generator-run (a generative run on Bitext).")
     if args.quick:
         notes.append("QUICK MODE: subsets and few steps; the numbers are meaningless, targets are not expected to be met.")
