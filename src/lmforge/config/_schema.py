@@ -186,8 +186,11 @@ class TrainConfig:
     599 s there (85.4 % test accuracy), too close to the limit."""
     max_steps: int | None = None
     """Stop after this many optimizer steps."""
-    batch_size: int = 32
-    """Training examples per step."""
+    batch_size: int = 0
+    """Training examples per step. Unset (0): 32 to classify; 8 for `task: generate`, where a
+    step's logits alone are rows x length x vocabulary floats (32 x 512 x 49,152 are 3.2 GB, with
+    the loss's copies and their gradients more than 20 GB: the packaged run was killed for memory
+    on a 24 GB machine; 8 peaks near 7 GB)."""
     eval_batch_size: int = 128
     """Examples per forward pass at evaluation. `task: generate` takes at most `batch_size` (a causal
     LM's logits are rows x length x vocabulary: 128 x 512 x 49,152 floats are 25 GB)."""
@@ -264,7 +267,9 @@ class TrainConfig:
             value = getattr(self, key)
             if value is not None and value < 1:
                 problems.append(f"train.{key} must be at least 1 (or null), got {value}.")
-        for key in ("batch_size", "eval_batch_size", "save_total_limit", "logging_steps"):
+        if self.batch_size < 0:
+            problems.append(f"train.batch_size must be at least 1 (or 0: the task's default), got {self.batch_size}.")
+        for key in ("eval_batch_size", "save_total_limit", "logging_steps"):
             if getattr(self, key) < 1:
                 problems.append(f"train.{key} must be at least 1, got {getattr(self, key)}.")
         if not 0.0 < self.learning_rate < 1.0:
@@ -332,7 +337,8 @@ class Spec:
         # reaches spec.yaml) until the task is known: with `task` unset it comes from the model.
         unset = {key for key, value in (("data.dataset", self.data.path or self.data.dataset),
                                         ("model.name", self.model.name), ("model.max_length", self.model.max_length),
-                                        ("train.method", self.train.method)) if not value}
+                                        ("train.method", self.train.method),
+                                        ("train.batch_size", self.train.batch_size)) if not value}
         vars(self)["_unset"] = frozenset(unset)
         self._fill_defaults()
 
@@ -349,6 +355,8 @@ class Spec:
             self.model.max_length = int(defaults["model.max_length"])
         if "train.method" in unset:
             self.train.method = str(defaults["train.method"])
+        if "train.batch_size" in unset:
+            self.train.batch_size = int(defaults["train.batch_size"])
         if self.task == "generate" and self.data.augment.enabled:
             raise ConfigError(
                 "data.augment.enabled is true but task is 'generate': augmentation (word swaps, "
@@ -356,8 +364,8 @@ class Spec:
             )
 
     def left_unset(self, key: str) -> bool:
-        """Whether the user left ``key`` (``data.dataset``, ``model.name``, ``model.max_length`` or
-        ``train.method``) to its default, so that a later stage may still choose it."""
+        """Whether the user left ``key`` (``data.dataset``, ``model.name``, ``model.max_length``,
+        ``train.method`` or ``train.batch_size``) to its default, so that a later stage may still choose it."""
         unset: frozenset[str] = vars(self)["_unset"]
         return key in unset
 
@@ -387,7 +395,9 @@ class Spec:
 
 _CLASSIFY_DEFAULTS: dict[str, str | int] = {
     "data.dataset": "airline-tweets", "model.name": "minilm-l6", "model.max_length": 128, "train.method": "full",
+    "train.batch_size": 32,
 }
 _GENERATE_DEFAULTS: dict[str, str | int] = {
     "data.dataset": "support-answers", "model.name": "smollm2-135m", "model.max_length": 512, "train.method": "lora",
+    "train.batch_size": 8,
 }

@@ -22,6 +22,7 @@ appends it.
 
 from __future__ import annotations
 
+import inspect
 import secrets
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,11 @@ from lmforge.predict._kvcache import growing_cache
 from lmforge.predict._protocol import Generation, PromptLike
 
 __all__ = ["TorchGenerator", "read_answer", "top_p_filter"]
+
+LOGIT_BUDGET = 2**27
+"""Most logits (rows x length x vocabulary) one scoring forward pass may hold: 512 MB as float32,
+about three times that at its peak (the logits, their log-softmax, the gathered picks). Scoring
+128 Bitext pairs in one pass held 128 x 600 x 49,152 floats, 15 GB, and its log-softmax as much."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,9 @@ class TorchGenerator:
         self.eos_token_id = int(tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(ids))
         pad = tokenizer.pad_token_id
         self._pad = int(pad) if pad is not None else self.eos_token_id
+        self.prefill_kwargs: dict[str, int] = last_logits_only(model)
+        """Extra arguments of a decoding forward pass: ``{"logits_to_keep": 1}`` where the model
+        takes it, so a prompt's prefill computes the last position's logits only."""
 
     def set_threads(self, threads: int, *, spinning: bool = True) -> None:
         """Use ``threads`` intra-op threads (process-wide in torch; ``spinning`` has no meaning here)."""
@@ -224,7 +233,7 @@ class TorchGenerator:
         with torch.inference_mode():
             for _ in range(settings.max_new_tokens):
                 out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                 past_key_values=cache, use_cache=True)
+                                 past_key_values=cache, use_cache=True, **self.prefill_kwargs)
                 cache = out.past_key_values
                 chosen = self._choose(out.logits[:, -1, :].float(), rows, settings)  # (B,)
                 for row, token in zip(rows, chosen, strict=True):
@@ -261,7 +270,9 @@ class TorchGenerator:
         """Per pair: the summed natural-log probability of the response's tokens and the
         end-of-sequence token after the rendered prompt, and how many tokens that is.
 
-        Perplexity over a test set is ``exp(-sum(logprob) / sum(count))``.
+        Perplexity over a test set is ``exp(-sum(logprob) / sum(count))``. Pairs are scored
+        ``batch_size`` (default: the generator's) to a forward pass, fewer where their logits would
+        pass :data:`LOGIT_BUDGET`.
 
         Raises:
             DataError: the lists differ in length, a response is not text, or a pair exceeds the context.
@@ -279,11 +290,16 @@ class TorchGenerator:
         out: list[tuple[float, int]] = [(0.0, 0)] * len(pairs)
         order = sorted(range(len(pairs)), key=lambda i: -sum(map(len, pairs[i])))
         step = batch_size or self.batch_size
+        vocab = int(getattr(self.model.config, "vocab_size", 0) or len(self.tokenizer))
+        start = 0
         with torch.inference_mode():
-            for start in range(0, len(order), step):
-                chunk = order[start : start + step]
+            while start < len(order):
+                width = sum(map(len, pairs[order[start]]))  # the longest left: ``order`` is longest first
+                rows = max(1, min(step, LOGIT_BUDGET // (width * vocab)))
+                chunk = order[start : start + rows]
                 for i, value in zip(chunk, self._score([pairs[i] for i in chunk]), strict=True):
                     out[i] = value
+                start += rows
         return out
 
     def _score(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, int]]:
@@ -303,3 +319,16 @@ class TorchGenerator:
             first = len(prompt) - 1  # the logit at the prompt's last token predicts the answer's first
             scores.append((float(picked[i, first : first + len(answer)].double().sum()), len(answer)))
         return scores
+
+
+def last_logits_only(model: Any) -> dict[str, int]:
+    """``{"logits_to_keep": 1}`` where ``model`` (or the base model of a peft wrapper) takes that
+    argument (transformers' causal LMs do), else ``{}``: decoding needs the last position's logits
+    only, and a prefill of T prompt tokens otherwise computes T x vocabulary of them (the LM head
+    is a fifth of SmolLM2-135M's weights)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        params = inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"logits_to_keep": 1} if "logits_to_keep" in params else {}

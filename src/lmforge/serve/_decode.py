@@ -104,6 +104,7 @@ class DecodeScheduler:
     def __init__(self, generator: Any, *, max_batch: int) -> None:
         self.generator = generator
         self.model = generator.model
+        self.prefill_kwargs = generator.prefill_kwargs  # the prompt's last logits only
         self.tokenizer = generator.tokenizer
         self.max_batch = max_batch
         eos = getattr(self.model.generation_config, "eos_token_id", None)
@@ -211,8 +212,8 @@ class DecodeScheduler:
         ids = torch.tensor([seq.prompt_ids], dtype=torch.long)
         cache = growing_cache(self.model.config)
         start = time.perf_counter()
-        out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids),
-                         position_ids=torch.arange(n).unsqueeze(0), past_key_values=cache, use_cache=True)
+        out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(n).unsqueeze(0),
+                         past_key_values=cache, use_cache=True, **self.prefill_kwargs)
         self._advance(seq, self._choose(torch, out.logits[0, -1, :].float(), seq))
         self._observe(1, time.perf_counter() - start)
         return out.past_key_values

@@ -40,8 +40,8 @@ def test_a_causal_lm_without_task_resolves_to_generate_with_its_defaults(
     out = capsys.readouterr().out
     resolved = yaml.safe_load(out.split("\n", 1)[1])
     assert resolved["task"] == "generate"
-    assert (resolved["data"]["dataset"], resolved["model"]["max_length"], resolved["train"]["method"]) == (
-        "support-answers", 512, "lora")
+    assert (resolved["data"]["dataset"], resolved["model"]["max_length"], resolved["train"]["method"],
+            resolved["train"]["batch_size"]) == ("support-answers", 512, "lora", 8)
 
 
 def test_an_encoder_without_task_resolves_to_classify(spec_file: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -49,15 +49,17 @@ def test_an_encoder_without_task_resolves_to_classify(spec_file: str, capsys: py
     resolved = yaml.safe_load(capsys.readouterr().out.split("\n", 1)[1])
     assert (resolved["task"], resolved["model"]["name"], resolved["data"]["dataset"]) == (
         "classify", "minilm-l6", "airline-tweets")
-    assert (resolved["model"]["max_length"], resolved["train"]["method"]) == (128, "full")
+    assert (resolved["model"]["max_length"], resolved["train"]["method"], resolved["train"]["batch_size"]) == (
+        128, "full", 32)
 
 
 def test_explicit_keys_win_over_the_task_defaults(tiny_lm: Path, spec_file: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", spec_file, "--set", f"model.name={tiny_lm}", "--set", "model.max_length=64",
-                 "--set", "train.method=full", "--print"]) == 0
+                 "--set", "train.method=full", "--set", "train.batch_size=32", "--print"]) == 0
     resolved = yaml.safe_load(capsys.readouterr().out.split("\n", 1)[1])
-    assert (resolved["task"], resolved["model"]["max_length"], resolved["train"]["method"]) == ("generate", 64, "full")
+    assert (resolved["task"], resolved["model"]["max_length"], resolved["train"]["method"],
+            resolved["train"]["batch_size"]) == ("generate", 64, "full", 32)
 
 
 def test_classify_pointed_at_a_causal_lm(tiny_lm: Path, spec_file: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -35,7 +35,7 @@ def test_overrides_parse_yaml_values_and_create_sections() -> None:
 def test_every_problem_is_reported_at_once_with_suggestions() -> None:
     raw = {
         "data": {"pathh": "x.csv", "val_fraction": "abc"},
-        "train": {"optimizer": "adamx", "epochs": -1, "batch_size": 0},
+        "train": {"optimizer": "adamx", "epochs": -1, "batch_size": -1},
         "modle": {},
     }
     with pytest.raises(ConfigError) as info:

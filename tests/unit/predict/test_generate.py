@@ -178,6 +178,54 @@ def test_loglikelihood_is_the_hand_computed_sum_with_eos(gen: TorchGenerator) ->
     assert perplexity > 1
 
 
+def test_loglikelihood_keeps_each_pass_within_the_logit_budget(gen: TorchGenerator,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import lmforge.predict._generate as generate_module
+
+    responses = ["yes", "please call us", "it is open", "no thanks", "reset your password", "hello"]
+    whole = gen.loglikelihood(PROMPTS, responses, batch_size=64)
+    vocab = gen.model.config.vocab_size
+    longest = max(len(gen.encode_prompt(p)) + len(_token_ids(gen, r)) + 1
+                  for p, r in zip(PROMPTS, responses, strict=True))
+    monkeypatch.setattr(generate_module, "LOGIT_BUDGET", 2 * longest * vocab)  # two rows of the longest
+    widths: list[tuple[int, int]] = []
+    forward = gen.model.forward
+
+    def spy(*args, **kwargs):
+        widths.append(tuple(kwargs["input_ids"].shape))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(gen.model, "forward", spy)
+    split = gen.loglikelihood(PROMPTS, responses, batch_size=64)
+    assert all(rows * width * vocab <= 2 * longest * vocab for rows, width in widths), widths
+    assert widths[0][0] == 2 and sum(rows for rows, _ in widths) == len(PROMPTS)
+    assert [n for _, n in split] == [n for _, n in whole]
+    assert [v for v, _ in split] == pytest.approx([v for v, _ in whole], abs=1e-4)
+
+
+def test_a_prompt_prefill_computes_the_last_positions_logits_only(gen: TorchGenerator,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    assert gen.prefill_kwargs == {"logits_to_keep": 1}
+    expected = gen.generate(PROMPTS[:3], max_new_tokens=5)
+    shapes: list[tuple[int, int]] = []  # (positions in, positions of logits out) per forward pass
+    forward = gen.model.forward
+
+    def spy(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        shapes.append((kwargs["input_ids"].shape[1], out.logits.shape[1]))
+        return out
+
+    monkeypatch.setattr(gen.model, "forward", spy)
+    again = gen.generate(PROMPTS[:3], max_new_tokens=5)
+    kept, shapes[:] = list(shapes), []
+    monkeypatch.setattr(gen, "prefill_kwargs", {})
+    every = gen.generate(PROMPTS[:3], max_new_tokens=5)
+    assert kept[0][0] > 1 and kept[0][1] == 1  # a prompt of several tokens, one position of logits
+    assert shapes[0] == (kept[0][0], kept[0][0])  # without the argument: a row of logits per position
+    assert [(a.text, a.finish_reason) for a in again] == [(a.text, a.finish_reason) for a in expected]
+    assert [(a.text, a.finish_reason) for a in every] == [(a.text, a.finish_reason) for a in expected]
+
+
 def test_bad_settings_and_inputs_are_named(gen: TorchGenerator) -> None:
     with pytest.raises(ConfigError, match=r"max_new_tokens must be an integer of at least 1, got 0; "
                                           r"temperature must be 0 \(greedy\) or more, got -1; top_p must be in"):
