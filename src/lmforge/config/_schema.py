@@ -190,7 +190,7 @@ class TrainConfig:
     """Training examples per step. Unset (0): 32 to classify; 8 for `task: generate`, where a
     step's logits alone are rows x length x vocabulary floats (32 x 512 x 49,152 are 3.2 GB, with
     the loss's copies and their gradients more than 20 GB: the packaged run was killed for memory
-    on a 24 GB machine; 8 peaks near 7 GB)."""
+    on a 24 GB machine; 8 peaked at 11 GB)."""
     eval_batch_size: int = 128
     """Examples per forward pass at evaluation. `task: generate` takes at most `batch_size` (a causal
     LM's logits are rows x length x vocabulary: 128 x 512 x 49,152 floats are 25 GB)."""
