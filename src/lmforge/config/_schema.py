@@ -187,10 +187,8 @@ class TrainConfig:
     max_steps: int | None = None
     """Stop after this many optimizer steps."""
     batch_size: int = 0
-    """Training examples per step. Unset (0): 32 to classify; 8 for `task: generate`, where a
-    step's logits alone are rows x length x vocabulary floats (32 x 512 x 49,152 are 3.2 GB, with
-    the loss's copies and their gradients more than 20 GB: the packaged run was killed for memory
-    on a 24 GB machine; 8 peaked at 11 GB)."""
+    """Training examples per step. Unset (0): 32 to classify; 8 for `task: generate` (a causal LM's
+    activations and logits grow with every row: 32 was killed for memory on 24 GB, 8 peaked at 11 GB)."""
     eval_batch_size: int = 128
     """Examples per forward pass at evaluation. `task: generate` takes at most `batch_size` (a causal
     LM's logits are rows x length x vocabulary: 128 x 512 x 49,152 floats are 25 GB)."""
@@ -267,10 +265,8 @@ class TrainConfig:
             value = getattr(self, key)
             if value is not None and value < 1:
                 problems.append(f"train.{key} must be at least 1 (or null), got {value}.")
-        if self.batch_size < 0:
-            problems.append(f"train.batch_size must be at least 1 (or 0: the task's default), got {self.batch_size}.")
-        for key in ("eval_batch_size", "save_total_limit", "logging_steps"):
-            if getattr(self, key) < 1:
+        for key in ("batch_size", "eval_batch_size", "save_total_limit", "logging_steps"):
+            if getattr(self, key) < (0 if key == "batch_size" else 1):  # batch_size 0: the task's default
                 problems.append(f"train.{key} must be at least 1, got {getattr(self, key)}.")
         if not 0.0 < self.learning_rate < 1.0:
             problems.append(f"train.learning_rate must be in (0, 1), got {self.learning_rate}.")
