@@ -342,17 +342,10 @@ class Spec:
         """Give every key left unset the default of ``self.task`` (unset: the classification job)."""
         defaults = _GENERATE_DEFAULTS if self.task == "generate" else _CLASSIFY_DEFAULTS
         unset: frozenset[str] = vars(self)["_unset"]
-        # The embedded default job: a packaged dataset needs no file on disk.
-        if "data.dataset" in unset:
-            self.data.dataset = str(defaults["data.dataset"])
-        if "model.name" in unset:
-            self.model.name = str(defaults["model.name"])
-        if "model.max_length" in unset:
-            self.model.max_length = int(defaults["model.max_length"])
-        if "train.method" in unset:
-            self.train.method = str(defaults["train.method"])
-        if "train.batch_size" in unset:
-            self.train.batch_size = int(defaults["train.batch_size"])
+        # The embedded default job (data.dataset: a packaged dataset needs no file on disk).
+        for key in unset:
+            section, name = key.split(".")
+            setattr(getattr(self, section), name, defaults[key])
         if self.task == "generate" and self.data.augment.enabled:
             raise ConfigError(
                 "data.augment.enabled is true but task is 'generate': augmentation (word swaps, "
