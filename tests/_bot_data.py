@@ -67,7 +67,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def bot_spec(root: Path, **bot: object) -> dict:
     """A spec dict for the tiny bot in ``root`` (which holds model/, intents.jsonl, faq.jsonl, oos.jsonl)."""
     section = {"faq": {"path": str(root / "faq.jsonl")}, "oos": {"path": str(root / "oos.jsonl"),
-               "method": "mahalanobis"}, "placeholders": {"Website": "shop.example"},
+               "method": "mahalanobis", "knn_k": 2}, "placeholders": {"Website": "shop.example"},
                "escalate": {"intents": ["human"], "after_failures": 2, "min_confidence": 0.0}}
     section.update(bot)
     return {"name": "tiny-bot", "data": {"path": str(root / "intents.jsonl"), "dedupe": False, "val_fraction": 0.25,

@@ -41,10 +41,12 @@ class OosConfig:
     method: Literal["max-prob", "energy", "mahalanobis", "knn", "auto"] = "auto"
     """The score: the top softmax probability, the energy (log-sum-exp of the logits), the Mahalanobis
     distance of the encoder's mean-pooled embedding to the nearest intent (class means, shared covariance,
-    fitted on the training split), `knn` (needs `path`: the cosine similarity to the nearest training
-    question minus that to the nearest example in `path`), or `auto`: the one with the highest out-of-scope
+    fitted on the training split), `knn` (needs `path`: the mean cosine similarity to the `knn_k` nearest
+    training questions minus that to the `knn_k` nearest examples in `path`), or `auto`: the one with the highest out-of-scope
     recall on `path` at the calibrated threshold (`knn` scored leaving each example out; `max-prob` when
     there is no `path`: nothing to choose on)."""
+    knn_k: int = 3
+    """How many nearest neighbours the `knn` score averages over, on each side."""
     target_in_scope_recall: float = 0.95
     """The threshold keeps this share of the in-scope validation questions in scope."""
     label: str = "oos"
@@ -54,6 +56,8 @@ class OosConfig:
         if self.method == "knn" and not self.path:
             raise ConfigError("bot.oos.method knn compares questions with out-of-scope examples: set bot.oos.path "
                               "to a file of them, or pick max-prob, energy, mahalanobis or auto.")
+        if self.knn_k < 1:
+            raise ConfigError(f"bot.oos.knn_k must be at least 1, got {self.knn_k}.")
         if not 0.5 <= self.target_in_scope_recall <= 1.0:
             raise ConfigError(
                 f"bot.oos.target_in_scope_recall must be in [0.5, 1], got {self.target_in_scope_recall}."

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tests._bot_data import INTENTS, OOS_TEXTS, intent_text, write_jsonl
 
-from lmforge.apps.support import BOT_MANIFEST, REPLY_KEYS, Bot, evaluate_bot, overlap
+from lmforge.apps.support import BOT_MANIFEST, REPLY_KEYS, Bot, Neighbours, evaluate_bot, overlap
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,7 @@ def test_manifest_records_the_calibration(tiny_bot: Path) -> None:
 def test_knn_flags_questions_like_the_out_of_scope_examples(tiny_bot: Path) -> None:
     bot = Bot.load(tiny_bot, method="knn")
     assert bot.method == "knn" and bot.threshold == bot.manifest["oos"]["methods"]["knn"]["threshold"]
+    assert isinstance(bot.detector, Neighbours) and bot.detector.k == 2  # the spec's bot.oos.knn_k, saved and loaded
     rng = random.Random(7)  # the calibration's out-of-scope examples reworded, and in-scope texts it never saw
     reworded = [f"please {t} now" for t in OOS_TEXTS[:6]]
     held_out = [intent_text(rng, intent) for intent in INTENTS for _ in range(10)]

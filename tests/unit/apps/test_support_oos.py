@@ -83,7 +83,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def test_knn_is_the_nearest_in_scope_similarity_minus_the_nearest_out_of_scope_one() -> None:
     rng = np.random.default_rng(2)
     train, oos = rng.normal(size=(40, 8)) + 3.0, rng.normal(size=(30, 8)) - 3.0
-    det = Neighbours().fit(train, oos)
+    det = Neighbours(k=1).fit(train, oos)
     probe = rng.normal(size=(5, 8))
     t, o = _unit(train).astype(np.float16).astype(np.float32), _unit(oos).astype(np.float16).astype(np.float32)
     expected = (_unit(probe) @ t.T).max(1) - (_unit(probe) @ o.T).max(1)
@@ -99,6 +99,39 @@ def test_knn_is_the_nearest_in_scope_similarity_minus_the_nearest_out_of_scope_o
     np.testing.assert_array_equal(again.score(probe), det.score(probe))
     scores = oos_scores(np.zeros((30, 2)), oos, {"knn": det}, leave_one_out=True)
     np.testing.assert_array_equal(scores["knn"], loo)
+
+
+def _top_mean(sims: np.ndarray, k: int) -> np.ndarray:
+    return -np.sort(-sims, axis=1)[:, :k].mean(axis=1)
+
+
+def test_knn_averages_the_k_nearest_on_each_side_and_keeps_k_when_saved() -> None:
+    rng = np.random.default_rng(5)
+    train, oos = rng.normal(size=(40, 8)) + 1.0, rng.normal(size=(30, 8)) - 1.0
+    det = Neighbours().fit(train, oos)
+    assert det.k == 3  # the default
+    probe = rng.normal(size=(6, 8))
+    t, o = _unit(train).astype(np.float16).astype(np.float32), _unit(oos).astype(np.float16).astype(np.float32)
+    expected = _top_mean(_unit(probe) @ t.T, 3) - _top_mean(_unit(probe) @ o.T, 3)
+    np.testing.assert_allclose(det.score(probe), expected, atol=1e-5)
+    assert not np.allclose(det.score(probe), Neighbours(k=1).fit(train, oos).score(probe), atol=1e-3)
+    sims = _unit(oos) @ o.T
+    np.fill_diagonal(sims, -np.inf)  # left out: the 3 nearest *other* examples
+    np.testing.assert_allclose(det.score(oos, leave_one_out=True), _top_mean(_unit(oos) @ t.T, 3) - _top_mean(sims, 3),
+                               atol=1e-5)
+    arrays = det.to_arrays()
+    np.testing.assert_array_equal(Neighbours.from_arrays(arrays).score(probe), det.score(probe))
+    # A bot saved before k existed scored with the single nearest neighbour, and still does.
+    old = Neighbours.from_arrays({k: v for k, v in arrays.items() if k != "knn_k"})
+    np.testing.assert_array_equal(old.score(probe), Neighbours(k=1).fit(train, oos).score(probe))
+    # Two out-of-scope examples, k 3: the one other example when left out, both otherwise.
+    pair = Neighbours().fit(train, oos[:2])
+    both = _top_mean(_unit(probe) @ o[:2].T, 2)
+    np.testing.assert_allclose(pair.score(probe), _top_mean(_unit(probe) @ t.T, 3) - both, atol=1e-5)
+    np.testing.assert_allclose(pair.score(oos[:2], leave_one_out=True),
+                               _top_mean(_unit(oos[:2]) @ t.T, 3) - (_unit(oos[:2]) @ o[1::-1].T).diagonal(), atol=1e-5)
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        Neighbours(k=0)
 
 
 def test_knn_needs_out_of_scope_examples_and_a_fit() -> None:

@@ -34,6 +34,7 @@ def test_defaults_and_every_key_round_trip() -> None:
     ({"placeholders": {"Website": ["a", "b"]}}, "bot.placeholders must map slot names to text"),
     ({"oos": {"method": "maxprob"}}, "Did you mean 'max-prob'"),
     ({"oos": {"target_in_scope_recall": 1.2}}, "bot.oos.target_in_scope_recall must be in [0.5, 1]"),
+    ({"oos": {"knn_k": 0}}, "bot.oos.knn_k must be at least 1, got 0."),
     ({"oos": {"method": "knn"}}, "bot.oos.method knn compares questions with out-of-scope examples: set bot.oos.path"),
     ({"faq": {"top_k": 0}}, "bot.faq.top_k must be at least 1"),
     ({"faq": {"embedding_weight": 2}}, "bot.faq.embedding_weight must be in [0, 1]"),

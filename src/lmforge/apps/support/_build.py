@@ -92,14 +92,15 @@ def _resolved(spec: Spec) -> dict[str, Any]:
     return bot
 
 
-def _fit_detectors(models: Models, run: RunDir, labels: list[str], oos_pooled: np.ndarray | None) -> dict[str, Any]:
+def _fit_detectors(models: Models, run: RunDir, labels: list[str], oos_pooled: np.ndarray | None,
+                   knn_k: int) -> dict[str, Any]:
     """The embedding detectors: Mahalanobis on the training split; knn too when there are OOS examples."""
     train = read_split(run, "train")
     index = {label: i for i, label in enumerate(labels)}
     pooled = models.embed_raw([r["text"] for r in train])
     detectors: dict[str, Any] = {"mahalanobis": Mahalanobis().fit(pooled, np.array([index[r["label"]] for r in train]))}
     if oos_pooled is not None and len(oos_pooled) >= 2:
-        detectors["knn"] = Neighbours().fit(pooled, oos_pooled)
+        detectors["knn"] = Neighbours(knn_k).fit(pooled, oos_pooled)
     return detectors
 
 
@@ -113,7 +114,7 @@ def calibrate_bot(spec: Spec, out: str | Path, *, faq: list[FaqEntry] | None = N
     labels = read_labels(run)
     models = load_models(run, variant=None, embeddings=True)
     oos_encoded = models.encode(oos, need_embeddings=True) if oos else None
-    detectors = _fit_detectors(models, run, labels, None if oos_encoded is None else oos_encoded[1])
+    detectors = _fit_detectors(models, run, labels, None if oos_encoded is None else oos_encoded[1], spec.bot.oos.knn_k)
     st.save_file({k: v for d in detectors.values() for k, v in d.to_arrays().items()}, str(out / OOS_WEIGHTS))
     val = read_split(run, "val")
     val_scores = oos_scores(*models.encode([r["text"] for r in val], need_embeddings=True), detectors)
