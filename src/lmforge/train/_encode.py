@@ -73,14 +73,8 @@ class SeededLengthSampler(Sampler[int]):
         # Batches in a random order: sorted, each mega-batch would run from the longest texts to the
         # shortest for 50 steps, and where length goes with the label (long complaints, short
         # thanks) the model would chase that drift (bottleneck adapters collapsed to one class).
-        # A short last batch stays last: the loader cuts the stream every batch_size indices, so one
-        # in the middle would shift every later batch off its length group.
-        tail = batches.pop() if batches and len(batches[-1]) < self.batch_size else None
         batches = [batches[b] for b in torch.randperm(len(batches), generator=gen).tolist()]
         # Put the longest batch first so an out-of-memory error shows at step one, not hours in.
-        if batches:
-            longest = max(range(len(batches)), key=lambda b: self.lengths[batches[b][0]])
-            batches[0], batches[longest] = batches[longest], batches[0]
-        if tail is not None:
-            batches.append(tail)
+        longest = max(range(len(batches)), key=lambda b: self.lengths[batches[b][0]])
+        batches[0], batches[longest] = batches[longest], batches[0]
         return iter([i for batch in batches for i in batch])
